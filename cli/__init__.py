@@ -1,0 +1,1 @@
+"""The didi-seq command line (typer)."""

@@ -1,0 +1,3 @@
+"""didi-seq: distil masked discrete diffusion teachers into few-step students."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,186 @@
+"""DiT backbone: a bidirectional transformer with rotary attention and adaLN conditioning.
+
+Parameter names follow MDLM's ``models/dit.py`` (``vocab_embed.embedding``,
+``sigma_map.mlp``, ``blocks.{i}.attn_qkv`` …) so published MDLM/SDTT checkpoints map
+onto this module with a small key table. Two additions the distiller needs:
+soft-token input (a probability tensor [B, L, V] becomes a weighted embedding, for
+RGAS gradients) and hidden-state output (for discriminator heads).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DiTConfig:
+    vocab_size: int
+    length: int = 256
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    cond_dim: int = 128
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    # MDLM's teachers are time-agnostic: σ is forced to 0, so adaLN sees a constant,
+    # learned vector. Time-agnostic teachers also allow the exact sampler cache.
+    time_conditioning: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown DiT config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class LayerNorm(nn.Module):
+    """Bias-free LayerNorm computed in fp32 (as MDLM does, for bf16 stability)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x.float(), (x.shape[-1],)) * self.weight
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim: int, base: float = 10_000.0):
+        super().__init__()
+        inv = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def forward(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = torch.arange(length, device=device, dtype=torch.float32)
+        freqs = torch.outer(pos, self.inv_freq)
+        return freqs.cos(), freqs.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (first half, second half) pairs; x is [B, heads, L, head_dim]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class TimestepEmbedder(nn.Module):
+    """Sinusoidal features of σ → 2-layer MLP → conditioning vector."""
+
+    def __init__(self, cond_dim: int, freq_dim: int = 256):
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=sigma.device) / half)
+        args = sigma.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        h = cfg.hidden
+        self.heads = cfg.heads
+        self.norm1 = LayerNorm(h)
+        self.attn_qkv = nn.Linear(h, 3 * h, bias=False)
+        self.attn_out = nn.Linear(h, h, bias=False)
+        self.norm2 = LayerNorm(h)
+        self.mlp = nn.Sequential(
+            nn.Linear(h, cfg.mlp_ratio * h), nn.GELU(approximate="tanh"), nn.Linear(cfg.mlp_ratio * h, h)
+        )
+        self.adaLN_modulation = nn.Linear(cfg.cond_dim, 6 * h)
+        self.dropout = nn.Dropout(cfg.dropout)
+        nn.init.zeros_(self.adaLN_modulation.weight)
+        nn.init.zeros_(self.adaLN_modulation.bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        b, n, h = x.shape
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
+        y = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.attn_qkv(y).view(b, n, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        a = F.scaled_dot_product_attention(q, k, v)
+        a = self.attn_out(a.transpose(1, 2).reshape(b, n, h))
+        x = x + gate1[:, None] * self.dropout(a)
+        y = self.mlp(modulate(self.norm2(x), shift2, scale2))
+        return x + gate2[:, None] * self.dropout(y)
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.norm_final = LayerNorm(cfg.hidden)
+        self.linear = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.adaLN_modulation = nn.Linear(cfg.cond_dim, 2 * cfg.hidden)
+        for p in (self.linear.weight, self.linear.bias, self.adaLN_modulation.weight, self.adaLN_modulation.bias):
+            nn.init.zeros_(p)
+
+    def features(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Normalised, modulated hidden state: the input of the vocabulary projection."""
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+        return modulate(self.norm_final(x), shift, scale)
+
+
+class DiT(nn.Module):
+    """(token ids [B, L] | probabilities [B, L, V], σ [B]) → logits [B, L, V]."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        if cfg.hidden % cfg.heads or (cfg.hidden // cfg.heads) % 2:
+            raise ValueError("hidden must split into heads of even size")
+        self.config = cfg
+        self.vocab_embed = nn.Module()
+        self.vocab_embed.embedding = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden))
+        nn.init.kaiming_uniform_(self.vocab_embed.embedding, a=math.sqrt(5))
+        self.sigma_map = TimestepEmbedder(cfg.cond_dim)
+        self.rotary_emb = Rotary(cfg.hidden // cfg.heads)
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.layers))
+        self.output_layer = FinalLayer(cfg)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point():  # soft tokens: a distribution over the vocabulary
+            return x.to(self.vocab_embed.embedding.dtype) @ self.vocab_embed.embedding
+        return self.vocab_embed.embedding[x]
+
+    def cond(self, sigma: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        if sigma is None or not self.config.time_conditioning:
+            sigma = torch.zeros(batch, device=device)
+        return F.silu(self.sigma_map(sigma))
+
+    def hidden_states(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk output [B, L, H] and the conditioning vector c [B, cond_dim]."""
+        h = self.embed(x)
+        c = self.cond(sigma, h.shape[0], h.device)
+        rope = self.rotary_emb(h.shape[1], h.device)
+        for block in self.blocks:
+            h = block(h, c, rope)
+        return h, c
+
+    def head(self, h: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Vocabulary logits, everywhere or only at ``positions`` (bool [B, L]) — the
+        output projection dominates the cost, so training evaluates it where the loss is."""
+        f = self.output_layer.features(h, c)
+        if positions is not None:
+            f = f[positions]
+        return self.output_layer.linear(f)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        h, c = self.hidden_states(x, sigma)
+        return self.head(h, c)

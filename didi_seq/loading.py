@@ -1,0 +1,66 @@
+"""Turn a user's SRC (``teacher``, ``student``, a path, a hub id) into a TeacherAdapter.
+
+Every format plugin is tried through its ``detect``; the domain and vocabulary are
+checked here once so no command can sample a protein teacher with a text tokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import CheckpointError, DidiError
+
+EMBEDDED = ("teacher", "student")
+
+
+def resolve_source(src: str | None, domain, default: str = "teacher") -> Path:
+    src = src or default
+    if src in EMBEDDED:
+        path = domain.embedded_teacher if src == "teacher" else domain.embedded_student
+        if path is None or not Path(path).exists():
+            raise DidiError(f"domain {domain.name!r} ships no embedded {src}; pass a checkpoint path instead")
+        return Path(path)
+    p = Path(src)
+    if p.exists():
+        return p
+    if src.count("/") == 1 and not src.startswith((".", "/")):
+        return _from_hub_cache(src)
+    raise CheckpointError(f"checkpoint {src} not found (expected a directory, a file, a hub id, or 'teacher'/'student')")
+
+
+def _from_hub_cache(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - hub raises many types; all mean "not cached"
+        raise DidiError(
+            f"{repo_id} is not a local path and is not in the local Hugging Face cache; "
+            f"run `huggingface-cli download {repo_id}` where there is network, then retry"
+        ) from None
+
+
+def load_teacher(src: str | None, domain, default: str = "teacher", **options):
+    """Returns (adapter, tokenizer) for ``domain``."""
+    from .plugins import teacher_formats
+
+    path = resolve_source(src, domain, default)
+    formats = teacher_formats()
+    for fmt in formats:
+        if fmt.detect(path):
+            adapter = fmt.load(path, domain=domain, **options)
+            break
+    else:
+        names = ", ".join(f.name for f in formats)
+        raise CheckpointError(f"{path}: not a checkpoint any teacher format recognises (known formats: {names})")
+    trained_for = adapter.provenance.get("domain")
+    if trained_for not in (None, domain.name):
+        raise CheckpointError(f"{path} is a {trained_for!r} checkpoint, not {domain.name!r}; pass --domain {trained_for}")
+    tok_file = adapter.provenance.get("tokenizer_file")
+    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else None)
+    if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
+        raise CheckpointError(
+            f"{path}: vocabulary mismatch, checkpoint has vocab {adapter.spec.vocab_size} / mask id "
+            f"{adapter.spec.mask_id} but the {domain.name} tokenizer has {tokenizer.vocab_size} / {tokenizer.mask_id}"
+        )
+    return adapter, tokenizer

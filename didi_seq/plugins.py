@@ -1,0 +1,64 @@
+"""The plugin manager: built-in and third-party plugins are found the same way.
+
+Built-in domains (text, protein) are entry points of the ``didi_seq`` group exactly
+like a third-party package's; only the core's own native checkpoint format is
+registered directly, because the core cannot depend on a plugin.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pluggy
+
+from . import hookspecs
+from .errors import DidiError
+
+ENTRY_POINT_GROUP = "didi_seq"
+
+
+@functools.cache
+def get_plugin_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("didi_seq")
+    pm.add_hookspecs(hookspecs)
+    from . import builtin_formats
+
+    pm.register(builtin_formats, name="didi_seq.builtin_formats")
+    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    return pm
+
+
+def _collect(hook_name: str) -> list:
+    items: list = []
+    getattr(get_plugin_manager().hook, hook_name)(register=items.append)
+    return items
+
+
+def domains() -> dict:
+    found = {}
+    for d in _collect("register_domains"):
+        found.setdefault(d.name, d)
+    return found
+
+
+def get_domain(name: str):
+    known = domains()
+    if name not in known:
+        listed = ", ".join(sorted(known)) or "none (is didi-seq installed with its plugins?)"
+        raise DidiError(f"unknown domain {name!r}; known domains: {listed}")
+    return known[name]
+
+
+def teacher_formats() -> list:
+    return _collect("register_teacher_formats")
+
+
+def scorers() -> list:
+    return _collect("register_scorers")
+
+
+def plugin_names() -> list[tuple[str, str]]:
+    """(plugin name, distribution) for every loaded plugin."""
+    pm = get_plugin_manager()
+    dists = {id(p): f"{d.project_name} {d.version}" for p, d in pm.list_plugin_distinfo()}
+    return [(pm.get_name(p) or "?", dists.get(id(p), "didi-seq core")) for p in pm.get_plugins()]

@@ -1,0 +1,112 @@
+"""The TeacherAdapter interface and the native DiT teacher.
+
+The distiller and the samplers only ever talk to a ``TeacherAdapter``: whatever the
+checkpoint format (native, MDLM, DPLM …), the adapter exposes the same spec, fp32
+logits, SUBS log-probs and hidden features. Formats plug in through the
+``register_teacher_formats`` hook and return an adapter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .backbone import DiT, DiTConfig
+from .checkpoint import Checkpoint, load_state_strict
+from .errors import CheckpointError
+from .process import LogLinearSchedule, schedule_from_dict, subs_log_probs
+
+
+@dataclass
+class TeacherSpec:
+    vocab_size: int
+    mask_id: int
+    max_length: int
+    never_emit: list[int] = field(default_factory=list)  # ids SUBS gives zero mass (mask aside)
+    time_conditioned: bool = False
+    time: str = "continuous"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TeacherAdapter(ABC):
+    """What any masked teacher must offer the samplers and the distiller."""
+
+    spec: TeacherSpec
+    schedule: LogLinearSchedule
+    provenance: dict
+
+    @abstractmethod
+    def logits(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """fp32 logits [B, L, V]; x_t are ids [B, L] or soft tokens [B, L, V]."""
+
+    @abstractmethod
+    def hidden(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Trunk features [B, L, H] (for discriminator heads)."""
+
+    @abstractmethod
+    def student_copy(self) -> torch.nn.Module:
+        """A trainable deep copy of the (already loaded) network."""
+
+    def log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """SUBS-parameterised log p(x0 | x_t), fp32 [B, L, V]."""
+        never = torch.tensor(self.spec.never_emit, dtype=torch.long)
+        return subs_log_probs(self.logits(x_t, t), x_t, self.spec.mask_id, never)
+
+
+class NativeTeacher(TeacherAdapter):
+    """A didi-seq DiT checkpoint. bf16 autocast for the trunk on CPU, fp32 logits out."""
+
+    def __init__(self, model: DiT, spec: TeacherSpec, schedule: LogLinearSchedule,
+                 provenance: dict | None = None, bf16: bool = True):
+        self.model = model.eval()
+        self.spec = spec
+        self.schedule = schedule
+        self.provenance = provenance or {}
+        self.bf16 = bf16
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def _sigma(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else self.schedule.sigma(t)
+
+    @torch.no_grad()
+    def logits(self, x_t, t=None):
+        with self._autocast():
+            return self.model(x_t, self._sigma(t)).float()
+
+    @torch.no_grad()
+    def hidden(self, x_t, t=None):
+        with self._autocast():
+            return self.model.hidden_states(x_t, self._sigma(t))[0].float()
+
+    def student_copy(self) -> torch.nn.Module:
+        student = copy.deepcopy(self.model)
+        student.train()
+        for p in student.parameters():
+            p.requires_grad_(True)
+        return student
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> "NativeTeacher":
+        try:
+            cfg = DiTConfig.from_dict(ckpt.config["model"])
+            spec = TeacherSpec(**ckpt.config["spec"])
+            schedule = schedule_from_dict(ckpt.config.get("schedule", {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
+        if cfg.vocab_size != spec.vocab_size:
+            raise CheckpointError(f"{ckpt.path}: model vocab {cfg.vocab_size} != spec vocab {spec.vocab_size}")
+        model = DiT(cfg)
+        load_state_strict(model, ckpt.state, str(ckpt.path))
+        prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain")}
+        if ckpt.tokenizer_file is not None:
+            prov["tokenizer_file"] = str(ckpt.tokenizer_file)
+        return cls(model, spec, schedule, prov, bf16=bf16)
+

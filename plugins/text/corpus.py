@@ -1,0 +1,73 @@
+"""Text corpora: the embedded Python-docs corpus, local files, or a ``datasets`` name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from didi_seq.errors import DidiError
+
+EMBEDDED_CORPUS = Path(__file__).resolve().parent / "assets" / "corpus"
+LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+VALIDATION_FRACTION = 0.05
+
+
+def _builder(path: Path) -> str:
+    suffixes = [s for s in path.suffixes if s not in (".gz", ".xz", ".bz2", ".zst")]
+    kind = LOCAL_BUILDERS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise DidiError(f"corpus file {path} has an unknown type; use .txt, .json, .jsonl or .parquet")
+    return kind
+
+
+def _local_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DidiError(f"corpus directory {path} holds no files")
+        return files
+    return [path]
+
+
+def load_text_corpus(src: str | None) -> dict:
+    """{"train", "validation"} Datasets with a "text" column and the validation hash."""
+    import datasets
+
+    from didi_seq.data import text_hash
+
+    datasets.disable_progress_bars()
+    if src is None:
+        manifest = json.loads((EMBEDDED_CORPUS / "manifest.json").read_text())
+        files = {k: str(EMBEDDED_CORPUS / v["file"]) for k, v in manifest["splits"].items()}
+        ds = datasets.load_dataset("json", data_files=files)
+        train, val = ds["train"], ds["validation"]
+        name = "embedded:python3.11-doc"
+    else:
+        path = Path(src)
+        if path.exists():
+            files = _local_files(path)
+            kinds = {_builder(f) for f in files}
+            if len(kinds) > 1:
+                raise DidiError(f"corpus {src} mixes file types {sorted(kinds)}; use one type")
+            kind = kinds.pop()
+            try:
+                ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+            except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
+                raise DidiError(f"cannot read corpus {src}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        else:
+            try:
+                ds = datasets.load_dataset(src, split="train")
+            except Exception as e:  # noqa: BLE001
+                raise DidiError(f"corpus {src} is neither a local path nor a loadable datasets name ({type(e).__name__})") from None
+        if "text" not in ds.column_names:
+            raise DidiError(f"corpus {src} has no 'text' column (columns: {ds.column_names})")
+        ds = ds.filter(lambda r: bool(r["text"] and r["text"].strip()))
+        if len(ds) == 0:
+            raise DidiError(f"corpus {src} is empty: no non-blank documents")
+        n_val = max(1, int(len(ds) * VALIDATION_FRACTION)) if len(ds) > 1 else 0
+        # Last documents are validation (MDLM's OWT convention), so appending data never moves them.
+        train = ds.select(range(len(ds) - n_val))
+        val = ds.select(range(len(ds) - n_val, len(ds))) if n_val else ds.select([])
+        name = str(src)
+    return {"train": train, "validation": val, "name": name,
+            "validation_sha256": text_hash(val) if len(val) else None}
