@@ -1,0 +1,120 @@
+"""Ancestral sampling for masked diffusion, with exact fp64 draws and a per-sequence cache.
+
+One step from t to s < t: every masked position is revealed with probability
+(α_s − α_t) / (1 − α_t) and, if revealed, takes a token drawn from p(x0 | x_t).
+This is exactly MDLM's ancestral update (the categorical over {tokens ∝ p(x0)(α_s−α_t),
+mask ∝ 1−α_s}) but only draws tokens where something is revealed, which keeps the
+sampler cheap next to the network (research/env.md, appendix).
+
+Why float64: Gumbel-max or inverse-CDF draws in fp32 lower the effective temperature
+and flatter perplexity (Zheng et al. 2024); all uniforms and CDFs here are fp64.
+
+The cache: for a time-agnostic teacher p(x0 | x_t) depends on x_t only, so a row in
+which no token changed since its last evaluation reuses its cached log-probs; only the
+rows that changed are sent through the network. Samples are identical with or without
+the cache (same random draws), only the number of network calls differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .errors import DidiError
+from .process import prior
+
+
+@dataclass
+class SamplerConfig:
+    nfe: int
+    final: str = "ancestral"  # "greedy": arg-max for tokens revealed at the last step
+    cache: bool = True
+    length: int | None = None  # default: the teacher's max length
+
+    def validate(self) -> None:
+        if self.nfe <= 0:
+            raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
+        if self.final not in ("ancestral", "greedy"):
+            raise DidiError(f"final step must be 'ancestral' or 'greedy', got {self.final!r}")
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # [N, L]
+    network_calls: int  # batched forward invocations
+    rows_evaluated: int  # sequences pushed through the network, summed over calls
+    nfe: int
+    wall_clock_s: float
+
+
+def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of ``log_probs`` [N, V] by inverse CDF in float64."""
+    p = log_probs.double().exp()
+    cdf = p.cumsum(-1)
+    u = torch.rand(p.shape[0], 1, dtype=torch.float64, generator=generator) * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    return idx.clamp_max(p.shape[-1] - 1)
+
+
+def time_grid(nfe: int) -> torch.Tensor:
+    """t_0 = 1 > … > t_nfe = 0; the last step reaches α = 1 and reveals every mask."""
+    return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
+
+
+@torch.no_grad()
+def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Generator,
+                     x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> SampleResult:
+    cfg.validate()
+    spec, schedule = teacher.spec, teacher.schedule
+    length = cfg.length or spec.max_length
+    x = prior((num, length), spec.mask_id) if x_init is None else x_init.clone()
+    use_cache = cfg.cache and not spec.time_conditioned
+    cached: torch.Tensor | None = None
+    stale = torch.ones(num, dtype=torch.bool)
+    calls = rows = 0
+    grid = time_grid(cfg.nfe)
+    start = time.perf_counter()
+    for k in range(cfg.nfe):
+        t, s = grid[k], grid[k + 1]
+        masked = x == spec.mask_id
+        if not masked.any():
+            if on_step:
+                on_step()
+            continue
+        need = stale if use_cache else masked.any(-1)
+        if need.any():
+            tt = torch.full((int(need.sum()),), float(t))
+            lp = teacher.log_probs(x[need], tt)
+            if cached is None:
+                cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
+            cached[need] = lp
+            calls += 1
+            rows += int(need.sum())
+        a_t, a_s = schedule.alpha(t), schedule.alpha(s)
+        p_reveal = float((a_s - a_t) / (1 - a_t))
+        u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
+        reveal = masked & (u < p_reveal)
+        stale = reveal.any(-1)
+        if reveal.any():
+            lp = cached[reveal]
+            last = k == cfg.nfe - 1
+            tokens = lp.argmax(-1) if (last and cfg.final == "greedy") else draw_categorical(lp, generator)
+            x[reveal] = tokens
+        if on_step:
+            on_step()
+    return SampleResult(x, calls, rows, cfg.nfe, time.perf_counter() - start)
+
+
+def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size: int = 32,
+                   on_step: Callable[[], None] | None = None) -> SampleResult:
+    """``num`` samples in batches from one seeded generator; counts are summed over batches."""
+    gen = torch.Generator().manual_seed(seed)
+    parts, calls, rows, wall = [], 0, 0, 0.0
+    for start in range(0, num, batch_size):
+        r = ancestral_sample(teacher, min(batch_size, num - start), cfg, gen, on_step=on_step)
+        parts.append(r.tokens)
+        calls, rows, wall = calls + r.network_calls, rows + r.rows_evaluated, wall + r.wall_clock_s
+    return SampleResult(torch.cat(parts), calls, rows, cfg.nfe, wall)

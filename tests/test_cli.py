@@ -1,0 +1,88 @@
+"""The CLI contract (DESIGN.md §3) and its bad-input behaviour."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from didi_seq.plugins import get_domain
+from didi_seq_cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], terminal_width=200)
+
+
+def one_error_line(result, fragment):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def test_sample_writes_contract_records(tiny_ckpt, tmp_path):
+    out = tmp_path / "s.jsonl"
+    r = invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 4, "--num-samples", 5,
+               "--seed", 7, "--output", out)
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 5
+    for rec in recs:
+        assert isinstance(rec["text"], str) and rec["nfe"] == 4 and rec["seed"] == 7
+        assert rec["checkpoint"].startswith("tiny-test@")
+
+
+@pytest.mark.skipif(not Path(get_domain("text").embedded_teacher).exists(), reason="embedded teacher not built")
+def test_sample_embedded_teacher(tmp_path):
+    out = tmp_path / "s.jsonl"
+    r = invoke("sample", "--domain", "text", "--checkpoint", "teacher", "--nfe", 8, "--num-samples", 3,
+               "--output", out)
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(recs) == 3 and all(len(rec["text"]) > 100 for rec in recs)
+    assert all(rec["checkpoint"].startswith("text-teacher@") for rec in recs)
+
+
+def test_unknown_domain_lists_known():
+    one_error_line(invoke("sample", "--domain", "klingon", "--nfe", 4), "known domains: text")
+
+
+@pytest.mark.parametrize("nfe", [0, -3])
+def test_non_positive_nfe(nfe):
+    one_error_line(invoke("sample", "--domain", "text", "--nfe", nfe), "--nfe must be a positive integer")
+
+
+def test_missing_checkpoint(tmp_path):
+    one_error_line(invoke("sample", "--domain", "text", "--nfe", 2, "--checkpoint", tmp_path / "nope"), "not found")
+
+
+def test_corrupt_checkpoint_leaves_output_untouched(tiny_ckpt, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_ckpt, bad)
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    out = tmp_path / "keep.jsonl"
+    out.write_text("precious\n")
+    r = invoke("sample", "--domain", "text", "--nfe", 2, "--checkpoint", bad, "--output", out)
+    one_error_line(r, "truncated or not a safetensors file")
+    assert out.read_text() == "precious\n"
+
+
+def test_output_in_missing_directory(tiny_ckpt, tmp_path):
+    r = invoke("sample", "--domain", "text", "--nfe", 2, "--checkpoint", tiny_ckpt, "--output",
+               tmp_path / "no" / "s.jsonl")
+    one_error_line(r, "does not exist")
+
+
+def test_distill_and_evaluate_say_not_available(tmp_path):
+    one_error_line(invoke("distill", "--domain", "text"), "not available yet")
+    one_error_line(invoke("evaluate", "--domain", "text", "--samples", tmp_path / "x.jsonl"), "not available yet")
+
+
+def test_plugins_lists_text():
+    r = invoke("plugins")
+    assert r.exit_code == 0 and "text" in r.output and "native" in r.output
