@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -44,7 +43,7 @@ def user_errors(fn):
     return wrapper
 
 
-def positive(name: str, value: Optional[int]) -> None:
+def positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise DidiError(f"--{name} must be a positive integer, got {value}")
 
@@ -81,16 +80,16 @@ def plugins() -> None:
 @user_errors
 def pretrain(
     domain: str = typer.Option(..., help="Domain name (see `didi-seq plugins`)."),
-    corpus: Optional[str] = typer.Option(None, help="Corpus: local file/dir or datasets name; default: embedded."),
+    corpus: str | None = typer.Option(None, help="Corpus: local file/dir or datasets name; default: embedded."),
     out: Path = typer.Option(Path("runs/pretrain"), help="Run directory (checkpoints, metrics.jsonl)."),
-    steps: Optional[int] = typer.Option(None, help="Optimiser steps (default from the preset)."),
+    steps: int | None = typer.Option(None, help="Optimiser steps (default from the preset)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    preset: Optional[str] = typer.Option(None, help="Model/optimiser preset: tiny | small (default: the domain's)."),
-    batch_size: Optional[int] = typer.Option(None, help="Sequences per step."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    length: Optional[int] = typer.Option(None, help="Sequence length."),
-    ckpt_every: Optional[int] = typer.Option(None, help="Steps between checkpoints."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: all cores)."),
+    preset: str | None = typer.Option(None, help="Model/optimiser preset: tiny | small (default: the domain's)."),
+    batch_size: int | None = typer.Option(None, help="Sequences per step."),
+    lr: float | None = typer.Option(None, help="Peak learning rate."),
+    length: int | None = typer.Option(None, help="Sequence length."),
+    ckpt_every: int | None = typer.Option(None, help="Steps between checkpoints."),
+    threads: int | None = typer.Option(None, help="torch CPU threads (default: all cores)."),
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk."),
 ) -> None:
@@ -99,9 +98,17 @@ def pretrain(
                     ("threads", threads)):
         positive(name, v)
     dom = domain_or_fail(domain)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from didi_seq.pretrain import PretrainConfig, pretrain as run
+    from didi_seq.pretrain import PretrainConfig
+    from didi_seq.pretrain import pretrain as run
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
@@ -125,17 +132,17 @@ def pretrain(
 def sample(
     domain: str = typer.Option(..., help="Domain name."),
     nfe: int = typer.Option(..., help="Number of denoising steps (network function evaluations)."),
-    checkpoint: Optional[str] = typer.Option(
+    checkpoint: str | None = typer.Option(
         None, help="'teacher', 'student', a checkpoint path or a hub id (default: the embedded student, "
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
     sampler: str = typer.Option("ancestral", help="ancestral (rgas and native come with later releases)."),
-    output: Optional[Path] = typer.Option(None, help="JSONL file to write (default: print samples)."),
+    output: Path | None = typer.Option(None, help="JSONL file to write (default: print samples)."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
     final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Disable the exact p(x0) cache."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads."),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Generate samples with the ancestral sampler (fp64 categorical draws)."""
     for name, v in (("nfe", nfe), ("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
@@ -159,8 +166,8 @@ def sample(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from didi_seq.loading import load_teacher
-    from didi_seq.sampling import SamplerConfig, sample_batches
     from didi_seq.sample_io import write_jsonl
+    from didi_seq.sampling import SamplerConfig, sample_batches
 
     if threads:
         torch.set_num_threads(threads)
@@ -190,9 +197,9 @@ def sample(
 @user_errors
 def distill(
     domain: str = typer.Option(..., help="Domain name."),
-    teacher: Optional[str] = typer.Option(None, help="Teacher SRC."),
-    out: Optional[Path] = typer.Option(None, help="Run directory."),
-    steps: Optional[int] = typer.Option(None, help="Distillation steps."),
+    teacher: str | None = typer.Option(None, help="Teacher SRC."),
+    out: Path | None = typer.Option(None, help="Run directory."),
+    steps: int | None = typer.Option(None, help="Distillation steps."),
     resume: bool = typer.Option(False, "--resume"),
 ) -> None:
     """DiDi-Instruct distillation (not available in this release)."""
@@ -205,8 +212,8 @@ def distill(
 def evaluate(
     domain: str = typer.Option(..., help="Domain name."),
     samples: Path = typer.Option(..., help="JSONL samples file."),
-    judge: Optional[str] = typer.Option(None, help="Judge model."),
-    output: Optional[Path] = typer.Option(None, help="Result JSON file."),
+    judge: str | None = typer.Option(None, help="Judge model."),
+    output: Path | None = typer.Option(None, help="Result JSON file."),
 ) -> None:
     """Generative perplexity and entropy of samples (not available in this release)."""
     raise DidiError("`didi-seq evaluate` is not available yet in this release of didi-seq (the evaluation "

@@ -35,7 +35,7 @@ class DiTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DiTConfig":
+    def from_dict(cls, d: dict) -> DiTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -166,7 +166,8 @@ def read_config(path: Path) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE} is unreadable or not JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path / CONFIG_FILE} is not a didi-seq config (format={config.get('format') if isinstance(config, dict) else None!r})")
+        found = config.get("format") if isinstance(config, dict) else None
+        raise CheckpointError(f"{path / CONFIG_FILE} is not a didi-seq config (format={found!r})")
     return config
 
 

@@ -61,7 +61,7 @@ class PretrainConfig:
     threads: int | None = None
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "PretrainConfig":
+    def from_preset(cls, name: str, **overrides) -> PretrainConfig:
         if name not in PRESETS:
             raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
         base = json.loads(json.dumps(PRESETS[name]))

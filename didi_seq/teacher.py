@@ -94,7 +94,7 @@ class NativeTeacher(TeacherAdapter):
         return student
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> "NativeTeacher":
+    def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> NativeTeacher:
         try:
             cfg = DiTConfig.from_dict(ckpt.config["model"])
             spec = TeacherSpec(**ckpt.config["spec"])

@@ -1,13 +1,12 @@
 import pytest
 import torch
+from conftest import build_tiny_checkpoint
 
 from didi_seq.backbone import DiT, DiTConfig
 from didi_seq.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from didi_seq.errors import CheckpointError
 from didi_seq.loading import load_teacher
 from didi_seq.plugins import get_domain
-
-from conftest import build_tiny_checkpoint
 
 
 def test_round_trip_is_exact(tiny_ckpt):

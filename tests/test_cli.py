@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+from didi_seq_cli.main import app
 from typer.testing import CliRunner
 
 from didi_seq.plugins import get_domain
-from didi_seq_cli.main import app
 
 runner = CliRunner()
 

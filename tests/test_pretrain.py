@@ -1,13 +1,13 @@
 """Pretraining end to end on a tiny model: checkpoints, exact resume, bad corpora."""
 
 import json
+from pydoc_data.topics import topics
 
 import torch
-from pydoc_data.topics import topics
+from didi_seq_cli.main import app
 from typer.testing import CliRunner
 
 from didi_seq.checkpoint import load_checkpoint
-from didi_seq_cli.main import app
 
 runner = CliRunner()
 

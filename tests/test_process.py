@@ -2,8 +2,15 @@ import math
 
 import torch
 
-from didi_seq.process import (LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, prior,
-                              stratified_times, subs_log_probs)
+from didi_seq.process import (
+    LogLinearSchedule,
+    corrupt,
+    masked_token_nll,
+    nelbo_terms,
+    prior,
+    stratified_times,
+    subs_log_probs,
+)
 
 S = LogLinearSchedule()
 

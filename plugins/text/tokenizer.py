@@ -27,7 +27,7 @@ class TextTokenizer:
         self.never_emit: list[int] = []
 
     @classmethod
-    def from_file(cls, path: Path | None = None) -> "TextTokenizer":
+    def from_file(cls, path: Path | None = None) -> TextTokenizer:
         from tokenizers import Tokenizer
 
         path = Path(path) if path else EMBEDDED_TOKENIZER
