@@ -87,10 +87,13 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
         need = stale if use_cache else masked.any(-1)
         if need.any():
             tt = torch.full((int(need.sum()),), float(t))
-            lp = teacher.log_probs(x[need], tt)
-            if cached is None:
-                cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
-            cached[need] = lp
+            if bool(need.all()):  # every row is evaluated: keep the result, no copy
+                cached = teacher.log_probs(x, tt)
+            else:
+                lp = teacher.log_probs(x[need], tt)
+                if cached is None:
+                    cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
+                cached[need] = lp
             calls += 1
             rows += int(need.sum())
         a_t, a_s = schedule.alpha(t), schedule.alpha(s)
