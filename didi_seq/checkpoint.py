@@ -76,6 +76,9 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> None:
     target = Path(target)
     check_parent_dir(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint gets normal permissions
     try:
         write(tmp)
         for f in tmp.iterdir():

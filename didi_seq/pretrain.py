@@ -10,6 +10,7 @@ raw weights, EMA, optimiser, step and both RNG streams.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -64,7 +65,7 @@ class PretrainConfig:
     def from_preset(cls, name: str, **overrides) -> PretrainConfig:
         if name not in PRESETS:
             raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-        base = json.loads(json.dumps(PRESETS[name]))
+        base = copy.deepcopy(PRESETS[name])
         model_over = overrides.pop("model", {}) or {}
         base["model"].update({k: v for k, v in model_over.items() if v is not None})
         base.update({k: v for k, v in overrides.items() if v is not None})

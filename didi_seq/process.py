@@ -70,6 +70,16 @@ def corrupt(
     return torch.where(hit, torch.full_like(x0, mask_id), x0)
 
 
+def forbid_tokens(logits: torch.Tensor, mask_id: int, never_emit: torch.Tensor | None = None) -> torch.Tensor:
+    """fp32 copy of ``logits`` with −∞ on the mask and on ``never_emit`` ids: the denoiser
+    may never predict them (the "zero masking probability" half of SUBS)."""
+    logits = logits.float().clone()
+    logits[..., mask_id] = NEG_INF
+    if never_emit is not None and never_emit.numel():
+        logits[..., never_emit] = NEG_INF
+    return logits
+
+
 def subs_log_probs(
     logits: torch.Tensor,
     x_t: torch.Tensor,
@@ -78,11 +88,7 @@ def subs_log_probs(
 ) -> torch.Tensor:
     """SUBS: log p(x0 | x_t) in fp32 with zero mass on the mask (and on ``never_emit``
     ids), and a one-hot carry-over at positions that are already unmasked."""
-    logits = logits.float().clone()
-    logits[..., mask_id] = NEG_INF
-    if never_emit is not None and never_emit.numel():
-        logits[..., never_emit] = NEG_INF
-    logp = torch.log_softmax(logits, dim=-1)
+    logp = torch.log_softmax(forbid_tokens(logits, mask_id, never_emit), dim=-1)
     clean = x_t != mask_id
     if clean.any():
         carried = torch.full_like(logp[clean], NEG_INF)
@@ -98,10 +104,7 @@ def masked_token_nll(logits_at_masked: torch.Tensor, targets: torch.Tensor, mask
     Equivalent to SUBS followed by a gather, without materialising the carry-over rows:
     at unmasked positions SUBS makes the loss exactly zero, so they are simply skipped.
     """
-    logits = logits_at_masked.float().clone()
-    logits[..., mask_id] = NEG_INF
-    if never_emit is not None and never_emit.numel():
-        logits[..., never_emit] = NEG_INF
+    logits = forbid_tokens(logits_at_masked, mask_id, never_emit)
     return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import build_tiny_checkpoint
 
+from conftest import build_tiny_checkpoint
 from didi_seq.backbone import DiT, DiTConfig
 from didi_seq.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from didi_seq.errors import CheckpointError

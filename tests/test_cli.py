@@ -1,13 +1,11 @@
 """The CLI contract (DESIGN.md §3) and its bad-input behaviour."""
 
 import json
-from pathlib import Path
 
 import pytest
-from didi_seq_cli.main import app
 from typer.testing import CliRunner
 
-from didi_seq.plugins import get_domain
+from didi_seq_cli.main import app
 
 runner = CliRunner()
 
@@ -35,7 +33,6 @@ def test_sample_writes_contract_records(tiny_ckpt, tmp_path):
         assert rec["checkpoint"].startswith("tiny-test@")
 
 
-@pytest.mark.skipif(not Path(get_domain("text").embedded_teacher).exists(), reason="embedded teacher not built")
 def test_sample_embedded_teacher(tmp_path):
     out = tmp_path / "s.jsonl"
     r = invoke("sample", "--domain", "text", "--checkpoint", "teacher", "--nfe", 8, "--num-samples", 3,
@@ -44,6 +41,13 @@ def test_sample_embedded_teacher(tmp_path):
     recs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(recs) == 3 and all(len(rec["text"]) > 100 for rec in recs)
     assert all(rec["checkpoint"].startswith("text-teacher@") for rec in recs)
+
+
+def test_embedded_teacher_fits_the_artifact_budget():
+    from didi_seq.plugins import get_domain
+
+    teacher = get_domain("text").embedded_teacher
+    assert (teacher / "model.safetensors").stat().st_size <= 30 * 2**20
 
 
 def test_unknown_domain_lists_known():

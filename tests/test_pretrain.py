@@ -4,10 +4,10 @@ import json
 from pydoc_data.topics import topics
 
 import torch
-from didi_seq_cli.main import app
 from typer.testing import CliRunner
 
 from didi_seq.checkpoint import load_checkpoint
+from didi_seq_cli.main import app
 
 runner = CliRunner()
 
