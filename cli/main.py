@@ -94,8 +94,7 @@ def pretrain(
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk."),
 ) -> None:
     """Train a masked-diffusion teacher on a domain's corpus (NELBO)."""
-    for name, v in (("steps", steps), ("batch-size", batch_size), ("length", length), ("ckpt-every", ckpt_every),
-                    ("threads", threads)):
+    for name, v in (("length", length), ("threads", threads)):  # the rest is checked by PretrainConfig
         positive(name, v)
     dom = domain_or_fail(domain)
     from rich.progress import (
@@ -114,6 +113,7 @@ def pretrain(
         preset or dom.default_preset, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
         threads=threads, seed=seed, bf16=bf16, model={"length": length},
     )
+    cfg.validate()  # before the progress bar starts
     with Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
         task = progress.add_task("pretrain", total=cfg.steps, info="")
@@ -145,12 +145,14 @@ def sample(
     threads: int | None = typer.Option(None, help="torch CPU threads."),
 ) -> None:
     """Generate samples with the ancestral sampler (fp64 categorical draws)."""
-    for name, v in (("nfe", nfe), ("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
+    for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
         positive(name, v)
     if sampler != "ancestral":
         raise DidiError(f"unknown or unavailable sampler {sampler!r}; available: ancestral")
-    if final not in ("ancestral", "greedy"):
-        raise DidiError(f"--final must be 'ancestral' or 'greedy', got {final!r}")
+    from didi_seq.sampling import SamplerConfig, sample_batches
+
+    cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
+    cfg.validate()  # before anything is loaded, so bad options fail fast
     dom = domain_or_fail(domain)
     if output is not None:
         from didi_seq.checkpoint import check_parent_dir
@@ -167,12 +169,10 @@ def sample(
 
     from didi_seq.loading import load_teacher
     from didi_seq.sample_io import write_jsonl
-    from didi_seq.sampling import SamplerConfig, sample_batches
 
     if threads:
         torch.set_num_threads(threads)
     adapter, tokenizer = load_teacher(checkpoint, dom)
-    cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size,

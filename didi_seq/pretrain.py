@@ -75,7 +75,7 @@ class PretrainConfig:
     def validate(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_batches"):
             if getattr(self, name) <= 0:
-                raise DidiError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise DidiError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.lr <= 0:
             raise DidiError(f"learning rate must be positive, got {self.lr}")
 

@@ -38,7 +38,7 @@ class SamplerConfig:
         if self.nfe <= 0:
             raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
         if self.final not in ("ancestral", "greedy"):
-            raise DidiError(f"final step must be 'ancestral' or 'greedy', got {self.final!r}")
+            raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
 
 
 @dataclass
