@@ -90,3 +90,15 @@ def test_distill_and_evaluate_say_not_available(tmp_path):
 def test_plugins_lists_text():
     r = invoke("plugins")
     assert r.exit_code == 0 and "text" in r.output and "native" in r.output
+
+
+def test_uncached_hub_id_names_the_fix():
+    one_error_line(invoke("sample", "--domain", "text", "--nfe", 2, "--checkpoint", "nobody/no-such-model"),
+                   "not in the local Hugging Face cache")
+
+
+def test_corpus_with_broken_json_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": broken\n')
+    r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--corpus", bad, "--out", tmp_path / "o")
+    one_error_line(r, "line 2 is not valid JSON")

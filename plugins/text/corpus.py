@@ -29,6 +29,20 @@ def _local_files(path: Path) -> list[Path]:
     return [path]
 
 
+def _check_jsonl(path: Path) -> None:
+    """Name the first broken line ourselves: datasets only says "generation failed"."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DidiError(f"cannot read corpus {path}: line {n} is not valid JSON ({e.msg})") from None
+
+
 def load_text_corpus(src: str | None) -> dict:
     """{"train", "validation"} Datasets with a "text" column and the validation hash."""
     import datasets
@@ -36,6 +50,7 @@ def load_text_corpus(src: str | None) -> dict:
     from didi_seq.data import text_hash
 
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # errors reach the user as one DidiError line
     if src is None:
         manifest = json.loads((EMBEDDED_CORPUS / "manifest.json").read_text())
         files = {k: str(EMBEDDED_CORPUS / v["file"]) for k, v in manifest["splits"].items()}
@@ -50,6 +65,9 @@ def load_text_corpus(src: str | None) -> dict:
             if len(kinds) > 1:
                 raise DidiError(f"corpus {src} mixes file types {sorted(kinds)}; use one type")
             kind = kinds.pop()
+            for f in files:
+                if ".jsonl" in f.suffixes:
+                    _check_jsonl(f)
             try:
                 ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
             except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
