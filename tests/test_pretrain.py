@@ -60,3 +60,22 @@ def test_empty_corpus(tmp_path):
 def test_non_positive_steps(tmp_path):
     r = run("--out", tmp_path / "o", "--steps", 0)
     assert r.exit_code != 0 and "--steps must be a positive integer" in r.stderr
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned-by-pickle",))
+
+
+def test_resume_refuses_code_executing_pickle(tmp_path, monkeypatch):
+    data = corpus(tmp_path)
+    out = tmp_path / "r"
+    assert run("--corpus", data, "--out", out, "--steps", 2, "--ckpt-every", 2).exit_code == 0
+    state = out / "checkpoints" / "step_0000002" / "training_state.pt"
+    torch.save({"step": _Evil()}, state)
+    monkeypatch.chdir(tmp_path)
+    r = run("--corpus", data, "--out", out, "--steps", 4, "--resume")
+    assert r.exit_code != 0 and r.stderr.startswith("error: cannot resume from")
+    assert not (tmp_path / "pwned-by-pickle").exists()
