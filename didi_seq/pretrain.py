@@ -167,11 +167,11 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     data = domain.load_corpus(corpus)
     length = cfg.model.get("length", domain.default_length)
     train_blocks = pack_blocks(data["train"], tokenizer, length)
-    val_blocks = pack_blocks(data["validation"], tokenizer, length) if len(data["validation"]) else train_blocks[:0]
-    if len(val_blocks) == 0:
-        val_blocks = train_blocks[-cfg.batch_size:]
+    val_blocks = train_blocks[-cfg.batch_size:]  # only used when the corpus holds nothing out
+    if len(data["validation"]):
+        val_blocks = pack_blocks(data["validation"], tokenizer, length)
 
-    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **cfg.model)
+    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length})
     schedule = LogLinearSchedule()
     spec = TeacherSpec(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, max_length=model_cfg.length,
                        never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning)

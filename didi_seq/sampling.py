@@ -80,32 +80,25 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
     for k in range(cfg.nfe):
         t, s = grid[k], grid[k + 1]
         masked = x == spec.mask_id
-        if not masked.any():
-            if on_step:
-                on_step()
-            continue
-        need = stale if use_cache else masked.any(-1)
-        if need.any():
-            tt = torch.full((int(need.sum()),), float(t))
-            if bool(need.all()):  # every row is evaluated: keep the result, no copy
-                cached = teacher.log_probs(x, tt)
-            else:
-                lp = teacher.log_probs(x[need], tt)
+        if masked.any():  # otherwise the sample is complete and the step costs nothing
+            need = stale if use_cache else masked.any(-1)
+            if need.all():  # every row is evaluated: keep the result, no copy
+                cached = teacher.log_probs(x, torch.full((num,), float(t)))
+            elif need.any():
+                lp = teacher.log_probs(x[need], torch.full((int(need.sum()),), float(t)))
                 if cached is None:
                     cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
                 cached[need] = lp
-            calls += 1
+            calls += int(need.any())
             rows += int(need.sum())
-        a_t, a_s = schedule.alpha(t), schedule.alpha(s)
-        p_reveal = float((a_s - a_t) / (1 - a_t))
-        u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
-        reveal = masked & (u < p_reveal)
-        stale = reveal.any(-1)
-        if reveal.any():
-            lp = cached[reveal]
-            last = k == cfg.nfe - 1
-            tokens = lp.argmax(-1) if (last and cfg.final == "greedy") else draw_categorical(lp, generator)
-            x[reveal] = tokens
+            a_t, a_s = schedule.alpha(t), schedule.alpha(s)
+            u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
+            reveal = masked & (u < float((a_s - a_t) / (1 - a_t)))
+            stale = reveal.any(-1)
+            if reveal.any():
+                lp = cached[reveal]
+                greedy = k == cfg.nfe - 1 and cfg.final == "greedy"
+                x[reveal] = lp.argmax(-1) if greedy else draw_categorical(lp, generator)
         if on_step:
             on_step()
     return SampleResult(x, calls, rows, cfg.nfe, time.perf_counter() - start)
