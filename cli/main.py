@@ -168,7 +168,7 @@ def sample(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from didi_seq.loading import load_teacher
-    from didi_seq.sample_io import write_jsonl
+    from didi_seq.sample_io import sample_records, write_jsonl
 
     if threads:
         torch.set_num_threads(threads)
@@ -177,12 +177,8 @@ def sample(
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size,
                                 on_step=lambda: progress.advance(task))
-    records = []
-    for i, ids in enumerate(result.tokens.tolist()):
-        rec = dom.sample_record(ids, tokenizer)
-        rec.update({"index": i, "nfe": nfe, "seed": seed, "sampler": sampler, "final": final,
-                    "dtype": "float64", "checkpoint": adapter.provenance.get("id")})
-        records.append(rec)
+    records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
+                             provenance=adapter.provenance)
     if output is None:
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
@@ -211,13 +207,78 @@ def distill(
 @user_errors
 def evaluate(
     domain: str = typer.Option(..., help="Domain name."),
-    samples: Path = typer.Option(..., help="JSONL samples file."),
-    judge: str | None = typer.Option(None, help="Judge model."),
-    output: Path | None = typer.Option(None, help="Result JSON file."),
+    samples: list[Path] = typer.Option(..., help="JSONL samples file (repeat the option to pool several files/seeds)."),
+    judge: str | None = typer.Option(None, help="Gen PPL judge: smollm2-135m (offline default), gpt2-large or any hub "
+                                     "id in the local cache, a model directory or a .gguf file."),
+    output: Path | None = typer.Option(None, help="Write the result record (JSON) here."),
+    metrics: str | None = typer.Option(None, help="Comma-separated metric names (default: all the domain's scorers)."),
+    reference_samples: int = typer.Option(64, help="Validation blocks scored as the real-data reference (0: none)."),
+    judge_batch_size: int = typer.Option(8, help="Texts per judge forward pass."),
+    judge_context: int = typer.Option(1024, help="Truncate re-tokenised samples to this many judge tokens."),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
 ) -> None:
-    """Generative perplexity and entropy of samples (not available in this release)."""
-    raise DidiError("`didi-seq evaluate` is not available yet in this release of didi-seq (the evaluation "
-                    "harness is being built); nothing was run")
+    """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
+    for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads)):
+        positive(name, v)
+    if reference_samples < 0:
+        raise DidiError(f"--reference-samples must be 0 or positive, got {reference_samples}")
+    dom = domain_or_fail(domain)
+    if output is not None:
+        from didi_seq.checkpoint import check_parent_dir
+
+        check_parent_dir(output)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from didi_seq.evaluate import describe_files, load_samples, write_result
+    from didi_seq.evaluate import evaluate as run
+
+    records = load_samples(samples, dom)  # bad files fail before any model loads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as progress:
+        tasks: dict = {}
+
+        def on_progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total)
+            progress.update(tasks[name], completed=done)
+
+        record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
+                     reference_samples=reference_samples, on_progress=on_progress,
+                     options={"judge_batch_size": judge_batch_size, "judge_context": judge_context})
+    record["samples_files"] = describe_files(samples)
+    if output is not None:
+        write_result(output, record)
+    _print_record(Console(), record)
+    if output is not None:
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _print_record(console, record: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
+                        f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}")
+    for col in ("metric", "mean ± std over seeds", "pooled", "real data"):
+        table.add_column(col)
+    ref = (record.get("reference") or {}).get("values", {})
+    for name, m in record["metrics"].items():
+        spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
+        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}",
+                      f"{ref[name]:.3f}" if name in ref else "-")
+    console.print(table)
+    judge = record["scorers"].get("gen_ppl", {}).get("judge")
+    if judge:
+        console.print(f"judge: {judge['id']} (revision {str(judge['revision'])[:19]}, context {judge['context']})")
+    cost = record["sampling"]
+    if cost.get("known"):
+        console.print(f"sampling: {cost['network_calls_per_sample']:.1f} network calls and "
+                      f"{cost['sequence_evaluations_per_sample']:.1f} sequence evaluations per sample, "
+                      f"{cost['s_per_sample']:.3f} s/sample")
 
 
 def _register_plugin_commands() -> None:

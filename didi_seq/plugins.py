@@ -1,8 +1,8 @@
 """The plugin manager: built-in and third-party plugins are found the same way.
 
 Built-in domains (text, protein) are entry points of the ``didi_seq`` group exactly
-like a third-party package's; only the core's own native checkpoint format is
-registered directly, because the core cannot depend on a plugin.
+like a third-party package's; only the core's own native checkpoint format and its
+domain-agnostic metrics are registered directly, because the core cannot depend on a plugin.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ ENTRY_POINT_GROUP = "didi_seq"
 def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("didi_seq")
     pm.add_hookspecs(hookspecs)
-    from . import builtin_formats
+    from . import builtin_formats, metrics
 
     pm.register(builtin_formats, name="didi_seq.builtin_formats")
+    pm.register(metrics, name="didi_seq.metrics")
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
 
@@ -53,8 +54,12 @@ def teacher_formats() -> list:
     return _collect("register_teacher_formats")
 
 
-def scorers() -> list:
-    return _collect("register_scorers")
+def scorers(domain_name: str | None = None) -> list:
+    """Registered scorers, first registration of a name wins; optionally those for one domain."""
+    found: dict = {}
+    for s in _collect("register_scorers"):
+        found.setdefault(s.name, s)
+    return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
 
 
 def plugin_names() -> list[tuple[str, str]]:

@@ -82,9 +82,8 @@ def test_output_in_missing_directory(tiny_ckpt, tmp_path):
     one_error_line(r, "does not exist")
 
 
-def test_distill_and_evaluate_say_not_available(tmp_path):
+def test_distill_says_not_available(tmp_path):
     one_error_line(invoke("distill", "--domain", "text"), "not available yet")
-    one_error_line(invoke("evaluate", "--domain", "text", "--samples", tmp_path / "x.jsonl"), "not available yet")
 
 
 def test_plugins_lists_text():

@@ -38,3 +38,10 @@ TEXT = Domain(
 @hookimpl
 def register_domains(register):
     register(TEXT)
+
+
+@hookimpl
+def register_scorers(register):
+    from .scorers import GEN_PPL
+
+    register(GEN_PPL)

