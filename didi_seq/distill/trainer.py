@@ -1,0 +1,269 @@
+"""The DiDi-Instruct training loop: one discriminator step, then one student step, per iteration.
+
+Per iteration (research/didi-instruct.md §2.2): B target rows are repeated G times; the
+student rolls out 1 → τ → t0 (or 1 → t0 without score decomposition) recording the
+log-prob of what it revealed; target and student samples are corrupted at the same τ
+(coupled time, or an independent t); the discriminator takes a BCE step on masked
+positions; its clipped log-odds, averaged over masked positions, are the rewards,
+standardised within groups of G; the student minimises −ω(τ)·A·log P plus a KL to the
+teacher at the states it visited, minus an entropy bonus; the EMA follows.
+
+Checkpoints (every ``ckpt_every`` steps, atomic) are complete student directories — the EMA
+student as ``model.safetensors``, the discriminator's trainable part beside it — plus a
+``training_state.pt`` (student, EMA, discriminator, both optimisers, RNG streams) that
+``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..checkpoint import LATEST_FILE, atomic_write_bytes, check_parent_dir, save_checkpoint
+from ..errors import DidiError
+from ..pretrain import EMA, STATE_FILE, _load_state
+from ..process import corrupt, prior
+from .config import PI_SHAPES, DistillConfig
+from .networks import Discriminator, dit_denoiser
+from .objective import (
+    discriminator_loss,
+    entropy,
+    grouped_advantages,
+    kl_regulariser,
+    omega,
+    rewards,
+    rollout,
+    sample_tau,
+    student_times,
+)
+
+DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"
+
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    step: int
+    wall_clock_s: float
+    last: dict
+
+
+def lr_scale(step: int, cfg: DistillConfig) -> float:
+    """Linear warm-up, then linear decay to ~0 at the last step ([LATE] schedule)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    return max(1e-8, 1 - (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+
+
+class Distiller:
+    """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
+
+    def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig):
+        model = getattr(adapter, "model", None)
+        if model is None or not hasattr(model, "hidden_states"):
+            raise DidiError("distillation needs a teacher whose network is a didi-seq DiT (the native format)")
+        self.adapter, self.cfg, self.spec, self.schedule = adapter, cfg, adapter.spec, adapter.schedule
+        self.positives = positives
+        torch.manual_seed(cfg.seed)
+        self.student = adapter.student_copy()
+        self.ema = EMA(self.student, cfg.ema)
+        self.disc = Discriminator(model, cfg.disc_trainable_blocks, self.schedule, bf16=cfg.bf16)
+        self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
+        self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        never = list(self.spec.never_emit)
+        self.student_fn = dit_denoiser(self.student, self.spec.mask_id, never, self.schedule, cfg.bf16)
+        self.teacher_fn = dit_denoiser(model, self.spec.mask_id, never, self.schedule, cfg.bf16)
+        self.step_count = 0
+
+    # -- one iteration ------------------------------------------------------------------
+    def step(self) -> dict:
+        cfg, gen, mask = self.cfg, self.gen, self.spec.mask_id
+        rows = cfg.batch_size * cfg.group_size
+        scale = lr_scale(self.step_count, cfg)
+        for g in self.opt_s.param_groups:
+            g["lr"] = cfg.student_lr * scale
+        for g in self.opt_d.param_groups:
+            g["lr"] = cfg.disc_lr * scale
+        idx = torch.randint(len(self.positives), (cfg.batch_size,), generator=gen)
+        x_pos = self.positives[idx].repeat_interleave(cfg.group_size, 0)
+        tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)
+        length = x_pos.shape[1]
+
+        self.student.train()
+        ro = rollout(self.student_fn, prior((rows, length), mask), student_times(rows, tau if cfg.score_decomposition else None, cfg.t0),
+                     self.schedule, mask, gen)
+        t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)
+        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, generator=gen)
+        z_pos = corrupt(x_pos, t_d, self.schedule, mask, generator=gen)
+
+        # discriminator: target (positive) vs student (negative), masked positions only
+        self.disc.train()
+        d_loss, d_acc = discriminator_loss(self.disc(z_pos, t_d), z_pos == mask, self.disc(z_fake, t_d), z_fake == mask,
+                                           cfg.label_smoothing)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_norm = torch.nn.utils.clip_grad_norm_([p for p in self.disc.parameters() if p.requires_grad], cfg.disc_clip)
+        metrics = {"disc_loss": d_loss.item(), "disc_acc": d_acc.item()}
+        if not (math.isfinite(metrics["disc_loss"]) and math.isfinite(d_norm.item())):
+            raise FloatingPointError(f"discriminator loss/gradient is not finite ({metrics['disc_loss']})")
+        self.opt_d.step()
+
+        student_turn = self.step_count >= cfg.disc_warmup_steps
+        if student_turn:
+            with torch.no_grad():
+                self.disc.eval()
+                r = rewards(self.disc(z_fake, t_d), z_fake == mask, cfg.reward_clip)
+            adv = grouped_advantages(r, cfg.group_size, cfg.advantage_clip)
+            w = omega(t_d, self.schedule, cfg.omega, cfg.omega_min, cfg.omega_max).float()
+            pg = -(w * adv * ro.log_prob).mean()
+            reg = torch.zeros(())
+            if cfg.regularization != "none":
+                coefs = [cfg.kl_hi_coef] + [cfg.kl_lo_coef] * (len(ro.states) - 1)
+                for coef, z, m, t, lp in zip(coefs, ro.states, ro.step_masks, ro.step_times, ro.step_log_probs, strict=True):
+                    with torch.no_grad():
+                        t_lp = self.teacher_fn(z, m, t)
+                    reg = reg + coef * kl_regulariser(t_lp, lp, cfg.regularization)
+                reg = cfg.kl_coef * reg
+            ent = torch.stack([entropy(lp) for lp in ro.step_log_probs]).mean()
+            loss = pg + reg - cfg.entropy_coef * ent
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"student loss is not finite ({loss.item()})")
+            self.opt_s.zero_grad(set_to_none=True)
+            loss.backward()
+            s_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.student_clip)
+            if not math.isfinite(s_norm.item()):
+                raise FloatingPointError("student gradient is not finite")
+            self.opt_s.step()
+            self.ema.update(self.student)
+            metrics.update({"loss": loss.item(), "pg": pg.item(), "kl": reg.item(), "entropy": ent.item(),
+                            "reward": r.mean().item(), "reward_std": r.std().item(), "student_grad_norm": s_norm.item()})
+        self.step_count += 1
+        return {"step": self.step_count, **{k: round(v, 5) for k, v in metrics.items()}, "lr_scale": round(scale, 5)}
+
+    # -- state ----------------------------------------------------------------------------
+    def training_state(self) -> dict:
+        return {"student": self.student.state_dict(), "ema": self.ema.shadow, "ema_updates": self.ema.updates,
+                "disc": self.disc.trainable_state(), "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "rng": self.gen.get_state(), "step": self.step_count, "config": self.cfg.to_dict()}
+
+    def load_training_state(self, state: dict, source: str) -> None:
+        self.student.load_state_dict(state["student"])
+        self.ema.shadow, self.ema.updates = state["ema"], state["ema_updates"]
+        self.disc.load_trainable_state(state["disc"], source)
+        self.opt_s.load_state_dict(state["opt_s"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.gen.set_state(state["rng"])
+        self.step_count = state["step"]
+
+    def ema_student(self) -> torch.nn.Module:
+        m = copy.deepcopy(self.student)
+        m.load_state_dict(self.ema.state_for(self.student))
+        return m.eval()
+
+
+def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
+    """The discriminator's positive class: packed corpus blocks or a pool of teacher samples."""
+    if cfg.positive == "data":
+        from ..data import pack_blocks
+
+        data = domain.load_corpus(corpus)
+        return pack_blocks(data["train"], tokenizer, length), {"corpus": data["name"], "validation_sha256": data["validation_sha256"]}
+    from ..sampling import SamplerConfig, sample_batches
+
+    pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length), seed=cfg.seed + 7)
+    return pool.tokens, {"teacher_pool": cfg.teacher_pool, "teacher_pool_nfe": cfg.teacher_pool_nfe}
+
+
+def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = None, corpus: str | None = None,
+            resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
+            on_prepare: Callable[[str], None] | None = None) -> DistillResult:
+    from ..loading import load_teacher
+
+    cfg.validate()
+    out_dir = Path(out_dir)
+    check_parent_dir(out_dir)
+    if (out_dir / LATEST_FILE).exists() and not resume:
+        raise DidiError(f"{out_dir} already holds a distillation run; pass --resume to continue it or choose another --out")
+    state = _load_state(out_dir) if resume else None
+    if state is not None:
+        if state["step"] >= cfg.steps:
+            raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")
+        saved = DistillConfig.from_dict(state["config"])
+        saved.steps, saved.threads = cfg.steps, cfg.threads
+        cfg = saved
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    adapter, tokenizer = load_teacher(teacher, domain, default="teacher")
+    length = adapter.spec.max_length
+    if on_prepare:
+        on_prepare("preparing the discriminator's target samples")
+    positives, data_meta = target_rows(domain, adapter, tokenizer, cfg, corpus, length)
+    if len(positives[0]) != length:  # positives may be a lazy datasets column: index, don't .shape
+        raise DidiError(f"target rows have length {len(positives[0])}, the teacher {length}")
+    d = Distiller(adapter, positives, cfg)
+    wall_before = 0.0
+    if state is not None:
+        d.load_training_state(state, str(out_dir))
+        wall_before = state.get("wall_clock_s", 0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    teacher_prov = adapter.provenance
+
+    def checkpoint(last: dict) -> None:
+        name = f"step_{d.step_count:07d}"
+        wall = round(wall_before + time.perf_counter() - t_start, 1)
+        provenance = {
+            "name": f"{domain.name}-student", "kind": "student", "weights": "ema", "step": d.step_count,
+            "method": "DiDi-Instruct", "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": wall,
+            "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"), "path": teacher_prov.get("path")},
+            "distill_config": cfg.to_dict(), "last_metrics": last, "didi_seq_version": __version__,
+            "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data_meta,
+        }
+        config = {"domain": domain.name, "kind": "student", "model": d.student.config.to_dict(),
+                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
+        train_state = {**d.training_state(), "wall_clock_s": wall}
+
+        def extra(tmp: Path) -> None:
+            from safetensors.torch import save_file
+
+            save_file(d.disc.trainable_state(), str(tmp / DISC_FILE))
+            (tmp / DISC_CONFIG).write_text(json.dumps({
+                "trainable_blocks": cfg.disc_trainable_blocks, "teacher_sha256": teacher_prov.get("model_sha256"),
+                "teacher_id": teacher_prov.get("id")}, indent=2) + "\n")
+            torch.save(train_state, tmp / STATE_FILE)
+
+        (out_dir / "checkpoints").mkdir(exist_ok=True)
+        save_checkpoint(out_dir / "checkpoints" / name, d.ema.state_for(d.student), config, provenance,
+                        tokenizer.to_json(), extra=extra)
+        atomic_write_bytes(out_dir / LATEST_FILE, (name + "\n").encode())
+        for old in sorted((out_dir / "checkpoints").glob("step_*"))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    last: dict = {}
+    while d.step_count < cfg.steps:
+        t0 = time.perf_counter()
+        try:
+            last = d.step()
+        except FloatingPointError as e:
+            kept = (out_dir / LATEST_FILE).read_text().strip() if (out_dir / LATEST_FILE).exists() else None
+            where = f"the last good checkpoint {out_dir / 'checkpoints' / kept} is kept" if kept else "no checkpoint was written yet"
+            raise DidiError(f"stopped at step {d.step_count + 1}: {e}; {where}; lower the learning rates and --resume") from None
+        last["s_per_step"] = round(time.perf_counter() - t0, 3)
+        with open(out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(last) + "\n")
+        if d.step_count % cfg.ckpt_every == 0 or d.step_count == cfg.steps:
+            checkpoint(last)
+        if on_step:
+            on_step(d.step_count, cfg.steps, last)
+    return DistillResult(out_dir, d.step_count, wall_before + time.perf_counter() - t_start, last)
