@@ -137,22 +137,31 @@ def sample(
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    sampler: str = typer.Option("ancestral", help="ancestral (rgas and native come with later releases)."),
+    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student)."),
     output: Path | None = typer.Option(None, help="JSONL file to write (default: print samples)."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
     final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Disable the exact p(x0) cache."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    guidance_start: float = typer.Option(0.2, help="rgas: tilting scale h at the first step."),
+    guidance_end: float = typer.Option(1.0, help="rgas: tilting scale h at the last tilting step."),
+    rerank_ratio: float = typer.Option(0.5, help="rgas: fraction of (late) steps that re-rank candidates."),
+    candidates: int = typer.Option(4, help="rgas: candidates M per re-ranking step."),
+    teacher: str | None = typer.Option(None, help="rgas: the teacher the discriminator was trained on (default: found by hash)."),
 ) -> None:
-    """Generate samples with the ancestral sampler (fp64 categorical draws)."""
+    """Generate samples: ancestral (fp64 categorical draws, exact cache) or reward-guided RGAS."""
     for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
         positive(name, v)
-    if sampler != "ancestral":
-        raise DidiError(f"unknown or unavailable sampler {sampler!r}; available: ancestral")
+    if sampler not in ("ancestral", "rgas"):
+        raise DidiError(f"unknown or unavailable sampler {sampler!r}; available: ancestral, rgas")
+    from didi_seq.rgas import RGASConfig, rgas_batches
     from didi_seq.sampling import SamplerConfig, sample_batches
 
     cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
     cfg.validate()  # before anything is loaded, so bad options fail fast
+    rgas = RGASConfig(nfe=nfe, guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
+                      candidates=candidates)
+    rgas.validate()
     dom = domain_or_fail(domain)
     if output is not None:
         from didi_seq.checkpoint import check_parent_dir
@@ -173,19 +182,31 @@ def sample(
     if threads:
         torch.set_num_threads(threads)
     adapter, tokenizer = load_teacher(checkpoint, dom)
+    disc = None
+    if sampler == "rgas":
+        from didi_seq.distill.networks import load_discriminator
+
+        disc = load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
-        result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size,
-                                on_step=lambda: progress.advance(task))
+        advance = lambda: progress.advance(task)  # noqa: E731
+        if disc is None:
+            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance)
+        else:
+            result = rgas_batches(adapter, disc, num_samples, rgas, seed=seed, batch_size=batch_size, on_step=advance)
     records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
                              provenance=adapter.provenance)
+    if disc is not None:
+        for rec in records:
+            rec["rgas"] = {k: getattr(rgas, k) for k in ("guidance_start", "guidance_end", "rerank_ratio", "candidates")}
     if output is None:
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
     else:
         write_jsonl(output, records)
+    aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
-               f"({result.rows_evaluated} sequence evaluations), {result.wall_clock_s:.1f} s"
+               f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
                + (f"; wrote {output}" if output else ""), err=True)
 
 
@@ -211,6 +232,8 @@ def distill(
     omega: str | None = typer.Option(None, help="Time weight ω: elbo | constant."),
     pi: str | None = typer.Option(None, help="τ proposal π: beta22 | uniform | beta25 | beta52."),
     regularization: str | None = typer.Option(None, help="KL to the teacher: jeffrey | forward | reverse | none."),
+    teacher_pool: int | None = typer.Option(None, help="--positive teacher: number of teacher samples drawn once."),
+    teacher_pool_nfe: int | None = typer.Option(None, help="--positive teacher: NFE of those teacher samples."),
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling."),
@@ -227,6 +250,7 @@ def distill(
         "steps": steps, "batch_size": batch_size, "group_size": group_size, "student_lr": student_lr, "disc_lr": disc_lr,
         "disc_warmup_steps": disc_warmup_steps, "positive": target, "score_decomposition": score_decomposition,
         "coupled_time": coupled_time, "omega": omega, "pi": pi, "regularization": regularization, "ckpt_every": ckpt_every,
+        "teacher_pool": teacher_pool, "teacher_pool_nfe": teacher_pool_nfe,
         "threads": threads, "seed": seed}.items() if v is not None}
     cfg = DistillConfig(**overrides)
     cfg.validate()  # before anything loads

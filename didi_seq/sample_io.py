@@ -19,7 +19,8 @@ from .errors import DidiError
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict) -> list[dict]:
     """JSONL records for a ``SampleResult``; run-level costs are repeated in every record."""
     run = {"num_samples": int(result.tokens.shape[0]), "network_calls": result.network_calls,
-           "rows_evaluated": result.rows_evaluated, "wall_clock_s": round(result.wall_clock_s, 4)}
+           "rows_evaluated": result.rows_evaluated, "wall_clock_s": round(result.wall_clock_s, 4),
+           "discriminator_calls": result.aux_calls}
     records = []
     for i, ids in enumerate(result.tokens.tolist()):
         rec = domain.sample_record(ids, tokenizer)

@@ -48,6 +48,7 @@ class SampleResult:
     rows_evaluated: int  # sequences pushed through the network, summed over calls
     nfe: int
     wall_clock_s: float
+    aux_calls: int = 0  # calls of auxiliary networks (RGAS's discriminator), reported beside NFE
 
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -34,7 +34,7 @@ from ..errors import DidiError
 from ..pretrain import EMA, STATE_FILE, _load_state
 from ..process import corrupt, prior
 from .config import PI_SHAPES, DistillConfig
-from .networks import Discriminator, dit_denoiser
+from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
 from .objective import (
     discriminator_loss,
     entropy,
@@ -46,8 +46,6 @@ from .objective import (
     sample_tau,
     student_times,
 )
-
-DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"
 
 
 @dataclass
@@ -127,13 +125,14 @@ class Distiller:
             adv = grouped_advantages(r, cfg.group_size, cfg.advantage_clip)
             w = omega(t_d, self.schedule, cfg.omega, cfg.omega_min, cfg.omega_max).float()
             pg = -(w * adv * ro.log_prob).mean()
-            reg = torch.zeros(())
+            reg, kls = torch.zeros(()), []
             if cfg.regularization != "none":
                 coefs = [cfg.kl_hi_coef] + [cfg.kl_lo_coef] * (len(ro.states) - 1)
                 for coef, z, m, t, lp in zip(coefs, ro.states, ro.step_masks, ro.step_times, ro.step_log_probs, strict=True):
                     with torch.no_grad():
                         t_lp = self.teacher_fn(z, m, t)
-                    reg = reg + coef * kl_regulariser(t_lp, lp, cfg.regularization)
+                    kls.append(kl_regulariser(t_lp, lp, cfg.regularization))
+                    reg = reg + coef * kls[-1]
                 reg = cfg.kl_coef * reg
             ent = torch.stack([entropy(lp) for lp in ro.step_log_probs]).mean()
             loss = pg + reg - cfg.entropy_coef * ent
@@ -146,7 +145,7 @@ class Distiller:
                 raise FloatingPointError("student gradient is not finite")
             self.opt_s.step()
             self.ema.update(self.student)
-            metrics.update({"loss": loss.item(), "pg": pg.item(), "kl": reg.item(), "entropy": ent.item(),
+            metrics.update({"loss": loss.item(), "pg": pg.item(), "kl": sum(k.item() for k in kls), "entropy": ent.item(),
                             "reward": r.mean().item(), "reward_std": r.std().item(), "student_grad_norm": s_norm.item()})
         self.step_count += 1
         return {"step": self.step_count, **{k: round(v, 5) for k, v in metrics.items()}, "lr_scale": round(scale, 5)}
@@ -214,6 +213,11 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     d = Distiller(adapter, positives, cfg)
     wall_before = 0.0
     if state is not None:
+        was = state.get("teacher", {})
+        if was.get("sha256") != adapter.provenance.get("model_sha256"):
+            raise DidiError(f"{out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
+                            f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
+                            f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
         d.load_training_state(state, str(out_dir))
         wall_before = state.get("wall_clock_s", 0.0)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +236,9 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
         }
         config = {"domain": domain.name, "kind": "student", "model": d.student.config.to_dict(),
                   "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
-        train_state = {**d.training_state(), "wall_clock_s": wall}
+        train_state = {**d.training_state(), "wall_clock_s": wall,
+                       "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"),
+                                   "vocab_size": adapter.spec.vocab_size, "mask_id": adapter.spec.mask_id}}
 
         def extra(tmp: Path) -> None:
             from safetensors.torch import save_file
