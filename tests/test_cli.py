@@ -82,10 +82,6 @@ def test_output_in_missing_directory(tiny_ckpt, tmp_path):
     one_error_line(r, "does not exist")
 
 
-def test_distill_says_not_available(tmp_path):
-    one_error_line(invoke("distill", "--domain", "text"), "not available yet")
-
-
 def test_plugins_lists_text():
     r = invoke("plugins")
     assert r.exit_code == 0 and "text" in r.output and "native" in r.output
