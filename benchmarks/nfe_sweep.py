@@ -30,6 +30,7 @@ from didi_seq.evaluate import evaluate, reference_records, write_result
 from didi_seq.loading import load_teacher
 from didi_seq.plots import plot_gen_ppl_vs_nfe
 from didi_seq.plugins import get_domain
+from didi_seq.rgas import RGASConfig, rgas_batches
 from didi_seq.sample_io import read_jsonl, sample_records, write_jsonl
 from didi_seq.sampling import SamplerConfig, sample_batches
 
@@ -48,16 +49,29 @@ def parse_args(argv=None):
     ap.add_argument("--work", type=Path, default=Path("runs/nfe_sweep"), help="sample files and per-NFE records")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/nfe_sweep"), help="output prefix (.json/.md/.png)")
     ap.add_argument("--label", default=None, help="series label in the table and plot (default: the checkpoint id)")
+    ap.add_argument("--sampler", default="ancestral", choices=["ancestral", "rgas"])
+    ap.add_argument("--guidance", type=float, nargs=2, default=[0.2, 1.0], metavar=("START", "END"), help="rgas tilting scale h")
+    ap.add_argument("--candidates", type=int, default=4, help="rgas re-ranking candidates M")
+    ap.add_argument("--rerank-ratio", type=float, default=0.5)
     return ap.parse_args(argv)
 
 
-def samples_for(adapter, tokenizer, dom, nfe: int, seed: int, n: int, batch_size: int, path: Path) -> list[dict]:
+def samples_for(adapter, tokenizer, dom, nfe: int, seed: int, n: int, args, path: Path, disc=None) -> list[dict]:
     if path.exists():
         return read_jsonl(path)
-    cfg = SamplerConfig(nfe=nfe)
-    result = sample_batches(adapter, n, cfg, seed=seed, batch_size=batch_size)
-    records = sample_records(dom, tokenizer, result, seed=seed, sampler="ancestral", final=cfg.final,
+    if disc is None:
+        cfg = SamplerConfig(nfe=nfe)
+        result = sample_batches(adapter, n, cfg, seed=seed, batch_size=args.batch_size)
+    else:
+        cfg = RGASConfig(nfe=nfe, guidance_start=args.guidance[0], guidance_end=args.guidance[1],
+                         rerank_ratio=args.rerank_ratio, candidates=args.candidates)
+        result = rgas_batches(adapter, disc, n, cfg, seed=seed, batch_size=args.batch_size)
+    records = sample_records(dom, tokenizer, result, seed=seed, sampler=args.sampler, final="ancestral",
                              provenance=adapter.provenance)
+    if disc is not None:
+        for rec in records:
+            rec["rgas"] = {"guidance_start": cfg.guidance_start, "guidance_end": cfg.guidance_end,
+                           "rerank_ratio": cfg.rerank_ratio, "candidates": cfg.candidates}
     write_jsonl(path, records)
     return records
 
@@ -67,7 +81,8 @@ def row_of(nfe: int, rec: dict) -> dict:
     return {"nfe": nfe, "gen_ppl": g["mean"], "gen_ppl_std": g["std"], "gen_ppl_pooled": g["pooled"],
             "entropy": h["mean"], "entropy_std": h["std"], "samples": rec["num_samples"], "seeds": rec["seeds"],
             "s_per_sample": cost["s_per_sample"], "network_calls_per_sample": cost["network_calls_per_sample"],
-            "sequence_evaluations_per_sample": cost["sequence_evaluations_per_sample"]}
+            "sequence_evaluations_per_sample": cost["sequence_evaluations_per_sample"],
+            "discriminator_calls_per_sample": cost.get("discriminator_calls_per_sample", 0.0)}
 
 
 def markdown(rows: list[dict], reference: dict, header: str) -> str:
@@ -89,7 +104,13 @@ def main(argv=None) -> None:
     dom = get_domain(args.domain)
     adapter, tokenizer = load_teacher(args.checkpoint, dom)
     ckpt_id = adapter.provenance.get("id", "checkpoint")
+    disc = None
     work = args.work / ckpt_id.replace("/", "_")
+    if args.sampler == "rgas":
+        from didi_seq.distill.networks import load_discriminator
+
+        disc = load_discriminator(adapter.provenance["path"], dom)
+        work = work.with_name(work.name + f"-rgas-h{args.guidance[0]:g}-{args.guidance[1]:g}-m{args.candidates}-r{args.rerank_ratio:g}")
     work.mkdir(parents=True, exist_ok=True)
     per_seed = -(-args.samples // len(args.seeds))
     opts = {"judge_batch_size": 8}
@@ -115,8 +136,8 @@ def main(argv=None) -> None:
             samples = []
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                samples += samples_for(adapter, tokenizer, dom, nfe, seed, per_seed, args.batch_size,
-                                       work / f"nfe{nfe}_seed{seed}.jsonl")
+                samples += samples_for(adapter, tokenizer, dom, nfe, seed, per_seed, args,
+                                       work / f"nfe{nfe}_seed{seed}.jsonl", disc)
                 print(f"  NFE {nfe} seed {seed}: sampled in {time.perf_counter() - t0:.0f} s", flush=True)
             rec = evaluate(dom, samples, judge=args.judge, reference_samples=0, tokenizer=tokenizer, options=opts)
             write_result(rec_file, rec)
@@ -128,7 +149,8 @@ def main(argv=None) -> None:
 
     label = args.label or ckpt_id
     judge = reference["judge"]
-    header = (f"NFE sweep of `{label}` ({args.domain}), ancestral sampler, fp64 draws, exact cache, batch {args.batch_size}, "
+    how = "ancestral sampler, exact cache" if disc is None else f"RGAS (h {args.guidance[0]:g}→{args.guidance[1]:g}, M {args.candidates})"
+    header = (f"NFE sweep of `{label}` ({args.domain}), {how}, fp64 draws, batch {args.batch_size}, "
               f"{args.threads} CPU thread(s); judge {judge['id']} (revision {str(judge['revision'])[:19]}), "
               f"didi-seq {__version__}")
     table = markdown(rows, reference, header)
@@ -143,6 +165,7 @@ def main(argv=None) -> None:
     plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
                         title=f"{label}: Gen PPL vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
     print(f"wrote {args.out}.json/.md/.png")
+    return out
 
 
 if __name__ == "__main__":

@@ -58,10 +58,12 @@ def sampling_costs(records: list[dict]) -> dict:
     runs = {json.dumps([r.get("seed"), r["run"]], sort_keys=True): r["run"] for r in records if isinstance(r.get("run"), dict)}
     if not runs:
         return {"known": False}
-    total = {k: sum(run.get(k, 0) for run in runs.values()) for k in ("num_samples", "network_calls", "rows_evaluated", "wall_clock_s")}
+    keys = ("num_samples", "network_calls", "rows_evaluated", "wall_clock_s", "discriminator_calls")
+    total = {k: sum(run.get(k, 0) for run in runs.values()) for k in keys}
     n = max(total["num_samples"], 1)
     return {"known": True, "runs": len(runs), **total,
             "network_calls_per_sample": total["network_calls"] / n,
+            "discriminator_calls_per_sample": total["discriminator_calls"] / n,
             "sequence_evaluations_per_sample": total["rows_evaluated"] / n,
             "s_per_sample": total["wall_clock_s"] / n}
 
