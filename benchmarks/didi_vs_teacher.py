@@ -107,7 +107,8 @@ def main(argv=None) -> None:
     for name, by_nfe in rows.items():
         for nfe, r in sorted(by_nfe.items()):
             lines.append(f"| {name} | {nfe} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['entropy']:.3f} | "
-                         f"{r['s_per_sample']:.3f} | {r['sequence_evaluations_per_sample']:.1f} | {r['discriminator_calls_per_sample']:.2f} |")
+                         f"{r['s_per_sample']:.3f} | {r['sequence_evaluations_per_sample']:.1f} | "
+                         f"{r['discriminator_calls_per_sample']:.2f} |")
     lines.append(f"| real validation text | – | {ref['gen_ppl']:.1f} | {ref['entropy']:.3f} | | | |")
     lines += ["", f"Per sequence (batch 1, exact cache): teacher@1024 {tt['s_per_sequence']:.2f} s with "
               f"{tt['network_calls_per_sequence']:.1f} network calls; student@16 {ts['s_per_sequence']:.3f} s with "
