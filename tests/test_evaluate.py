@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -190,3 +191,23 @@ def test_real_smollm2_judge_separates_fluent_text_from_word_salad():
     fluent = "The cat sat on the mat and looked out of the window at the rain falling on the garden."
     salad = "window the falling mat rain of on cat garden looked sat the out and at the on the."
     assert token_weighted_ppl(judge.score([fluent])) * 5 < token_weighted_ppl(judge.score([salad]))
+
+
+def test_hub_id_judge_resolves_from_the_local_cache_offline(tiny_judge, monkeypatch, tmp_path):
+    """A hub id (e.g. gpt2-large) is read from the HF cache layout, its snapshot commit recorded as the revision."""
+    import shutil
+
+    from didi_seq_text import judge as judge_mod
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snap = cache / "models--someone--tiny-judge" / "snapshots" / commit
+    shutil.copytree(tiny_judge, snap)
+    (cache / "models--someone--tiny-judge" / "refs").mkdir(parents=True)
+    (cache / "models--someone--tiny-judge" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
+    target, info = judge_mod._resolve("someone/tiny-judge")
+    assert Path(target) == snap and info["revision"] == commit and info["id"] == "someone/tiny-judge"
