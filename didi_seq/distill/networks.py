@@ -89,7 +89,7 @@ class Discriminator(nn.Module):
         return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        from ..checkpoint import CheckpointError
+        from ..errors import CheckpointError
 
         expected = set(self.trainable_state())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -116,8 +116,8 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
 
     from safetensors.torch import load_file
 
-    from ..checkpoint import CheckpointError, load_checkpoint
-    from ..errors import DidiError
+    from ..checkpoint import load_checkpoint
+    from ..errors import CheckpointError, DidiError
     from ..loading import load_teacher
 
     student_dir = Path(student_dir)
