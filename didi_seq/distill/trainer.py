@@ -213,7 +213,9 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     d = Distiller(adapter, positives, cfg)
     wall_before = 0.0
     if state is not None:
-        was = state.get("teacher", {})
+        from ..checkpoint import load_checkpoint
+
+        was = state.get("teacher") or load_checkpoint(out_dir).provenance.get("teacher", {})
         if was.get("sha256") != adapter.provenance.get("model_sha256"):
             raise DidiError(f"{out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
                             f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
