@@ -60,6 +60,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     check_parent_dir(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file gets normal permissions
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

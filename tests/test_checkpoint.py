@@ -80,3 +80,16 @@ def test_atomic_save_keeps_old_checkpoint_on_failure(tiny_ckpt, tmp_path):
         save_checkpoint(target, {"x": torch.zeros(2)}, {"domain": "text"}, extra=boom)
     assert (target / "model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp dirs left behind
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    from didi_seq.checkpoint import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "r.json", b"{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
