@@ -97,3 +97,14 @@ def test_corpus_with_broken_json_line(tmp_path):
     bad.write_text('{"text": "fine"}\n{"text": broken\n')
     r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--corpus", bad, "--out", tmp_path / "o")
     one_error_line(r, "line 2 is not valid JSON")
+
+
+def test_sample_defaults_to_the_embedded_student_and_rgas_finds_its_teacher(tmp_path):
+    """The shipped DiDi-Instruct student is the default; its discriminator is rebuilt on the embedded teacher by hash."""
+    out = tmp_path / "s.jsonl"
+    r = invoke("sample", "--domain", "text", "--nfe", 4, "--num-samples", 2, "--output", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text().splitlines()[0])["checkpoint"].startswith("text-student@")
+    r = invoke("sample", "--domain", "text", "--nfe", 4, "--num-samples", 2, "--sampler", "rgas", "--output", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text().splitlines()[0])["run"]["discriminator_calls"] > 0
