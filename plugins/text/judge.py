@@ -106,7 +106,8 @@ def _missing(what: str, fix: str) -> DidiError:
 
 def _require_transformers() -> None:
     if importlib.util.find_spec("transformers") is None:
-        raise _missing("transformers is not installed", "pip install 'didi-seq[judge]' (transformers, gguf, accelerate)")
+        raise _missing("transformers is not installed",
+                       "pip install 'didi-seq[judge]' (transformers, gguf, accelerate), or skip Gen PPL with --metrics entropy")
 
 
 def _smollm2_path() -> Path:
