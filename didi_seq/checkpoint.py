@@ -33,6 +33,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 PROVENANCE_FILE = "provenance.json"
+STATE_FILE = "training_state.pt"  # optimiser/RNG state beside a checkpoint, for --resume
 LATEST_FILE = "LATEST"
 
 if TYPE_CHECKING:  # torch is imported lazily so `didi-seq --help` stays fast
@@ -217,3 +218,18 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
     if problems:
         raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
+
+
+def load_training_state(out_dir: Path) -> dict:
+    """The resume state of a training run (pretrain or distill): LATEST's training_state.pt,
+    read with ``weights_only=True`` so a crafted pickle cannot execute code."""
+    import torch
+
+    latest = out_dir / LATEST_FILE
+    if not latest.exists():
+        raise DidiError(f"nothing to resume in {out_dir}: no {LATEST_FILE} file (start without --resume)")
+    path = out_dir / "checkpoints" / latest.read_text().strip() / STATE_FILE
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+        raise DidiError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None

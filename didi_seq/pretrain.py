@@ -24,12 +24,10 @@ import torch
 
 from . import __version__
 from .backbone import DiT, DiTConfig
-from .checkpoint import LATEST_FILE, atomic_write_bytes, check_parent_dir, save_checkpoint
+from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from .teacher import TeacherSpec
-
-STATE_FILE = "training_state.pt"
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
 # sized for ~1.5 h on one CPU core); "tiny" is for tests and CI.
@@ -153,7 +151,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     check_parent_dir(out_dir)
     if out_dir.exists() and (out_dir / LATEST_FILE).exists() and not resume:
         raise DidiError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    state = _load_state(out_dir) if resume else None
+    state = load_training_state(out_dir) if resume else None
     if state is not None and state["step"] >= cfg.steps:
         raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")
     if state is not None:
@@ -247,14 +245,3 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         if on_step:
             on_step(step, cfg.steps, metrics)
     return PretrainResult(out_dir, step, val if val is not None else float("nan"), wall_before + time.perf_counter() - t_start)
-
-
-def _load_state(out_dir: Path) -> dict:
-    latest = out_dir / LATEST_FILE
-    if not latest.exists():
-        raise DidiError(f"nothing to resume in {out_dir}: no {LATEST_FILE} file (start without --resume)")
-    path = out_dir / "checkpoints" / latest.read_text().strip() / STATE_FILE
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise DidiError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None

