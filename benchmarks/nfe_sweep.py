@@ -67,11 +67,7 @@ def samples_for(adapter, tokenizer, dom, nfe: int, seed: int, n: int, args, path
                          rerank_ratio=args.rerank_ratio, candidates=args.candidates)
         result = rgas_batches(adapter, disc, n, cfg, seed=seed, batch_size=args.batch_size)
     records = sample_records(dom, tokenizer, result, seed=seed, sampler=args.sampler, final="ancestral",
-                             provenance=adapter.provenance)
-    if disc is not None:
-        for rec in records:
-            rec["rgas"] = {"guidance_start": cfg.guidance_start, "guidance_end": cfg.guidance_end,
-                           "rerank_ratio": cfg.rerank_ratio, "candidates": cfg.candidates}
+                             provenance=adapter.provenance, extra={"rgas": cfg.record()} if disc is not None else None)
     write_jsonl(path, records)
     return records
 

@@ -195,10 +195,7 @@ def sample(
         else:
             result = rgas_batches(adapter, disc, num_samples, rgas, seed=seed, batch_size=batch_size, on_step=advance)
     records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
-                             provenance=adapter.provenance)
-    if disc is not None:
-        for rec in records:
-            rec["rgas"] = {k: getattr(rgas, k) for k in ("guidance_start", "guidance_end", "rerank_ratio", "candidates")}
+                             provenance=adapter.provenance, extra={"rgas": rgas.record()} if disc is not None else None)
     if output is None:
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")

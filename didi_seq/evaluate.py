@@ -11,7 +11,6 @@ implemented (``didi_seq_text.judge``); entropy lives in ``didi_seq.metrics``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, file_sha256
 from .errors import DidiError
 from .metrics import mean_std
 from .sample_io import read_jsonl
@@ -43,7 +42,6 @@ def load_samples(paths: list[Path], domain) -> list[dict]:
             tokens = rec.get("tokens")
             if tokens is not None and not (isinstance(tokens, list) and all(isinstance(t, int) for t in tokens)):
                 raise DidiError(f"{where}: 'tokens' must be a list of integer token ids")
-            rec["_where"] = where
             records.append(rec)
     for key in CONFIG_FIELDS:
         values = {json.dumps(r.get(key)) for r in records}
@@ -161,7 +159,7 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
 
 
 def describe_files(paths: list[Path]) -> list[dict]:
-    return [{"path": str(p), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()} for p in paths]
+    return [{"path": str(p), "sha256": file_sha256(Path(p))} for p in paths]
 
 
 def write_result(path: Path, record: dict) -> None:

@@ -45,6 +45,10 @@ class RGASConfig:
         if not 0.0 <= self.rerank_ratio <= 1.0:
             raise DidiError(f"--rerank-ratio must be in [0, 1], got {self.rerank_ratio}")
 
+    def record(self) -> dict:
+        """The settings a sample record must carry to be reproducible."""
+        return {k: getattr(self, k) for k in ("guidance_start", "guidance_end", "rerank_ratio", "candidates")}
+
     def scale(self, k: int, tilt_steps: int) -> float:
         return self.guidance_start + (self.guidance_end - self.guidance_start) * k / max(1, tilt_steps - 1)
 

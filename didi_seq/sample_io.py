@@ -16,8 +16,9 @@ from .checkpoint import atomic_write_bytes
 from .errors import DidiError
 
 
-def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict) -> list[dict]:
-    """JSONL records for a ``SampleResult``; run-level costs are repeated in every record."""
+def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict,
+                   extra: dict | None = None) -> list[dict]:
+    """JSONL records for a ``SampleResult``; run-level costs (and ``extra``, e.g. RGAS settings) repeat in every record."""
     run = {"num_samples": int(result.tokens.shape[0]), "network_calls": result.network_calls,
            "rows_evaluated": result.rows_evaluated, "wall_clock_s": round(result.wall_clock_s, 4),
            "discriminator_calls": result.aux_calls}
@@ -27,7 +28,7 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
                     "final": final, "dtype": "float64", "checkpoint": provenance.get("id"),
                     "checkpoint_sha256": provenance.get("model_sha256"), "tokens": ids, "run": run,
-                    "didi_seq_version": __version__})
+                    "didi_seq_version": __version__, **(extra or {})})
         records.append(rec)
     return records
 
