@@ -98,9 +98,11 @@ class Distiller:
         tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)
         length = x_pos.shape[1]
 
+        student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
-        ro = rollout(self.student_fn, prior((rows, length), mask), student_times(rows, tau if cfg.score_decomposition else None, cfg.t0),
-                     self.schedule, mask, gen)
+        with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
+            ro = rollout(self.student_fn, prior((rows, length), mask),
+                         student_times(rows, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, gen)
         t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)
         z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, generator=gen)
         z_pos = corrupt(x_pos, t_d, self.schedule, mask, generator=gen)
@@ -117,7 +119,6 @@ class Distiller:
             raise FloatingPointError(f"discriminator loss/gradient is not finite ({metrics['disc_loss']})")
         self.opt_d.step()
 
-        student_turn = self.step_count >= cfg.disc_warmup_steps
         if student_turn:
             with torch.no_grad():
                 self.disc.eval()
