@@ -24,7 +24,7 @@ import torch
 
 from .errors import DidiError
 from .process import prior
-from .sampling import SampleResult, draw_categorical, time_grid
+from .sampling import SampleResult, draw_categorical, in_batches, time_grid
 
 
 @dataclass
@@ -114,10 +114,5 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
 
 def rgas_batches(student, disc, num: int, cfg: RGASConfig, seed: int, batch_size: int = 32,
                  on_step: Callable[[], None] | None = None) -> SampleResult:
-    gen = torch.Generator().manual_seed(seed)
-    parts, calls, rows, aux, wall = [], 0, 0, 0, 0.0
-    for begin in range(0, num, batch_size):
-        r = rgas_sample(student, disc, min(batch_size, num - begin), cfg, gen, on_step=on_step)
-        parts.append(r.tokens)
-        calls, rows, aux, wall = calls + r.network_calls, rows + r.rows_evaluated, aux + r.aux_calls, wall + r.wall_clock_s
-    return SampleResult(torch.cat(parts), calls, rows, cfg.nfe, wall, aux)
+    """RGAS samples in batches from one seeded generator (see ``sampling.in_batches``)."""
+    return in_batches(lambda n, gen: rgas_sample(student, disc, n, cfg, gen, on_step=on_step), num, cfg.nfe, seed, batch_size)

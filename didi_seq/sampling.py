@@ -105,13 +105,17 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
     return SampleResult(x, calls, rows, cfg.nfe, time.perf_counter() - start)
 
 
+def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, nfe: int, seed: int,
+               batch_size: int) -> SampleResult:
+    """``num`` samples as ``draw(n, generator)`` batches from one seeded generator; costs are summed."""
+    gen = torch.Generator().manual_seed(seed)
+    parts = [draw(min(batch_size, num - start), gen) for start in range(0, num, batch_size)]
+    return SampleResult(torch.cat([r.tokens for r in parts]), sum(r.network_calls for r in parts),
+                        sum(r.rows_evaluated for r in parts), nfe, sum(r.wall_clock_s for r in parts),
+                        sum(r.aux_calls for r in parts))
+
+
 def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size: int = 32,
                    on_step: Callable[[], None] | None = None) -> SampleResult:
-    """``num`` samples in batches from one seeded generator; counts are summed over batches."""
-    gen = torch.Generator().manual_seed(seed)
-    parts, calls, rows, wall = [], 0, 0, 0.0
-    for start in range(0, num, batch_size):
-        r = ancestral_sample(teacher, min(batch_size, num - start), cfg, gen, on_step=on_step)
-        parts.append(r.tokens)
-        calls, rows, wall = calls + r.network_calls, rows + r.rows_evaluated, wall + r.wall_clock_s
-    return SampleResult(torch.cat(parts), calls, rows, cfg.nfe, wall)
+    """Ancestral samples in batches (see ``in_batches``)."""
+    return in_batches(lambda n, gen: ancestral_sample(teacher, n, cfg, gen, on_step=on_step), num, cfg.nfe, seed, batch_size)
