@@ -53,6 +53,7 @@ def parse_args(argv=None):
 
 def train(args, name: str, switches: list[str]) -> Path:
     run = args.work / name.replace(" ", "_").replace("+", "plus").replace("(", "").replace(")", "")
+    run.parent.mkdir(parents=True, exist_ok=True)
     if (run / "checkpoints").exists() and any((run / "checkpoints").glob(f"step_{args.steps:07d}")):
         return run
     cmd = [sys.executable, "-m", "didi_seq_cli.main", "distill", "--domain", args.domain, "--teacher", args.teacher,
