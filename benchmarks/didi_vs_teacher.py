@@ -41,6 +41,8 @@ def parse_args(argv=None):
     ap.add_argument("--student", default="student")
     ap.add_argument("--teacher-nfe", type=int, nargs="+", default=[8, 16, 32, 64, 128, 1024])
     ap.add_argument("--student-nfe", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    ap.add_argument("--rgas-nfe", type=int, nargs="+", default=None,
+                    help="NFEs of the RGAS series (default: --student-nfe); RGAS costs ~3-5x ancestral per sample")
     ap.add_argument("--samples", type=int, default=258)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--judge", default=None)
@@ -78,7 +80,7 @@ def main(argv=None) -> None:
     series = {"teacher": sweep(args, args.teacher, args.teacher_nfe, "teacher"),
               "student": sweep(args, args.student, args.student_nfe, "student")}
     if not args.no_rgas:
-        series["student+RGAS"] = sweep(args, args.student, args.student_nfe, "student+RGAS", sampler="rgas")
+        series["student+RGAS"] = sweep(args, args.student, args.rgas_nfe or args.student_nfe, "student+RGAS", sampler="rgas")
     dom = get_domain(args.domain)
     teacher, _ = load_teacher(args.teacher, dom)
     student, _ = load_teacher(args.student, dom)
