@@ -11,9 +11,7 @@ raw weights, EMA, optimiser, step and both RNG streams.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,9 +22,10 @@ import torch
 
 from . import __version__
 from .backbone import DiT, DiTConfig
-from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
+from .run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .teacher import TeacherSpec
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
@@ -187,12 +186,12 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
         step, wall_before = state["step"], state["wall_clock_s"]
+        prepare_resume(out_dir, step)
     out_dir.mkdir(exist_ok=True)
     meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
             "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
 
     def checkpoint(val: float | None) -> None:
-        name = f"step_{step:07d}"
         provenance = {
             "name": f"{domain.name}-teacher", "kind": "teacher", "weights": "ema", "step": step,
             "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": round(wall_before + time.perf_counter() - t_start, 1),
@@ -207,13 +206,11 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
             "ema_updates": ema.updates, "data_rng": data_gen.get_state(), "noise_rng": noise_gen.get_state(),
             "step": step, "wall_clock_s": provenance["wall_clock_s"],
         }
-        (out_dir / "checkpoints").mkdir(exist_ok=True)
-        save_checkpoint(out_dir / "checkpoints" / name, ema.state_for(model), config, provenance,
+        target = checkpoint_dir(out_dir, step)
+        target.parent.mkdir(exist_ok=True)
+        save_checkpoint(target, ema.state_for(model), config, provenance,
                         tokenizer.to_json(), extra=lambda tmp: torch.save(training_state, tmp / STATE_FILE))
-        atomic_write_bytes(out_dir / LATEST_FILE, (name + "\n").encode())
-        old = sorted((out_dir / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]
-        for d in old:
-            shutil.rmtree(d, ignore_errors=True)
+        publish_checkpoint(out_dir, target, cfg.keep_checkpoints)
 
     t_start = time.perf_counter()
     val = None
@@ -238,8 +235,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
             ema_model.load_state_dict(ema.state_for(model))
             val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id)
             metrics["val_nelbo"] = round(val, 4)
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        append_metrics(out_dir, metrics)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(metrics.get("val_nelbo"))
         if on_step:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -29,10 +28,11 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from ..checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
 from ..errors import DidiError
 from ..pretrain import EMA
 from ..process import corrupt, prior
+from ..run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .config import PI_SHAPES, DistillConfig
 from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
 from .objective import (
@@ -223,12 +223,12 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
                             f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
         d.load_training_state(state, str(out_dir))
         wall_before = state.get("wall_clock_s", 0.0)
+        prepare_resume(out_dir, d.step_count)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     teacher_prov = adapter.provenance
 
     def checkpoint(last: dict) -> None:
-        name = f"step_{d.step_count:07d}"
         wall = round(wall_before + time.perf_counter() - t_start, 1)
         provenance = {
             "name": f"{domain.name}-student", "kind": "student", "weights": "ema", "step": d.step_count,
@@ -252,12 +252,10 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
                 "teacher_id": teacher_prov.get("id")}, indent=2) + "\n")
             torch.save(train_state, tmp / STATE_FILE)
 
-        (out_dir / "checkpoints").mkdir(exist_ok=True)
-        save_checkpoint(out_dir / "checkpoints" / name, d.ema.state_for(d.student), config, provenance,
-                        tokenizer.to_json(), extra=extra)
-        atomic_write_bytes(out_dir / LATEST_FILE, (name + "\n").encode())
-        for old in sorted((out_dir / "checkpoints").glob("step_*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
+        target = checkpoint_dir(out_dir, d.step_count)
+        target.parent.mkdir(exist_ok=True)
+        save_checkpoint(target, d.ema.state_for(d.student), config, provenance, tokenizer.to_json(), extra=extra)
+        publish_checkpoint(out_dir, target, keep=2)
 
     last: dict = {}
     while d.step_count < cfg.steps:
@@ -269,8 +267,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
             where = f"the last good checkpoint {out_dir / 'checkpoints' / kept} is kept" if kept else "no checkpoint was written yet"
             raise DidiError(f"stopped at step {d.step_count + 1}: {e}; {where}; lower the learning rates and --resume") from None
         last["s_per_step"] = round(time.perf_counter() - t0, 3)
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(last) + "\n")
+        append_metrics(out_dir, last)
         if d.step_count % cfg.ckpt_every == 0 or d.step_count == cfg.steps:
             checkpoint(last)
         if on_step:
