@@ -164,14 +164,23 @@ def test_resume_with_a_teacher_of_another_mask_id(work, tiny_student):
 # -- data files ------------------------------------------------------------------------------
 
 
-@pytest.mark.skip(reason="FASTA belongs to the protein domain, which is issue 5; no protein plugin exists yet")
-def test_fasta_with_invalid_letters():
-    pass
+def protein_domain_or_skip():
+    from didi_seq.plugins import domains
+
+    if "protein" not in domains():
+        pytest.skip("FASTA corpora belong to the protein domain (issue 5), which is not installed yet")
 
 
-@pytest.mark.skip(reason="FASTA belongs to the protein domain, which is issue 5; no protein plugin exists yet")
-def test_fasta_without_records():
-    pass
+@pytest.mark.parametrize(("name", "content"), [
+    ("invalid_letters.fasta", ">p1\nMKTAYIAKQR\n>p2\nMKT1@#AYB\n"),
+    ("no_records.fasta", "just some text, no '>' header\n"),
+])
+def test_bad_fasta_corpus(work, name, content):
+    """Runs once a protein plugin registers a domain: a bad FASTA corpus is one error line, nothing written."""
+    protein_domain_or_skip()
+    (work / name).write_text(content)
+    fails_cleanly(work, ["pretrain", "--domain", "protein", "--preset", "tiny", "--steps", 1, "--corpus", work / name,
+                         "--out", work / "o"], "")
 
 
 def test_corpus_jsonl_with_a_broken_line(work):
