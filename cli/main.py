@@ -6,6 +6,7 @@ Heavy libraries (torch, datasets) are imported inside commands so ``--help`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -46,6 +47,18 @@ def user_errors(fn):
 def positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise DidiError(f"--{name} must be a positive integer, got {value}")
+
+
+@contextlib.contextmanager
+def distributed_run():
+    """This process's ranks under torchrun (a single process otherwise); leaves the group on exit."""
+    from didi_seq.distributed import init_from_env, shutdown
+
+    ranks = init_from_env()
+    try:
+        yield ranks
+    finally:
+        shutdown(ranks)
 
 
 def domain_or_fail(name: str):
@@ -114,17 +127,19 @@ def pretrain(
         threads=threads, seed=seed, bf16=bf16, model={"length": length},
     )
     cfg.validate()  # before the progress bar starts
-    with Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
+    with distributed_run() as ranks, Progress(
+            TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as progress:
         task = progress.add_task("pretrain", total=cfg.steps, info="")
 
         def on_step(step: int, total: int, m: dict) -> None:
             info = f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")
             progress.update(task, completed=step, total=total, info=info)
 
-        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step)
-    typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
-               f"validation NELBO {result.val_nelbo:.4f} nats/token; checkpoint: {result.out_dir}")
+        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks)
+    if ranks.is_main:
+            typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
+                   f"validation NELBO {result.val_nelbo:.4f} nats/token; checkpoint: {result.out_dir}")
 
 
 @app.command()
@@ -251,8 +266,9 @@ def distill(
         "threads": threads, "seed": seed}.items() if v is not None}
     cfg = DistillConfig(**overrides)
     cfg.validate()  # before anything loads
-    with Progress(TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+    with distributed_run() as ranks, Progress(
+            TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as progress:
         task = progress.add_task("distill", total=cfg.steps, info="loading")
 
         def on_step(step: int, total: int, m: dict) -> None:
@@ -262,9 +278,10 @@ def distill(
             progress.update(task, completed=step, total=total, info=info)
 
         result = run(dom, out, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=lambda msg: progress.update(task, info=msg))
-    typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
-               f"(sample it with --checkpoint {result.out_dir})")
+                     on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks)
+    if ranks.is_main:
+        typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
+                   f"(sample it with --checkpoint {result.out_dir})")
 
 
 @app.command()

@@ -11,9 +11,7 @@ raw weights, EMA, optimiser, step and both RNG streams.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,9 +22,11 @@ import torch
 
 from . import __version__
 from .backbone import DiT, DiTConfig
-from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
+from .distributed import Ranks, RowNoise
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
+from .run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .teacher import TeacherSpec
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
@@ -106,9 +106,9 @@ class EMA:
 
 
 def nelbo_loss(model: DiT, x0: torch.Tensor, t: torch.Tensor, schedule: LogLinearSchedule,
-               mask_id: int, gen: torch.Generator, bf16: bool) -> tuple[torch.Tensor, int]:
-    """Sum over rows of the NELBO and the number of tokens it covers."""
-    x_t = corrupt(x0, t, schedule, mask_id, generator=gen)
+               mask_id: int, gen: torch.Generator | None, bf16: bool, u: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the NELBO and the number of tokens it covers (``u``: the masking uniforms, else drawn from ``gen``)."""
+    x_t = corrupt(x0, t, schedule, mask_id, generator=gen, u=u)
     masked = x_t == mask_id
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         h, c = model.hidden_states(x_t, schedule.sigma(t))
@@ -143,7 +143,8 @@ class PretrainResult:
 
 
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
-             on_step: Callable[[int, int, dict], None] | None = None) -> PretrainResult:
+             on_step: Callable[[int, int, dict], None] | None = None, ranks: Ranks = Ranks()) -> PretrainResult:
+    """Train (or ``resume``) a teacher into ``out_dir``; under torchrun every rank calls this, rank 0 writes."""
     from .data import pack_blocks
 
     cfg.validate()
@@ -158,6 +159,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         saved = PretrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
         saved.steps, saved.threads = cfg.steps, cfg.threads  # may extend a run / change threads
         cfg = saved
+    mine = ranks.rows(cfg.batch_size, "--batch-size")  # global batch; this rank's rows of it
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -187,12 +189,14 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
         step, wall_before = state["step"], state["wall_clock_s"]
-    out_dir.mkdir(exist_ok=True)
+        if ranks.is_main:
+            prepare_resume(out_dir, step)
+    if ranks.is_main:
+        out_dir.mkdir(exist_ok=True)
     meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
             "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
 
     def checkpoint(val: float | None) -> None:
-        name = f"step_{step:07d}"
         provenance = {
             "name": f"{domain.name}-teacher", "kind": "teacher", "weights": "ema", "step": step,
             "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": round(wall_before + time.perf_counter() - t_start, 1),
@@ -207,13 +211,11 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
             "ema_updates": ema.updates, "data_rng": data_gen.get_state(), "noise_rng": noise_gen.get_state(),
             "step": step, "wall_clock_s": provenance["wall_clock_s"],
         }
-        (out_dir / "checkpoints").mkdir(exist_ok=True)
-        save_checkpoint(out_dir / "checkpoints" / name, ema.state_for(model), config, provenance,
+        target = checkpoint_dir(out_dir, step)
+        target.parent.mkdir(exist_ok=True)
+        save_checkpoint(target, ema.state_for(model), config, provenance,
                         tokenizer.to_json(), extra=lambda tmp: torch.save(training_state, tmp / STATE_FILE))
-        atomic_write_bytes(out_dir / LATEST_FILE, (name + "\n").encode())
-        old = sorted((out_dir / "checkpoints").glob("step_*"))[: -cfg.keep_checkpoints]
-        for d in old:
-            shutil.rmtree(d, ignore_errors=True)
+        publish_checkpoint(out_dir, target, cfg.keep_checkpoints)
 
     t_start = time.perf_counter()
     val = None
@@ -221,25 +223,29 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=data_gen)
-        t = stratified_times(cfg.batch_size, noise_gen)
-        total, n = nelbo_loss(model, train_blocks[idx], t, schedule, spec.mask_id, noise_gen, cfg.bf16)
-        loss = total / n
+        # the global batch's random numbers on every rank, this rank's rows of them (distributed.py)
+        idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=data_gen)[mine]
+        t = stratified_times(cfg.batch_size, noise_gen)[mine]
+        u = RowNoise(noise_gen, cfg.batch_size, mine).uniform(length, dtype=torch.float32)
+        total, _ = nelbo_loss(model, train_blocks[idx], t, schedule, spec.mask_id, None, cfg.bf16, u=u)
+        loss = total / (cfg.batch_size * length)  # this rank's share of the global per-token mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        ranks.sum_gradients(model.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         ema.update(model)
         step += 1
-        metrics = {"step": step, "loss": round(loss.item(), 4), "grad_norm": round(grad_norm.item(), 3),
+        metrics = {"step": step, "loss": round(ranks.sum(loss).item(), 4), "grad_norm": round(grad_norm.item(), 3),
                    "lr": opt.param_groups[0]["lr"], "elapsed_s": round(wall_before + time.perf_counter() - t_start, 1)}
+        if not ranks.is_main:
+            continue  # evaluation, logs and checkpoints are rank 0's
         if step % cfg.eval_every == 0 or step == cfg.steps:
             ema_model = DiT(model_cfg)
             ema_model.load_state_dict(ema.state_for(model))
             val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id)
             metrics["val_nelbo"] = round(val, 4)
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+        append_metrics(out_dir, metrics)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             checkpoint(metrics.get("val_nelbo"))
         if on_step:

@@ -56,14 +56,17 @@ def corrupt(
     mask_id: int,
     maskable: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    u: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mask each token independently with probability 1 − α(t) (t has one entry per row).
 
     ``maskable`` (bool, same shape as x0) excludes special/padding positions, which
-    stay clean at every t.
+    stay clean at every t. ``u`` (uniforms shaped like x0) replaces the draw from
+    ``generator``, for ranks that each keep rows of a global draw (``distributed.RowNoise``).
     """
     p = schedule.mask_prob(t).to(torch.float32).view(-1, *([1] * (x0.dim() - 1)))
-    u = torch.rand(x0.shape, generator=generator, device=x0.device)
+    if u is None:
+        u = torch.rand(x0.shape, generator=generator, device=x0.device)
     hit = u < p
     if maskable is not None:
         hit &= maskable

@@ -53,10 +53,14 @@ class SampleResult:
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One draw per row of ``log_probs`` [N, V] by inverse CDF in float64."""
+    return categorical_from_uniform(log_probs, torch.rand(log_probs.shape[0], dtype=torch.float64, generator=generator))
+
+
+def categorical_from_uniform(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw per row of ``log_probs`` [N, V] from given float64 uniforms ``u`` [N]."""
     p = log_probs.double().exp()
     cdf = p.cumsum(-1)
-    u = torch.rand(p.shape[0], 1, dtype=torch.float64, generator=generator) * cdf[:, -1:]
-    idx = torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    idx = torch.searchsorted(cdf, u.view(-1, 1) * cdf[:, -1:], right=True).squeeze(-1)
     return idx.clamp_max(p.shape[-1] - 1)
 
 

@@ -134,6 +134,8 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
         try:
             adapter, _ = load_teacher(src, domain)
         except DidiError:
+            if teacher:  # the user named this teacher: say why it cannot be used
+                raise
             tried.append(str(src))
             continue
         if adapter.provenance.get("model_sha256") == want:

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..distributed import RowNoise, local_mean
 from ..process import LogLinearSchedule
-from ..sampling import draw_categorical
+from ..sampling import categorical_from_uniform
 
 # (x [N, L] long, positions bool [N, L], t [N]) -> log p(x0 | x) at those positions, fp32 [P, V]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (values, weight=None) -> their (weighted) mean; Ranks.mean takes it over all ranks' values
+Mean = Callable[..., torch.Tensor]
 
 
 def sample_tau(n: int, a: int, b: int, lo: float, hi: float, generator: torch.Generator) -> torch.Tensor:
@@ -55,13 +58,17 @@ class Rollout:
 
 
 def rollout(student: Denoiser, x_start: torch.Tensor, times: list[torch.Tensor], schedule: LogLinearSchedule,
-            mask_id: int, generator: torch.Generator) -> Rollout:
+            mask_id: int, noise: RowNoise | torch.Generator) -> Rollout:
     """Ancestral steps t_0 → t_1 → … (per-row times, lists of [N] tensors) with the REINFORCE score.
 
     The step's sample is drawn (fp64) from the detached log-probs of the same forward pass
     that carries the gradient, so the recorded log-prob is exactly that of the policy that
     sampled. Positions that stay masked contribute a ν-independent constant and are left out.
+    Each step draws one "reveal?" and one "which token" uniform per position, a fixed shape,
+    so ranks holding rows of one global batch see the numbers one process would.
     """
+    if isinstance(noise, torch.Generator):
+        noise = RowNoise(noise, x_start.shape[0])
     x = x_start.clone()
     total = torch.zeros(x.shape[0])
     states, lps, masks, ts = [], [], [], []
@@ -70,9 +77,10 @@ def rollout(student: Denoiser, x_start: torch.Tensor, times: list[torch.Tensor],
         lp = student(x, masked, t)  # [P, V] at masked positions, row-major
         a_t, a_s = schedule.alpha(t.double()), schedule.alpha(s.double())
         p_reveal = ((a_s - a_t) / (1 - a_t)).view(-1, 1).expand_as(x)
-        u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
+        u = noise.uniform(x.shape[1])
+        u_token = noise.uniform(x.shape[1])
         reveal = (u < p_reveal)[masked].nonzero()[:, 0]  # indices into the P masked positions
-        tokens = draw_categorical(lp.detach()[reveal], generator)
+        tokens = categorical_from_uniform(lp.detach()[reveal], u_token[masked][reveal])
         picked = lp[reveal].gather(-1, tokens[:, None]).squeeze(-1)
         total = total.index_add(0, masked.nonzero()[:, 0][reveal], picked)
         states.append(x)
@@ -94,7 +102,7 @@ def student_times(n: int, tau: torch.Tensor | None, t0: float) -> list[torch.Ten
 
 def discriminator_loss(logit_pos: torch.Tensor, mask_pos: torch.Tensor, logit_neg: torch.Tensor, mask_neg: torch.Tensor,
                        smoothing: float = 0.1, weight_pos: torch.Tensor | None = None,
-                       weight_neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       weight_neg: torch.Tensor | None = None, mean: Mean = local_mean) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token BCE on masked positions only, each side averaged over its own masks, 50/50.
 
     Targets are 1 − s (positive: the target distribution) and s (negative: student). Optional
@@ -107,7 +115,7 @@ def discriminator_loss(logit_pos: torch.Tensor, mask_pos: torch.Tensor, logit_ne
         w = mask.float() if weight is None else mask.float() * weight.float()[:, None]
         per = bce(logits.float(), torch.full_like(logits.float(), target), reduction="none")
         right = (logits > 0) if target > 0.5 else (logits < 0)
-        return (per * w).sum() / w.sum().clamp_min(1e-12), (right.float() * w).sum() / w.sum().clamp_min(1e-12)
+        return mean(per, weight=w), mean(right.float(), weight=w)
 
     loss_p, acc_p = side(logit_pos, mask_pos, 1 - smoothing, weight_pos)
     loss_n, acc_n = side(logit_neg, mask_neg, smoothing, weight_neg)
@@ -128,7 +136,7 @@ def grouped_advantages(r: torch.Tensor, group: int, clip: float = 3.0) -> torch.
     return a.clamp(-clip, clip).reshape(-1)
 
 
-def kl_regulariser(teacher_lp: torch.Tensor, student_lp: torch.Tensor, kind: str) -> torch.Tensor:
+def kl_regulariser(teacher_lp: torch.Tensor, student_lp: torch.Tensor, kind: str, mean: Mean = local_mean) -> torch.Tensor:
     """Mean per-position KL between teacher and student posteriors ([P, V] log-probs, −∞ allowed).
 
     forward = KL(teacher ‖ student), reverse = KL(student ‖ teacher), jeffrey = their mean.
@@ -146,10 +154,11 @@ def kl_regulariser(teacher_lp: torch.Tensor, student_lp: torch.Tensor, kind: str
         per = 0.5 * (kl(teacher_lp, student_lp) + kl(student_lp, teacher_lp))
     else:
         raise ValueError(f"unknown regulariser {kind!r}")
-    return per.mean() if per.numel() else student_lp.sum() * 0
+    return mean(per)
 
 
-def entropy(lp: torch.Tensor) -> torch.Tensor:
+def entropy(lp: torch.Tensor, mean: Mean = local_mean) -> torch.Tensor:
     """Mean categorical entropy of [P, V] log-probs."""
     p = lp.exp()
-    return -(p * torch.where(p > 0, lp, torch.zeros_like(lp))).sum(-1).mean() if lp.numel() else lp.sum() * 0
+    per = -(p * torch.where(p > 0, lp, torch.zeros_like(lp))).sum(-1)
+    return mean(per)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -29,10 +28,12 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from ..checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
+from ..distributed import Ranks, RowNoise
 from ..errors import DidiError
 from ..pretrain import EMA
 from ..process import corrupt, prior
+from ..run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .config import PI_SHAPES, DistillConfig
 from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
 from .objective import (
@@ -66,12 +67,13 @@ def lr_scale(step: int, cfg: DistillConfig) -> float:
 class Distiller:
     """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
 
-    def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig):
+    def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig, ranks: Ranks = Ranks()):
         model = getattr(adapter, "model", None)
         if model is None or not hasattr(model, "hidden_states"):
             raise DidiError("distillation needs a teacher whose network is a didi-seq DiT (the native format)")
         self.adapter, self.cfg, self.spec, self.schedule = adapter, cfg, adapter.spec, adapter.schedule
-        self.positives = positives
+        self.positives, self.ranks = positives, ranks
+        self.rows = ranks.rows(cfg.batch_size * cfg.group_size, "--batch-size × --group-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
         self.ema = EMA(self.student, cfg.ema)
@@ -86,35 +88,39 @@ class Distiller:
 
     # -- one iteration ------------------------------------------------------------------
     def step(self) -> dict:
-        cfg, gen, mask = self.cfg, self.gen, self.spec.mask_id
+        """One iteration over this rank's rows of the global batch (distributed.py: same numbers on any world size)."""
+        cfg, gen, mask, ranks, mine = self.cfg, self.gen, self.spec.mask_id, self.ranks, self.rows
         rows = cfg.batch_size * cfg.group_size
+        noise = RowNoise(gen, rows, mine)
         scale = lr_scale(self.step_count, cfg)
         for g in self.opt_s.param_groups:
             g["lr"] = cfg.student_lr * scale
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.disc_lr * scale
         idx = torch.randint(len(self.positives), (cfg.batch_size,), generator=gen)
-        x_pos = self.positives[idx].repeat_interleave(cfg.group_size, 0)
-        tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)
-        length = x_pos.shape[1]
+        x_pos = self.positives[idx].repeat_interleave(cfg.group_size, 0)[mine]
+        tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)[mine]
+        length, n = x_pos.shape[1], x_pos.shape[0]
 
         student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
         with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
-            ro = rollout(self.student_fn, prior((rows, length), mask),
-                         student_times(rows, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, gen)
-        t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)
-        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, generator=gen)
-        z_pos = corrupt(x_pos, t_d, self.schedule, mask, generator=gen)
+            ro = rollout(self.student_fn, prior((n, length), mask),
+                         student_times(n, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, noise)
+        t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)[mine]
+        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, u=noise.uniform(length, dtype=torch.float32))
+        z_pos = corrupt(x_pos, t_d, self.schedule, mask, u=noise.uniform(length, dtype=torch.float32))
 
         # discriminator: target (positive) vs student (negative), masked positions only
         self.disc.train()
         d_loss, d_acc = discriminator_loss(self.disc(z_pos, t_d), z_pos == mask, self.disc(z_fake, t_d), z_fake == mask,
-                                           cfg.label_smoothing)
+                                           cfg.label_smoothing, mean=ranks.mean)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        d_norm = torch.nn.utils.clip_grad_norm_([p for p in self.disc.parameters() if p.requires_grad], cfg.disc_clip)
-        metrics = {"disc_loss": d_loss.item(), "disc_acc": d_acc.item()}
+        disc_params = [p for p in self.disc.parameters() if p.requires_grad]
+        ranks.sum_gradients(disc_params)
+        d_norm = torch.nn.utils.clip_grad_norm_(disc_params, cfg.disc_clip)
+        metrics = {"disc_loss": ranks.sum(d_loss).item(), "disc_acc": ranks.sum(d_acc).item()}
         if not (math.isfinite(metrics["disc_loss"]) and math.isfinite(d_norm.item())):
             raise FloatingPointError(f"discriminator loss/gradient is not finite ({metrics['disc_loss']})")
         self.opt_d.step()
@@ -122,31 +128,34 @@ class Distiller:
         if student_turn:
             with torch.no_grad():
                 self.disc.eval()
-                r = rewards(self.disc(z_fake, t_d), z_fake == mask, cfg.reward_clip)
-            adv = grouped_advantages(r, cfg.group_size, cfg.advantage_clip)
+                r = ranks.gather(rewards(self.disc(z_fake, t_d), z_fake == mask, cfg.reward_clip))  # groups may span ranks
+            adv = grouped_advantages(r, cfg.group_size, cfg.advantage_clip)[mine]
             w = omega(t_d, self.schedule, cfg.omega, cfg.omega_min, cfg.omega_max).float()
-            pg = -(w * adv * ro.log_prob).mean()
+            pg = -ranks.mean(w * adv * ro.log_prob)
             reg, kls = torch.zeros(()), []
             if cfg.regularization != "none":
                 coefs = [cfg.kl_hi_coef] + [cfg.kl_lo_coef] * (len(ro.states) - 1)
                 for coef, z, m, t, lp in zip(coefs, ro.states, ro.step_masks, ro.step_times, ro.step_log_probs, strict=True):
                     with torch.no_grad():
                         t_lp = self.teacher_fn(z, m, t)
-                    kls.append(kl_regulariser(t_lp, lp, cfg.regularization))
+                    kls.append(kl_regulariser(t_lp, lp, cfg.regularization, mean=ranks.mean))
                     reg = reg + coef * kls[-1]
                 reg = cfg.kl_coef * reg
-            ent = torch.stack([entropy(lp) for lp in ro.step_log_probs]).mean()
+            ent = torch.stack([entropy(lp, mean=ranks.mean) for lp in ro.step_log_probs]).mean()
             loss = pg + reg - cfg.entropy_coef * ent
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"student loss is not finite ({loss.item()})")
+            # every term is this rank's share of a global mean: their sums over ranks are the logged values
+            parts = ranks.sum(torch.stack([loss, pg, sum(kls, torch.zeros(())), ent]))
+            if not math.isfinite(parts[0].item()):
+                raise FloatingPointError(f"student loss is not finite ({parts[0].item()})")
             self.opt_s.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.sum_gradients(self.student.parameters())
             s_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.student_clip)
             if not math.isfinite(s_norm.item()):
                 raise FloatingPointError("student gradient is not finite")
             self.opt_s.step()
             self.ema.update(self.student)
-            metrics.update({"loss": loss.item(), "pg": pg.item(), "kl": sum(k.item() for k in kls), "entropy": ent.item(),
+            metrics.update({"loss": parts[0].item(), "pg": parts[1].item(), "kl": parts[2].item(), "entropy": parts[3].item(),
                             "reward": r.mean().item(), "reward_std": r.std().item(), "student_grad_norm": s_norm.item()})
         self.step_count += 1
         return {"step": self.step_count, **{k: round(v, 5) for k, v in metrics.items()}, "lr_scale": round(scale, 5)}
@@ -187,7 +196,8 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
 
 def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
-            on_prepare: Callable[[str], None] | None = None) -> DistillResult:
+            on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks()) -> DistillResult:
+    """Run (or ``resume``) a distillation into ``out_dir``; under torchrun every rank calls this, rank 0 writes."""
     from ..loading import load_teacher
 
     cfg.validate()
@@ -211,7 +221,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     positives, data_meta = target_rows(domain, adapter, tokenizer, cfg, corpus, length)
     if len(positives[0]) != length:  # positives may be a lazy datasets column: index, don't .shape
         raise DidiError(f"target rows have length {len(positives[0])}, the teacher {length}")
-    d = Distiller(adapter, positives, cfg)
+    d = Distiller(adapter, positives, cfg, ranks)
     wall_before = 0.0
     if state is not None:
         from ..checkpoint import load_checkpoint
@@ -223,12 +233,14 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
                             f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
         d.load_training_state(state, str(out_dir))
         wall_before = state.get("wall_clock_s", 0.0)
-    out_dir.mkdir(parents=True, exist_ok=True)
+        if ranks.is_main:
+            prepare_resume(out_dir, d.step_count)
+    if ranks.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     teacher_prov = adapter.provenance
 
     def checkpoint(last: dict) -> None:
-        name = f"step_{d.step_count:07d}"
         wall = round(wall_before + time.perf_counter() - t_start, 1)
         provenance = {
             "name": f"{domain.name}-student", "kind": "student", "weights": "ema", "step": d.step_count,
@@ -252,12 +264,10 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
                 "teacher_id": teacher_prov.get("id")}, indent=2) + "\n")
             torch.save(train_state, tmp / STATE_FILE)
 
-        (out_dir / "checkpoints").mkdir(exist_ok=True)
-        save_checkpoint(out_dir / "checkpoints" / name, d.ema.state_for(d.student), config, provenance,
-                        tokenizer.to_json(), extra=extra)
-        atomic_write_bytes(out_dir / LATEST_FILE, (name + "\n").encode())
-        for old in sorted((out_dir / "checkpoints").glob("step_*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
+        target = checkpoint_dir(out_dir, d.step_count)
+        target.parent.mkdir(exist_ok=True)
+        save_checkpoint(target, d.ema.state_for(d.student), config, provenance, tokenizer.to_json(), extra=extra)
+        publish_checkpoint(out_dir, target, keep=2)
 
     last: dict = {}
     while d.step_count < cfg.steps:
@@ -269,10 +279,10 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
             where = f"the last good checkpoint {out_dir / 'checkpoints' / kept} is kept" if kept else "no checkpoint was written yet"
             raise DidiError(f"stopped at step {d.step_count + 1}: {e}; {where}; lower the learning rates and --resume") from None
         last["s_per_step"] = round(time.perf_counter() - t0, 3)
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(last) + "\n")
-        if d.step_count % cfg.ckpt_every == 0 or d.step_count == cfg.steps:
-            checkpoint(last)
+        if ranks.is_main:
+            append_metrics(out_dir, last)
+            if d.step_count % cfg.ckpt_every == 0 or d.step_count == cfg.steps:
+                checkpoint(last)
         if on_step:
             on_step(d.step_count, cfg.steps, last)
     return DistillResult(out_dir, d.step_count, wall_before + time.perf_counter() - t_start, last)

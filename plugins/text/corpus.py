@@ -65,13 +65,16 @@ def load_text_corpus(src: str | None) -> dict:
             if len(kinds) > 1:
                 raise DidiError(f"corpus {src} mixes file types {sorted(kinds)}; use one type")
             kind = kinds.pop()
+            if all(f.stat().st_size == 0 for f in files):  # datasets fails on these with an empty message
+                raise DidiError(f"corpus {src} is empty: every file in it has zero bytes")
             for f in files:
                 if ".jsonl" in f.suffixes:
                     _check_jsonl(f)
             try:
                 ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
             except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
-                raise DidiError(f"cannot read corpus {src}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+                first = (str(e).splitlines() or ["no details"])[0]
+                raise DidiError(f"cannot read corpus {src}: {type(e).__name__}: {first}") from None
         else:
             try:
                 ds = datasets.load_dataset(src, split="train")

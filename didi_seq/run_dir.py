@@ -1,0 +1,86 @@
+"""A training run directory (pretrain and distill share it) and how it survives a crash.
+
+Layout::
+
+    LATEST              name of the newest complete checkpoint (written by rename, after it)
+    checkpoints/step_N  complete checkpoint directories (each written by rename)
+    metrics.jsonl       one JSON line per finished step
+
+A run may be killed at any instant (SIGKILL, OOM, a pre-empted node). Everything a reader
+can see under a real name is therefore complete: checkpoints appear by rename, LATEST is
+replaced by rename, and old checkpoints are renamed to a hidden name *before* they are
+deleted, so a half-deleted one is never visible either. What a kill can leave behind is
+hidden debris (``.name.tmp-*``, ``.name.old-*``, ``.name.trash-*``) and metric lines for
+steps after the last checkpoint; ``prepare_resume`` removes both, so the resumed run's
+log reads as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .checkpoint import LATEST_FILE, atomic_write_bytes
+
+CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+_DEBRIS_MARKERS = (".tmp-", ".old-", ".trash-")
+
+
+def checkpoint_dir(out_dir: Path, step: int) -> Path:
+    return Path(out_dir) / CHECKPOINTS_DIR / f"step_{step:07d}"
+
+
+def publish_checkpoint(out_dir: Path, written: Path, keep: int) -> None:
+    """Point LATEST at a freshly written checkpoint, then retire all but the ``keep`` newest."""
+    out_dir = Path(out_dir)
+    atomic_write_bytes(out_dir / LATEST_FILE, (written.name + "\n").encode())
+    for old in sorted((out_dir / CHECKPOINTS_DIR).glob("step_*"))[:-keep]:
+        if old.name != written.name:
+            _discard(old)
+
+
+def _discard(path: Path) -> None:
+    """Rename first (atomic), delete after: a kill mid-delete leaves only hidden debris."""
+    trash = path.parent / f".{path.name}.trash-{os.getpid()}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _is_debris(path: Path) -> bool:
+    return path.name.startswith(".") and any(m in path.name for m in _DEBRIS_MARKERS)
+
+
+def prepare_resume(out_dir: Path, step: int) -> None:
+    """Tidy a run directory before continuing it from the checkpoint at ``step``.
+
+    Removes hidden debris a killed writer left, and drops metric lines of steps after
+    ``step`` (they will be recomputed) as well as a torn last line.
+    """
+    out_dir = Path(out_dir)
+    for parent in (out_dir, out_dir / CHECKPOINTS_DIR):
+        if parent.is_dir():
+            for p in parent.iterdir():
+                if _is_debris(p):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    metrics = out_dir / METRICS_FILE
+    if metrics.exists():
+        kept = []
+        for line in metrics.read_text(errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the kill
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write_bytes(metrics, "".join(kept).encode())
+
+
+def append_metrics(out_dir: Path, record: dict) -> None:
+    with open(Path(out_dir) / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
