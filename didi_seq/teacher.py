@@ -53,6 +53,11 @@ class TeacherAdapter(ABC):
     def student_copy(self) -> torch.nn.Module:
         """A trainable deep copy of the (already loaded) network."""
 
+    def bundled_discriminator(self, bf16: bool = True) -> torch.nn.Module | None:
+        """A discriminator shipped inside the checkpoint itself (e.g. DiDi-Instruct's HF
+        release), or None; didi-seq's own students keep theirs beside the weights."""
+        return None
+
     def log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """SUBS-parameterised log p(x0 | x_t), fp32 [B, L, V]."""
         never = torch.tensor(self.spec.never_emit, dtype=torch.long)
@@ -69,6 +74,11 @@ class NativeTeacher(TeacherAdapter):
         self.schedule = schedule
         self.provenance = provenance or {}
         self.bf16 = bf16
+        # set by formats whose files carry a discriminator: (bf16) -> Discriminator
+        self.discriminator_factory = None
+
+    def bundled_discriminator(self, bf16: bool = True):
+        return None if self.discriminator_factory is None else self.discriminator_factory(bf16)
 
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
