@@ -171,3 +171,30 @@ def test_hub_id_with_missing_files_names_them(dit):
     one_error_line(r, "lacks model.safetensors")
     r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", "test-org/not-cached", "--nfe", "2"])
     one_error_line(r, "not in the local Hugging Face cache")
+
+
+def test_distill_and_sample_from_a_lightning_teacher(dit, tmp_path):
+    """CLI end to end: --raw teacher from a .ckpt (length from the Hydra config beside it),
+    a local --corpus in GPT-2 ids, and the student samples with its saved GPT-2 tokenizer."""
+    import json
+
+    (tmp_path / "t").mkdir()
+    ckpt = ref.write_lightning(tmp_path / "t" / "mdlm.ckpt", dit, ema_dit=ref.random_dit(seed=9))
+    (tmp_path / "t" / "config.json").write_text(json.dumps(ref.hydra_config(dit, length=16)))
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"Document {i}: the cat sat on mat {i}."}) + "\n" for i in range(60)))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["distill", "--domain", "text", "--teacher", str(ckpt), "--raw", "--corpus", str(corpus),
+                                 "--out", str(out), "--steps", "2", "--ckpt-every", "2", "--batch-size", "2",
+                                 "--group-size", "2", "--disc-warmup-steps", "1", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    from didi_seq.checkpoint import load_checkpoint
+
+    student = load_checkpoint(out)
+    teacher = student.provenance["teacher"]
+    assert teacher["format"] == "lightning-ckpt" and teacher["weights"] == "raw"
+    assert student.provenance["validation_sha256"] and student.config["spec"]["mask_id"] == 50257
+    s = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", str(out), "--nfe", "2", "--num-samples", "1"])
+    assert s.exit_code == 0, s.output
+    adapter, tok = load_teacher(str(out), TEXT)
+    assert tok.encode_batch(["Hello world"]) == [[15496, 995]]

@@ -40,6 +40,11 @@ def _json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _names_directory(path: Path) -> bool:
+    """The directory formats answer for a directory or a file of theirs, not for a .ckpt beside them."""
+    return path.is_dir() or path.name in (WEIGHTS, CONFIG, DISCRIMINATOR)
+
+
 def _foreign_config(path: Path) -> dict | None:
     """config.json of a directory that is not a didi-seq checkpoint."""
     cfg = _json(_dir(path) / CONFIG)
@@ -88,7 +93,7 @@ def _hydra_fields(cfg: dict) -> dict | None:
 # --- MDLM on the Hugging Face hub ----------------------------------------------------------
 
 def _is_mdlm_hf(path: Path) -> bool:
-    cfg = _foreign_config(path)
+    cfg = _foreign_config(path) if _names_directory(path) else None
     return cfg is not None and (cfg.get("model_type") == "mdlm" or "MDLM" in (cfg.get("architectures") or []))
 
 
@@ -108,7 +113,7 @@ def _load_mdlm_hf(path: Path, bf16: bool = True, **_):
 # --- SDTT revisions and the DiDi-Instruct student (PyTorchModelHubMixin) --------------------
 
 def _is_mixin(path: Path, with_discriminator: bool) -> bool:
-    cfg = _foreign_config(path)
+    cfg = _foreign_config(path) if _names_directory(path) else None
     return (cfg is not None and _hydra_fields(cfg) is not None
             and (_dir(path) / DISCRIMINATOR).is_file() == with_discriminator)
 
