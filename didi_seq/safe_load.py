@@ -4,8 +4,9 @@ Always ``torch.load(weights_only=True)``: tensors and plain containers are rebui
 torch's restricted unpickler. A Lightning file also carries metadata objects that
 didi-seq never uses: the Hydra/OmegaConf config, a pickled tokenizer, numpy RNG state.
 Those classes are allow-listed *by name* and mapped onto :class:`Placeholder`, an inert
-stand-in that accepts and drops its arguments, so no foreign constructor or
-``__setstate__`` ever runs. Only the module prefixes in ``METADATA_MODULES`` are
+stand-in that only keeps the (already safely unpickled) data it is given, so no foreign
+constructor or ``__setstate__`` ever runs; :func:`plain` turns a Hydra config kept that
+way back into dicts and values. Only the module prefixes in ``METADATA_MODULES`` are
 allowed; any other global makes the load fail with one message naming it.
 """
 
@@ -17,31 +18,47 @@ from .errors import CheckpointError
 
 # Modules whose objects are metadata in Lightning checkpoints of MDLM/DUO/SDTT/DiDi:
 # the Hydra config (omegaconf), the tokenizer saved with save_hyperparameters()
-# (transformers, tokenizers), RNG states (numpy), and the pickle helpers they use.
+# (transformers, tokenizers), RNG states (numpy), and the pickle helpers they use
+# (OmegaConf pickles reference builtins.dict, typing.Any and collections.defaultdict).
 METADATA_MODULES = (
     "omegaconf.", "transformers.", "tokenizers.", "numpy.", "copyreg._reconstructor", "typing.Any",
-    "builtins.set", "builtins.frozenset", "builtins.object", "collections.defaultdict", "pathlib.",
-    "_codecs.encode",
+    "builtins.dict", "builtins.set", "builtins.frozenset", "builtins.object", "collections.defaultdict",
+    "pathlib.", "_codecs.encode",
 )
 
 
 class Placeholder:
-    """Inert stand-in for an allow-listed metadata object: keeps nothing, runs nothing."""
+    """Inert stand-in for an allow-listed metadata object: stores its arguments and state
+    as data, runs nothing."""
 
     def __new__(cls, *args, **kwargs):
         return object.__new__(cls)
 
     def __init__(self, *args, **kwargs):
-        pass
+        self.args, self.state = args, None
 
     def __setstate__(self, state):
-        pass
-
-    def __setitem__(self, key, value):
-        pass
+        self.state = state
 
     def __repr__(self) -> str:
         return "<metadata placeholder>"
+
+
+def plain(obj, depth: int = 0):
+    """Plain dicts/lists/values from placeholders of OmegaConf containers and nodes
+    (``_content`` of a DictConfig/ListConfig, ``_val`` of a value node); None otherwise."""
+    if depth > 50:
+        return None
+    if isinstance(obj, Placeholder):
+        state = obj.state if isinstance(obj.state, dict) else {}
+        if "_content" in state:
+            return plain(state["_content"], depth + 1)
+        return plain(state["_val"], depth + 1) if "_val" in state else None
+    if isinstance(obj, dict):
+        return {k: plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v, depth + 1) for v in obj]
+    return obj
 
 
 def _is_metadata(name: str) -> bool:

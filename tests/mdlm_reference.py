@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 from collections import OrderedDict
 
 import torch
@@ -217,46 +215,27 @@ def didi_discriminator(seed=1, **sizes) -> DIT:
     return disc.eval()
 
 
-def fake_omegaconf():
-    """A stand-in ``omegaconf.dictconfig.DictConfig`` so a test checkpoint pickles the same
-    global a real Lightning file does; loading must never call it."""
-    mod = types.ModuleType("omegaconf.dictconfig")
-
-    class DictConfig:
-        def __init__(self, content):
-            self._content = content
-
-        def __setstate__(self, state):
-            raise AssertionError("didi-seq ran DictConfig.__setstate__ while loading")
-
-    DictConfig.__module__, DictConfig.__qualname__ = "omegaconf.dictconfig", "DictConfig"
-    mod.DictConfig = DictConfig
-    return DictConfig, {"omegaconf": types.ModuleType("omegaconf"), "omegaconf.dictconfig": mod}
-
-
-def write_lightning(path, dit, ema_dit=None, extra=None, shadow=None):
+def write_lightning(path, dit, ema_dit=None, extra=None, shadow=None, config=None):
     """A Lightning checkpoint as MDLM/DUO save it: prefixed state_dict, EMA as a positional
-    list over chain(backbone.parameters(), noise.parameters()), Hydra config, RNG state."""
+    list over chain(backbone.parameters(), noise.parameters()), and what
+    ``save_hyperparameters(config, tokenizer)`` pickles: an OmegaConf config and a
+    transformers tokenizer; plus numpy RNG state and loop counters."""
     import numpy as np
+    from omegaconf import OmegaConf
+    from transformers import PreTrainedTokenizerFast
 
-    DictConfig, modules = fake_omegaconf()
-    saved = {name: sys.modules.get(name) for name in modules}
-    sys.modules.update(modules)
-    try:
-        ckpt = {"epoch": 0, "global_step": 1000, "pytorch-lightning_version": "2.2.1",
-                "state_dict": OrderedDict(Wrapper(dit).state_dict()),
-                "ema": {"decay": 0.9999, "num_updates": 1000,
-                        "shadow_params": shadow if shadow is not None else
-                        [p.detach().clone() for p in (ema_dit or dit).parameters()]},
-                "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": 0}}}},
-                "sampler": {"random_state": np.random.RandomState(0).get_state()},
-                "hyper_parameters": {"config": DictConfig({"model": {"n_heads": dit.blocks[0].n_heads}})},
-                **(extra or {})}
-        torch.save(ckpt, path)
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    from didi_seq_text import gpt2
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=gpt2.build(mask=False), bos_token="<|endoftext|>",
+                                        eos_token="<|endoftext|>")
+    ckpt = {"epoch": 0, "global_step": 1000, "pytorch-lightning_version": "2.2.1",
+            "state_dict": OrderedDict(Wrapper(dit).state_dict()),
+            "ema": {"decay": 0.9999, "num_updates": 1000,
+                    "shadow_params": shadow if shadow is not None else
+                    [p.detach().clone() for p in (ema_dit or dit).parameters()]},
+            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"current": {"completed": 0}}}},
+            "sampler": {"random_state": np.random.RandomState(0).get_state()},
+            "hyper_parameters": {"config": OmegaConf.create(config or hydra_config(dit)), "tokenizer": tokenizer},
+            **(extra or {})}
+    torch.save(ckpt, path)
     return path

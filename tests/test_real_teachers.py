@@ -90,6 +90,29 @@ class Exploit:
         return (os.system, ("touch exploited",))
 
 
+def test_lightning_metadata_objects_are_never_constructed(dit, tmp_path, monkeypatch):
+    """The OmegaConf config and the pickled tokenizer are read as inert placeholders."""
+    import omegaconf
+    import tokenizers
+
+    path = ref.write_lightning(tmp_path / "mdlm.ckpt", dit)
+
+    def boom(*_):
+        raise AssertionError("foreign code ran while loading")
+
+    monkeypatch.setattr(omegaconf.DictConfig, "__setstate__", boom)
+    monkeypatch.setattr(tokenizers.Tokenizer, "__setstate__", boom)
+    adapter, _ = load_teacher(str(path), TEXT)
+    assert adapter.spec.max_length == 16  # the length came from the saved Hydra config
+
+
+def test_lightning_duo_uniform_state_model_is_refused(dit, tmp_path):
+    config = {**ref.hydra_config(dit), "algo": {"name": "duo", "parameterization": "mean"}, "parameterization": "mean"}
+    path = ref.write_lightning(tmp_path / "duo.ckpt", dit, config=config)
+    with pytest.raises(CheckpointError, match=r"'duo' model .*not a masked \(SUBS\) teacher.*50257 is \[PAD\]"):
+        load_teacher(str(path), TEXT)
+
+
 def test_lightning_pickle_never_runs_foreign_code(dit, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = ref.write_lightning(tmp_path / "evil.ckpt", dit, extra={"callbacks": Exploit()})
@@ -174,12 +197,14 @@ def test_hub_id_with_missing_files_names_them(dit):
 
 
 def test_distill_and_sample_from_a_lightning_teacher(dit, tmp_path):
-    """CLI end to end: --raw teacher from a .ckpt (length from the Hydra config beside it),
+    """CLI end to end: --raw teacher from a .ckpt (length from a config.json beside it),
     a local --corpus in GPT-2 ids, and the student samples with its saved GPT-2 tokenizer."""
     import json
 
     (tmp_path / "t").mkdir()
-    ckpt = ref.write_lightning(tmp_path / "t" / "mdlm.ckpt", dit, ema_dit=ref.random_dit(seed=9))
+    # no model group in the saved config: the length comes from the config.json beside the file
+    ckpt = ref.write_lightning(tmp_path / "t" / "mdlm.ckpt", dit, ema_dit=ref.random_dit(seed=9),
+                               config={"parameterization": "subs"})
     (tmp_path / "t" / "config.json").write_text(json.dumps(ref.hydra_config(dit, length=16)))
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"Document {i}: the cat sat on mat {i}."}) + "\n" for i in range(60)))
@@ -194,6 +219,7 @@ def test_distill_and_sample_from_a_lightning_teacher(dit, tmp_path):
     teacher = student.provenance["teacher"]
     assert teacher["format"] == "lightning-ckpt" and teacher["weights"] == "raw"
     assert student.provenance["validation_sha256"] and student.config["spec"]["mask_id"] == 50257
+    assert student.config["spec"]["max_length"] == 16
     s = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", str(out), "--nfe", "2", "--num-samples", "1"])
     assert s.exit_code == 0, s.output
     adapter, tok = load_teacher(str(out), TEXT)

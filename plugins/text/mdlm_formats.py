@@ -198,6 +198,23 @@ def _ema_state(ckpt: dict, backbone: dict, arch, source: str) -> dict:
     return {**backbone, **{name: t for (name, _), t in zip(params, shadow, strict=True)}}
 
 
+def _saved_hydra_config(ckpt: dict, path: Path) -> dict:
+    """The Hydra config Lightning saved (``hyper_parameters.config``), as plain data; refuses
+    a non-SUBS model: DUO's uniform-state model shares the weight layout, but its id 50257
+    is an added [PAD], not a mask (research/teachers.md §2.2)."""
+    from didi_seq.safe_load import plain
+
+    hp = plain(ckpt.get("hyper_parameters"))
+    config = hp.get("config") if isinstance(hp, dict) else None
+    config = config if isinstance(config, dict) else {}
+    param = _find_key(config, "parameterization")
+    if param is not None and param != "subs":
+        name = _find_key(config.get("algo") or {}, "name")
+        raise CheckpointError(f"{path} is a {name or param!r} model (parameterization {param!r}), not a masked "
+                              "(SUBS) teacher; didi-seq distils MDLM-style teachers only (in DUO, id 50257 is [PAD])")
+    return config
+
+
 def _load_lightning(path: Path, bf16: bool = True, use_ema: bool = True, **_):
     from didi_seq.safe_load import load_pickle_checkpoint
 
@@ -208,8 +225,10 @@ def _load_lightning(path: Path, bf16: bool = True, use_ema: bool = True, **_):
     backbone = mdlm_dit.strip_wrappers(raw, prefix="backbone.")
     if not backbone:
         raise CheckpointError(f"{path}: no backbone.* weights in its state_dict (keys start {sorted(raw)[:3]})")
+    hydra = _saved_hydra_config(ckpt, path)
     sidecar = _foreign_config(path) or {}
-    declared = _hydra_fields(sidecar) or {"heads": sidecar.get("n_heads"), "length": sidecar.get("model_length")}
+    declared = (_hydra_fields(hydra) or _hydra_fields(sidecar)
+                or {"heads": sidecar.get("n_heads"), "length": sidecar.get("model_length")})
     arch = mdlm_dit.dit_config(backbone, str(path), declared)
     state = _ema_state(ckpt, backbone, arch, str(path)) if use_ema else backbone
     ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), dict) else {}
