@@ -215,7 +215,7 @@ def didi_discriminator(seed=1, **sizes) -> DIT:
     return disc.eval()
 
 
-def write_lightning(path, dit, ema_dit=None, extra=None, shadow=None, config=None):
+def write_lightning(path, dit, ema_dit=None, extra=None, shadow=None, config=None, extra_state=None):
     """A Lightning checkpoint as MDLM/DUO save it: prefixed state_dict, EMA as a positional
     list over chain(backbone.parameters(), noise.parameters()), and what
     ``save_hyperparameters(config, tokenizer)`` pickles: an OmegaConf config and a
@@ -229,7 +229,7 @@ def write_lightning(path, dit, ema_dit=None, extra=None, shadow=None, config=Non
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=gpt2.build(mask=False), bos_token="<|endoftext|>",
                                         eos_token="<|endoftext|>")
     ckpt = {"epoch": 0, "global_step": 1000, "pytorch-lightning_version": "2.2.1",
-            "state_dict": OrderedDict(Wrapper(dit).state_dict()),
+            "state_dict": OrderedDict({**Wrapper(dit).state_dict(), **(extra_state or {})}),
             "ema": {"decay": 0.9999, "num_updates": 1000,
                     "shadow_params": shadow if shadow is not None else
                     [p.detach().clone() for p in (ema_dit or dit).parameters()]},

@@ -78,6 +78,18 @@ def test_lightning_ema_is_default_and_raw_is_selectable(dit, tmp_path):
     assert a_raw.provenance["model_sha256"] != a_ema.provenance["model_sha256"]
 
 
+def test_didi_instruct_lightning_ckpt_uses_its_student_ema_module(dit, tmp_path):
+    """DiDi's .ckpt: backbone.* (training student), student_ema.*, discriminator.*; no EMA list."""
+    ema = ref.random_dit(seed=6)
+    extra_state = {f"student_ema.{k}": v for k, v in ema.state_dict().items()}
+    extra_state.update({f"discriminator.{k}": v for k, v in ref.didi_discriminator(seed=2).state_dict().items()})
+    path = ref.write_lightning(tmp_path / "didi-instruct.ckpt", dit, shadow=[], extra_state=extra_state)
+    a, _ = load_teacher(str(path), TEXT)
+    assert a.provenance["weights"] == "ema (student_ema)"
+    assert_matches(a, ema)
+    assert_matches(load_teacher(str(path), TEXT, use_ema=False)[0], dit)
+
+
 def test_lightning_ema_list_of_wrong_length(dit, tmp_path):
     path = ref.write_lightning(tmp_path / "bad.ckpt", dit, shadow=[p.detach() for p in dit.parameters()][:-1])
     with pytest.raises(CheckpointError, match=r"EMA holds \d+ tensors but the model has \d+ parameters"):
@@ -138,6 +150,7 @@ def test_didi_instruct_student_and_discriminator(dit, tmp_path):
 
 def test_missing_key_is_one_clear_error(dit, tmp_path):
     state = ref.Wrapper(dit).state_dict()
+    state["noise.sigma_min"] = torch.zeros(())  # a wrapper's own tensors are not the network: ignored
     state.pop("backbone.blocks.1.attn_out.weight")
     with pytest.raises(CheckpointError, match=r"1 missing keys: blocks\.1\.attn_out\.weight") as e:
         load_teacher(str(ref.write_hf(tmp_path / "m", dit, state=state)), TEXT)

@@ -28,15 +28,22 @@ def strip_wrappers(state: dict, prefix: str = "") -> dict:
     """Drop ``prefix``, torch.compile's ``_orig_mod.`` and any leading ``backbone.`` levels."""
     out = {}
     for key, value in state.items():
+        key = key.replace("_orig_mod.", "")
         if prefix:
             if not key.startswith(prefix):
                 continue
             key = key[len(prefix):]
-        key = key.replace("_orig_mod.", "")
         while key.startswith("backbone."):
             key = key[len("backbone."):]
         out[key] = value
     return out
+
+
+def backbone_of(state: dict) -> dict:
+    """The DiT inside a wrapper: the ``backbone.`` subtree when there is one (a wrapper's
+    other tensors, such as noise-schedule buffers, are not the network), else everything."""
+    nested = any(k.replace("_orig_mod.", "").startswith("backbone.") for k in state)
+    return strip_wrappers(state, "backbone." if nested else "")
 
 
 def check_rotary(state: dict, head_dim: int, source: str) -> dict:

@@ -4,7 +4,8 @@
   ``model.safetensors``); its remote code needs flash-attn, so only the weights are used.
 * ``lightning-ckpt``: MDLM/DUO ``.ckpt`` files. ``--ema`` (default, what the papers
   evaluate) zips ``ema.shadow_params``, a positional list, onto the parameters in
-  registration order; ``--raw`` takes ``state_dict``.
+  registration order (DiDi-Instruct's ``.ckpt`` has a ``student_ema.*`` module instead);
+  ``--raw`` takes ``state_dict``'s ``backbone.*``.
 * ``sdtt``: one revision of ``jdeschena/sdtt`` (``model.safetensors`` + the OmegaConf
   config dumped as ``config.json`` by PyTorchModelHubMixin).
 * ``didi-instruct-hf``: ``haoyangzheng/didi-instruct-small``: the student
@@ -104,7 +105,7 @@ def _load_mdlm_hf(path: Path, bf16: bool = True, **_):
     declared = {"vocab_size": cfg.get("vocab_size"), "hidden": cfg.get("hidden_dim"), "layers": cfg.get("n_blocks"),
                 "heads": cfg.get("n_heads"), "cond_dim": cfg.get("cond_dim"), "length": cfg.get("model_length"),
                 "time_conditioning": cfg.get("time_conditioning")}
-    state = mdlm_dit.strip_wrappers(_safetensors(d / WEIGHTS))
+    state = mdlm_dit.backbone_of(_safetensors(d / WEIGHTS))
     arch = mdlm_dit.dit_config(state, str(d / WEIGHTS), declared)
     # the card does not say whether these are EMA weights (research/teachers.md §3.2)
     return mdlm_dit.build_teacher(state, arch, d / WEIGHTS, "mdlm-hf", "as published", bf16)
@@ -121,7 +122,7 @@ def _is_mixin(path: Path, with_discriminator: bool) -> bool:
 def _load_mixin(path: Path, fmt: str, bf16: bool, extra: dict | None = None):
     d = _dir(path)
     _require(d, WEIGHTS)
-    state = mdlm_dit.strip_wrappers(_safetensors(d / WEIGHTS))
+    state = mdlm_dit.backbone_of(_safetensors(d / WEIGHTS))
     arch = mdlm_dit.dit_config(state, str(d / WEIGHTS), _hydra_fields(_foreign_config(d)))
     return mdlm_dit.build_teacher(state, arch, d / WEIGHTS, fmt, "as published", bf16, extra)
 
@@ -160,7 +161,7 @@ def load_didi_discriminator(directory: Path, schedule, bf16: bool = True):
 
     source = directory / DISCRIMINATOR
     _require(directory, DISCRIMINATOR)
-    raw = mdlm_dit.strip_wrappers(_safetensors(source))
+    raw = mdlm_dit.backbone_of(_safetensors(source))
     trunk = {k: v for k, v in raw.items() if not k.startswith("output_layer.")}
     arch = mdlm_dit.dit_config(trunk, str(source), _hydra_fields(_foreign_config(directory) or {}))
     mdlm_dit.check_rotary(trunk, arch.hidden // arch.heads, str(source))
@@ -222,7 +223,13 @@ def _load_lightning(path: Path, bf16: bool = True, use_ema: bool = True, **_):
     raw = ckpt.get("state_dict")
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path} has no state_dict: not a Lightning checkpoint")
-    backbone = mdlm_dit.strip_wrappers(raw, prefix="backbone.")
+    ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), dict) else {}
+    # DiDi-Instruct's own .ckpt keeps its EMA student as a module (student_ema.*), not a list
+    student_ema = mdlm_dit.strip_wrappers(raw, prefix="student_ema.")
+    if use_ema and not ema.get("shadow_params") and student_ema:
+        backbone, use_ema, weights = student_ema, False, "ema (student_ema)"
+    else:
+        backbone, weights = mdlm_dit.strip_wrappers(raw, prefix="backbone."), "ema" if use_ema else "raw"
     if not backbone:
         raise CheckpointError(f"{path}: no backbone.* weights in its state_dict (keys start {sorted(raw)[:3]})")
     hydra = _saved_hydra_config(ckpt, path)
@@ -231,9 +238,8 @@ def _load_lightning(path: Path, bf16: bool = True, use_ema: bool = True, **_):
                 or {"heads": sidecar.get("n_heads"), "length": sidecar.get("model_length")})
     arch = mdlm_dit.dit_config(backbone, str(path), declared)
     state = _ema_state(ckpt, backbone, arch, str(path)) if use_ema else backbone
-    ema = ckpt.get("ema") if isinstance(ckpt.get("ema"), dict) else {}
     extra = {"global_step": ckpt.get("global_step"), "ema_decay": ema.get("decay"), "ema_updates": ema.get("num_updates")}
-    return mdlm_dit.build_teacher(state, arch, path, "lightning-ckpt", "ema" if use_ema else "raw", bf16, extra)
+    return mdlm_dit.build_teacher(state, arch, path, "lightning-ckpt", weights, bf16, extra)
 
 
 FORMATS = (
