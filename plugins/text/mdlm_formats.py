@@ -53,10 +53,15 @@ def _foreign_config(path: Path) -> dict | None:
 
 
 def _require(directory: Path, *names: str) -> None:
+    """Name the files a (partly downloaded) checkpoint lacks, and the command that fetches them."""
     missing = [n for n in names if not (directory / n).is_file()]
     if missing:
+        in_cache = any(part.startswith("models--") for part in directory.absolute().parts)
+        repo = mdlm_dit.display_name(directory) if in_cache else "<repo>"
+        rev = mdlm_dit.hub_revision(directory / missing[0])
+        rev = f" --revision {rev}" if rev else ""
         raise CheckpointError(f"{directory} lacks {', '.join(missing)}; download the complete checkpoint "
-                              f"(e.g. `huggingface-cli download <repo> {' '.join(missing)}`) and retry")
+                              f"(`huggingface-cli download {repo} {' '.join(missing)}{rev}`) and retry")
 
 
 def _safetensors(path: Path) -> dict:
