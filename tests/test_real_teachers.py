@@ -146,6 +146,11 @@ def test_didi_instruct_student_and_discriminator(dit, tmp_path):
         want = disc_ref.output_layer(h).squeeze(-1)
         got = disc(x, t)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    # reward-guided sampling uses the discriminator shipped with the student
+    r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", str(tmp_path / "didi"), "--sampler", "rgas",
+                                 "--nfe", "2", "--num-samples", "1"])
+    assert r.exit_code == 0, r.output
+    assert "discriminator calls" in r.stderr
 
 
 def test_missing_key_is_one_clear_error(dit, tmp_path):
