@@ -2,15 +2,15 @@
 
 For each (NFE, batch) this times three things on CPU with ``time.perf_counter``:
 
-* ``forward``  – NFE bare ``adapter.log_probs`` calls on a full [batch, L] batch (inputs
-  masked at each step's level, 1 − α(t_k), so the SUBS carry-over costs what it does
-  in the sampler): the network alone, no sampler logic;
+* ``forward``  – NFE bare ``adapter.masked_log_probs`` calls on a full [batch, L] batch (inputs
+  masked at each step's level, 1 − α(t_k), log-probs at the masked positions as the
+  sampler asks for them): the network alone, no sampler logic;
 * ``no-cache`` – ``ancestral_sample`` with ``cache=False``: one network call per step, but
   rows with nothing left to unmask are left out and a step with no mask at all is
   skipped, so the calls and rows it really made are reported next to NFE and NFE·batch.
   ``overhead = no-cache / forward − 1``; target ≤ 10 %.
   ``logic`` is the same question asked inside one run, immune to load drifting between
-  runs: time spent outside ``log_probs`` over time spent inside it;
+  runs: time spent outside ``masked_log_probs`` over time spent inside it;
 * ``cache``    – the default sampler with the per-sequence cache (time-agnostic teachers
   only), with its network calls, rows evaluated and rows per sequence.
 
@@ -46,9 +46,9 @@ class Timed:
     def __init__(self, adapter):
         self.adapter, self.spec, self.schedule, self.net_s = adapter, adapter.spec, adapter.schedule, 0.0
 
-    def log_probs(self, x, t):
+    def masked_log_probs(self, x, t, positions):
         start = time.perf_counter()
-        out = self.adapter.log_probs(x, t)
+        out = self.adapter.masked_log_probs(x, t, positions)
         self.net_s += time.perf_counter() - start
         return out
 
@@ -68,7 +68,7 @@ def step_inputs(adapter, nfe: int, batch: int, length: int) -> list[tuple[torch.
 
 def forwards(adapter, steps) -> None:
     for x, t in steps:  # each output is dropped at once, as the sampler drops its own
-        adapter.log_probs(x, t)
+        adapter.masked_log_probs(x, t, x == adapter.spec.mask_id)
 
 
 def measure(adapter, nfe: int, batch: int, length: int, repeats: int) -> dict:
@@ -84,7 +84,7 @@ def measure(adapter, nfe: int, batch: int, length: int, repeats: int) -> dict:
         start = time.perf_counter()
         return fn(), time.perf_counter() - start
 
-    adapter.log_probs(*steps[0])  # warm-up
+    forwards(adapter, steps[:1])  # warm-up
     run(False)
     best = {"forward_s": [], "nocache_s": [], "logic_pct": [], "cache_s": []}
     for _ in range(repeats):

@@ -93,7 +93,8 @@ def plugins() -> None:
 @user_errors
 def pretrain(
     domain: str = typer.Option(..., help="Domain name (see `didi-seq plugins`)."),
-    corpus: str | None = typer.Option(None, help="Corpus: local file/dir or datasets name; default: embedded."),
+    corpus: str | None = typer.Option(None, help="Corpus: local file/dir (.txt/.json/.jsonl/.parquet), openwebtext "
+                                      "(hub, MDLM split), owt:PATH (local OWT copy), or a datasets name; default: embedded."),
     out: Path = typer.Option(Path("runs/pretrain"), help="Run directory (checkpoints, metrics.jsonl)."),
     steps: int | None = typer.Option(None, help="Optimiser steps (default from the preset)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
@@ -105,6 +106,8 @@ def pretrain(
     threads: int | None = typer.Option(None, help="torch CPU threads (default: all cores)."),
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk."),
+    tokenizer: str | None = typer.Option(None, help="Tokenizer: the domain's embedded one (default) or, for text, "
+                                         "'gpt2' (GPT-2 + mask id 50257, as MDLM) or a tokenizer.json."),
 ) -> None:
     """Train a masked-diffusion teacher on a domain's corpus (NELBO)."""
     for name, v in (("length", length), ("threads", threads)):  # the rest is checked by PretrainConfig
@@ -124,7 +127,7 @@ def pretrain(
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
-        threads=threads, seed=seed, bf16=bf16, model={"length": length},
+        threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
     with distributed_run() as ranks, Progress(
@@ -163,6 +166,7 @@ def sample(
     rerank_ratio: float = typer.Option(0.5, help="rgas: fraction of (late) steps that re-rank candidates."),
     candidates: int = typer.Option(4, help="rgas: candidates M per re-ranking step."),
     teacher: str | None = typer.Option(None, help="rgas: the teacher the discriminator was trained on (default: found by hash)."),
+    ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
     """Generate samples: ancestral (fp64 categorical draws, exact cache) or reward-guided RGAS."""
     for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
@@ -196,12 +200,12 @@ def sample(
 
     if threads:
         torch.set_num_threads(threads)
-    adapter, tokenizer = load_teacher(checkpoint, dom)
+    adapter, tokenizer = load_teacher(checkpoint, dom, use_ema=ema)
     disc = None
     if sampler == "rgas":
         from didi_seq.distill.networks import load_discriminator
 
-        disc = load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
+        disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         advance = lambda: progress.advance(task)  # noqa: E731
@@ -230,7 +234,8 @@ def distill(
     out: Path = typer.Option(Path("runs/distill"), help="Run directory (checkpoints, metrics.jsonl)."),
     steps: int | None = typer.Option(None, help="Distillation iterations."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    corpus: str | None = typer.Option(None, help="Real data for the discriminator's positive class (default: embedded)."),
+    corpus: str | None = typer.Option(None, help="Real data for the discriminator's positive class: same forms as "
+                                      "pretrain --corpus (default: embedded)."),
     batch_size: int | None = typer.Option(None, help="Target rows per iteration (each repeated group-size times)."),
     group_size: int | None = typer.Option(None, help="G: student samples per target row; advantages are standardised per group."),
     student_lr: float | None = typer.Option(None, help="Student peak learning rate."),
@@ -249,6 +254,7 @@ def distill(
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling."),
+    ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
 ) -> None:
     """DiDi-Instruct: distil the teacher into a few-step student (adversarial integral-KL policy gradient)."""
     positive("threads", threads)  # the rest is checked by DistillConfig.validate
@@ -278,7 +284,7 @@ def distill(
             progress.update(task, completed=step, total=total, info=info)
 
         result = run(dom, out, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks)
+                     on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema})
     if ranks.is_main:
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")

@@ -17,9 +17,10 @@ from .errors import DidiError
 def text_hash(dataset, column: str = "text") -> str:
     """sha256 over the documents in order: recorded so results name their exact data."""
     h = hashlib.sha256()
-    for text in dataset[column]:
-        h.update(text.encode("utf-8"))
-        h.update(b"\x00")
+    for batch in dataset.select_columns([column]).iter(batch_size=1000):  # OWT's 100k documents: not all in memory
+        for text in batch[column]:
+            h.update(text.encode("utf-8"))
+            h.update(b"\x00")
     return h.hexdigest()
 
 

@@ -28,8 +28,9 @@ class DomainTokenizer(Protocol):
 class Domain:
     name: str
     description: str
-    # path to a tokenizer file (e.g. the one saved inside a checkpoint) or None → embedded
-    load_tokenizer: Callable[[Path | None], DomainTokenizer]
+    # a tokenizer file (e.g. the one saved inside a checkpoint), a name the domain knows
+    # (text: "gpt2"), or None → embedded; checkpoints name theirs in provenance["tokenizer"]
+    load_tokenizer: Callable[[str | Path | None], DomainTokenizer]
     # corpus source or None → embedded; returns {"train": Dataset, "validation": Dataset}
     # with a "text" column, plus a "hash" entry describing the validation split
     load_corpus: Callable[[str | None], dict[str, Any]]

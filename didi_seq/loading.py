@@ -23,20 +23,26 @@ def resolve_source(src: str | None, domain, default: str = "teacher") -> Path:
     p = Path(src)
     if p.exists():
         return p
-    if src.count("/") == 1 and not src.startswith((".", "/")):
-        return _from_hub_cache(src)
-    raise CheckpointError(f"checkpoint {src} not found (expected a directory, a file, a hub id, or 'teacher'/'student')")
+    repo_id, _, revision = src.partition("@")
+    if repo_id.count("/") == 1 and not src.startswith((".", "/")):
+        return _from_hub_cache(repo_id, revision or None)
+    raise CheckpointError(f"checkpoint {src} not found (expected a directory, a file, a hub id "
+                          "[owner/name or owner/name@revision], or 'teacher'/'student')")
 
 
-def _from_hub_cache(repo_id: str) -> Path:
+def _from_hub_cache(repo_id: str, revision: str | None = None) -> Path:
+    """A hub checkpoint from the local cache only (HF_HUB_OFFLINE works); the format that
+    recognises the snapshot then names any file it still lacks."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception:  # noqa: BLE001 - hub raises many types; all mean "not cached"
+        rev = f" --revision {revision}" if revision else ""
         raise DidiError(
-            f"{repo_id} is not a local path and is not in the local Hugging Face cache; "
-            f"run `huggingface-cli download {repo_id}` where there is network, then retry"
+            f"{repo_id}{'@' + revision if revision else ''} is not a local path and is not in the local Hugging Face "
+            f"cache; run `huggingface-cli download {repo_id}{rev}` where there is network (it fetches config.json "
+            f"and model.safetensors), then retry"
         ) from None
 
 
@@ -56,8 +62,9 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
     trained_for = adapter.provenance.get("domain")
     if trained_for not in (None, domain.name):
         raise CheckpointError(f"{path} is a {trained_for!r} checkpoint, not {domain.name!r}; pass --domain {trained_for}")
+    # a checkpoint's own tokenizer.json, or a tokenizer the format names (e.g. "gpt2")
     tok_file = adapter.provenance.get("tokenizer_file")
-    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else None)
+    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else adapter.provenance.get("tokenizer"))
     if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
         raise CheckpointError(
             f"{path}: vocabulary mismatch, checkpoint has vocab {adapter.spec.vocab_size} / mask id "

@@ -58,6 +58,7 @@ class PretrainConfig:
     seed: int = 0
     bf16: bool = True
     threads: int | None = None
+    tokenizer: str | None = None  # None: the domain's embedded one; else a name/file the domain loads (text: "gpt2")
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> PretrainConfig:
@@ -163,7 +164,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    tokenizer = domain.load_tokenizer(None)
+    tokenizer = domain.load_tokenizer(cfg.tokenizer)
     data = domain.load_corpus(corpus)
     length = cfg.model.get("length", domain.default_length)
     train_blocks = pack_blocks(data["train"], tokenizer, length)
@@ -194,6 +195,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     if ranks.is_main:
         out_dir.mkdir(exist_ok=True)
     meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
+            **({"corpus_split": data["split"]} if data.get("split") else {}), "tokenizer": cfg.tokenizer or "embedded",
             "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
 
     def checkpoint(val: float | None) -> None:

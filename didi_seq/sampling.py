@@ -9,6 +9,9 @@ sampler cheap next to the network (research/env.md, appendix).
 Why float64: Gumbel-max or inverse-CDF draws in fp32 lower the effective temperature
 and flatter perplexity (Zheng et al. 2024); all uniforms and CDFs here are fp64.
 
+Only masked positions get log-probs (``masked_log_probs``): SUBS carries every other
+position over, so the output head, which dominates at V = 50k, runs where it is read.
+
 The cache: for a time-agnostic teacher p(x0 | x_t) depends on x_t only, so a row in
 which no token changed since its last evaluation reuses its cached log-probs; only the
 rows that changed are sent through the network. Samples are identical with or without
@@ -86,14 +89,12 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
         t, s = grid[k], grid[k + 1]
         masked = x == spec.mask_id
         if masked.any():  # otherwise the sample is complete and the step costs nothing
-            need = stale if use_cache else masked.any(-1)
-            if need.all():  # every row is evaluated: keep the result, no copy
-                cached = teacher.log_probs(x, torch.full((num,), float(t)))
-            elif need.any():
-                lp = teacher.log_probs(x[need], torch.full((int(need.sum()),), float(t)))
+            need = (stale if use_cache else masked.any(-1)) & masked.any(-1)
+            if need.any():  # p(x0) only where it can be read: masked positions of changed rows
+                lp = teacher.masked_log_probs(x[need], torch.full((int(need.sum()),), float(t)), masked[need])
                 if cached is None:
                     cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
-                cached[need] = lp
+                cached[masked & need[:, None]] = lp
             calls += int(need.any())
             rows += int(need.sum())
             a_t, a_s = schedule.alpha(t), schedule.alpha(s)

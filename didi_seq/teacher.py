@@ -18,7 +18,7 @@ import torch
 from .backbone import DiT, DiTConfig
 from .checkpoint import Checkpoint, load_state_strict
 from .errors import CheckpointError
-from .process import LogLinearSchedule, schedule_from_dict, subs_log_probs
+from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
 
 
 @dataclass
@@ -53,10 +53,21 @@ class TeacherAdapter(ABC):
     def student_copy(self) -> torch.nn.Module:
         """A trainable deep copy of the (already loaded) network."""
 
+    def bundled_discriminator(self, bf16: bool = True) -> torch.nn.Module | None:
+        """A discriminator shipped inside the checkpoint itself (e.g. DiDi-Instruct's HF
+        release), or None; didi-seq's own students keep theirs beside the weights."""
+        return None
+
     def log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """SUBS-parameterised log p(x0 | x_t), fp32 [B, L, V]."""
         never = torch.tensor(self.spec.never_emit, dtype=torch.long)
         return subs_log_probs(self.logits(x_t, t), x_t, self.spec.mask_id, never)
+
+    def masked_log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
+        """log p(x0 | x_t) [N, V] at the masked ``positions`` (bool [B, L]) only: all a sampler
+        reads, since SUBS carries every other position over. Adapters that can evaluate
+        their output head at chosen positions override this (it dominates the cost at V=50k)."""
+        return self.log_probs(x_t, t)[positions]
 
 
 class NativeTeacher(TeacherAdapter):
@@ -69,6 +80,11 @@ class NativeTeacher(TeacherAdapter):
         self.schedule = schedule
         self.provenance = provenance or {}
         self.bf16 = bf16
+        # set by formats whose files carry a discriminator: (bf16) -> Discriminator
+        self.discriminator_factory = None
+
+    def bundled_discriminator(self, bf16: bool = True):
+        return None if self.discriminator_factory is None else self.discriminator_factory(bf16)
 
     def _autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
@@ -80,6 +96,16 @@ class NativeTeacher(TeacherAdapter):
     def logits(self, x_t, t=None):
         with self._autocast():
             return self.model(x_t, self._sigma(t)).float()
+
+    @torch.no_grad()
+    def masked_log_probs(self, x_t, t, positions):
+        """Trunk and head under bf16 autocast (as MDLM runs them), the head only at
+        ``positions``; logits upcast to fp32 before the log-softmax."""
+        with self._autocast():
+            h, c = self.model.hidden_states(x_t, self._sigma(t))
+            logits = self.model.head(h, c, positions)
+        never = torch.tensor(self.spec.never_emit, dtype=torch.long)
+        return torch.log_softmax(forbid_tokens(logits, self.spec.mask_id, never), dim=-1)
 
     @torch.no_grad()
     def hidden(self, x_t, t=None):

@@ -187,7 +187,9 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
         from ..data import pack_blocks
 
         data = domain.load_corpus(corpus)
-        return pack_blocks(data["train"], tokenizer, length), {"corpus": data["name"], "validation_sha256": data["validation_sha256"]}
+        meta = {"corpus": data["name"], "validation_sha256": data["validation_sha256"],
+                **({"corpus_split": data["split"]} if data.get("split") else {})}
+        return pack_blocks(data["train"], tokenizer, length), meta
     from ..sampling import SamplerConfig, sample_batches
 
     pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length), seed=cfg.seed + 7)
@@ -196,8 +198,10 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
 
 def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
-            on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks()) -> DistillResult:
-    """Run (or ``resume``) a distillation into ``out_dir``; under torchrun every rank calls this, rank 0 writes."""
+            on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
+            teacher_options: dict | None = None) -> DistillResult:
+    """Run (or ``resume``) a distillation into ``out_dir``; under torchrun every rank calls this, rank 0 writes.
+    ``teacher_options`` go to the teacher's format loader (e.g. ``use_ema`` for Lightning files)."""
     from ..loading import load_teacher
 
     cfg.validate()
@@ -214,7 +218,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
         cfg = saved
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    adapter, tokenizer = load_teacher(teacher, domain, default="teacher")
+    adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
     length = adapter.spec.max_length
     if on_prepare:
         on_prepare("preparing the discriminator's target samples")
@@ -245,7 +249,8 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
         provenance = {
             "name": f"{domain.name}-student", "kind": "student", "weights": "ema", "step": d.step_count,
             "method": "DiDi-Instruct", "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": wall,
-            "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"), "path": teacher_prov.get("path")},
+            "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"), "path": teacher_prov.get("path"),
+                        **{k: teacher_prov[k] for k in ("format", "revision", "weights", "file_sha256") if k in teacher_prov}},
             "distill_config": cfg.to_dict(), "last_metrics": last, "didi_seq_version": __version__,
             "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data_meta,
         }

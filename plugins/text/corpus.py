@@ -1,4 +1,4 @@
-"""Text corpora: the embedded Python-docs corpus, local files, or a ``datasets`` name."""
+"""Text corpora: the embedded Python-docs corpus, OpenWebText (owt.py), local files, or a ``datasets`` name."""
 
 from __future__ import annotations
 
@@ -43,14 +43,46 @@ def _check_jsonl(path: Path) -> None:
                     raise DidiError(f"cannot read corpus {path}: line {n} is not valid JSON ({e.msg})") from None
 
 
+def read_local(src: str):
+    """One ``datasets.Dataset`` from a local file or directory (.txt: one document per line;
+    .json/.jsonl/.parquet: one document per row of the ``text`` column)."""
+    import datasets
+
+    path = Path(src)
+    if not path.exists():
+        raise DidiError(f"corpus {src} does not exist")
+    files = _local_files(path)
+    kinds = {_builder(f) for f in files}
+    if len(kinds) > 1:
+        raise DidiError(f"corpus {src} mixes file types {sorted(kinds)}; use one type")
+    kind = kinds.pop()
+    if all(f.stat().st_size == 0 for f in files):  # datasets fails on these with an empty message
+        raise DidiError(f"corpus {src} is empty: every file in it has zero bytes")
+    for f in files:
+        if ".jsonl" in f.suffixes:
+            _check_jsonl(f)
+    try:
+        return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
+    except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
+        raise DidiError(f"cannot read corpus {src}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
 def load_text_corpus(src: str | None) -> dict:
-    """{"train", "validation"} Datasets with a "text" column and the validation hash."""
+    """{"train", "validation"} Datasets with a "text" column and the validation hash.
+
+    ``src``: None (embedded), ``openwebtext`` / ``owt:PATH`` (MDLM's OWT split, see owt.py),
+    a local file/directory, or any other ``datasets`` name.
+    """
     import datasets
 
     from didi_seq.data import text_hash
 
+    from . import owt
+
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # errors reach the user as one DidiError line
+    if owt.is_owt(src):
+        return owt.load_owt(src, read_local)
     if src is None:
         manifest = json.loads((EMBEDDED_CORPUS / "manifest.json").read_text())
         files = {k: str(EMBEDDED_CORPUS / v["file"]) for k, v in manifest["splits"].items()}
@@ -58,23 +90,8 @@ def load_text_corpus(src: str | None) -> dict:
         train, val = ds["train"], ds["validation"]
         name = "embedded:python3.11-doc"
     else:
-        path = Path(src)
-        if path.exists():
-            files = _local_files(path)
-            kinds = {_builder(f) for f in files}
-            if len(kinds) > 1:
-                raise DidiError(f"corpus {src} mixes file types {sorted(kinds)}; use one type")
-            kind = kinds.pop()
-            if all(f.stat().st_size == 0 for f in files):  # datasets fails on these with an empty message
-                raise DidiError(f"corpus {src} is empty: every file in it has zero bytes")
-            for f in files:
-                if ".jsonl" in f.suffixes:
-                    _check_jsonl(f)
-            try:
-                ds = datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
-            except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
-                first = (str(e).splitlines() or ["no details"])[0]
-                raise DidiError(f"cannot read corpus {src}: {type(e).__name__}: {first}") from None
+        if Path(src).exists():
+            ds = read_local(src)
         else:
             try:
                 ds = datasets.load_dataset(src, split="train")

@@ -10,10 +10,15 @@ from didi_seq.hookspecs import hookimpl
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def _load_tokenizer(path: Path | None):
+def _load_tokenizer(ref: str | Path | None):
+    """None: the embedded BPE; "gpt2" or a directory with vocab.json + merges.txt: GPT-2 with
+    MDLM's mask id (what real OWT teachers name in their provenance); else a tokenizer.json."""
+    from . import gpt2
     from .tokenizer import TextTokenizer
 
-    return TextTokenizer.from_file(path)
+    if ref is not None and (str(ref) == gpt2.NAME or (Path(ref).is_dir() and gpt2.pair_in(Path(ref)))):
+        return gpt2.load(None if str(ref) == gpt2.NAME else ref)
+    return TextTokenizer.from_file(Path(ref) if ref is not None else None)
 
 
 def _load_corpus(src: str | None):
@@ -38,6 +43,14 @@ TEXT = Domain(
 @hookimpl
 def register_domains(register):
     register(TEXT)
+
+
+@hookimpl
+def register_teacher_formats(register):
+    from .mdlm_formats import FORMATS
+
+    for fmt in FORMATS:
+        register(fmt)
 
 
 @hookimpl

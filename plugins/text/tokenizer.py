@@ -17,6 +17,10 @@ class TextTokenizer:
 
     def __init__(self, tok, mask_token: str = MASK, eos_token: str = EOS):
         self.tok = tok
+        # A literal "<mask>" or "<|endoftext|>" inside a document is text, never the special
+        # id: the mask id must not occur in training data (EOS is inserted by the packer).
+        # Not stored in tokenizer.json, so it is set on every load.
+        tok.encode_special_tokens = True
         self.vocab_size = tok.get_vocab_size()
         ids = {name: tok.token_to_id(name) for name in (mask_token, eos_token)}
         missing = [name for name, i in ids.items() if i is None]
