@@ -74,6 +74,17 @@ def evaluate(args, checkpoint: Path, label: str, sampler: str = "ancestral") -> 
     return {r["nfe"]: r for r in nfe_sweep.main(argv)["rows"]}
 
 
+def format_table(rows, nfes, steps, samples, seeds) -> str:
+    """Markdown: one row per cumulative configuration, Gen PPL mean ± std over seeds (entropy)."""
+    lines = [f"Cumulative ablation, {steps} distillation steps per row, Gen PPL mean ± std over seeds (entropy in nats), "
+             f"{samples} samples over seeds {seeds}", "", "| configuration (cumulative) | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+             "|---|" + "---:|" * len(nfes)]
+    for name, by_nfe in rows:
+        cells = [f"{by_nfe[n]['gen_ppl']:.1f} ± {by_nfe[n]['gen_ppl_std'] or 0:.1f} ({by_nfe[n]['entropy']:.3f})" for n in nfes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     results, last = [], None
@@ -81,15 +92,12 @@ def main(argv=None) -> None:
         last = train(args, name, switches)
         results.append((name, switches, evaluate(args, last, name)))
     results.append(("+ RGAS (full)", ["--sampler rgas"], evaluate(args, last, "full-rgas", sampler="rgas")))
-    head = "| configuration (cumulative) | " + " | ".join(f"NFE {n}" for n in args.nfe) + " |"
-    lines = [f"Cumulative ablation, {args.steps} distillation steps per row, Gen PPL (entropy), "
-             f"{args.samples} samples over seeds {args.seeds}", "", head, "|---|" + "---:|" * len(args.nfe)]
-    for name, _, by_nfe in results:
-        lines.append(f"| {name} | " + " | ".join(f"{by_nfe[n]['gen_ppl']:.1f} ({by_nfe[n]['entropy']:.2f})" for n in args.nfe) + " |")
-    table = "\n".join(lines) + "\n"
+    table = format_table([(n, r) for n, _, r in results], args.nfe, args.steps, args.samples, args.seeds)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_result(args.out.with_suffix(".json"), {"benchmark": "ablation", "steps": args.steps, "rows": [
+    write_result(args.out.with_suffix(".json"), {
+        "benchmark": "ablation", "command": " ".join(["python", "benchmarks/ablation.py", *sys.argv[1:]]), "steps": args.steps,
+        "samples": args.samples, "seeds": args.seeds, "rows": [
         {"configuration": n, "switches": s, "results": {str(k): v for k, v in r.items()}} for n, s, r in results]})
     args.out.with_suffix(".md").write_text(table)
 
