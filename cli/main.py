@@ -110,7 +110,7 @@ def pretrain(
     from didi_seq.pretrain import pretrain as run
 
     cfg = PretrainConfig.from_preset(
-        preset or dom.default_preset, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
+        preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
         threads=threads, seed=seed, bf16=bf16, model={"length": length},
     )
     cfg.validate()  # before the progress bar starts
@@ -137,7 +137,10 @@ def sample(
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student)."),
+    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
+                                "a domain's own sampler (protein: native = DPLM's iterative re-masking)."),
+    lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
+                                       "or a FASTA file to fit; default: the length model fitted on the domain corpus."),
     output: Path | None = typer.Option(None, help="JSONL file to write (default: print samples)."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
     final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
@@ -152,17 +155,18 @@ def sample(
     """Generate samples: ancestral (fp64 categorical draws, exact cache) or reward-guided RGAS."""
     for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
         positive(name, v)
-    if sampler not in ("ancestral", "rgas"):
-        raise DidiError(f"unknown or unavailable sampler {sampler!r}; available: ancestral, rgas")
+    dom = domain_or_fail(domain)
+    known = ("ancestral", "rgas", *dom.samplers)
+    if sampler not in known:
+        raise DidiError(f"unknown or unavailable sampler {sampler!r} for domain {dom.name!r}; available: {', '.join(known)}")
     from didi_seq.rgas import RGASConfig, rgas_batches
-    from didi_seq.sampling import SamplerConfig, sample_batches
+    from didi_seq.sampling import SamplerConfig, in_batches, initial_states, sample_batches
 
     cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
     cfg.validate()  # before anything is loaded, so bad options fail fast
     rgas = RGASConfig(nfe=nfe, guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
                       candidates=candidates)
     rgas.validate()
-    dom = domain_or_fail(domain)
     if output is not None:
         from didi_seq.checkpoint import check_parent_dir
 
@@ -182,6 +186,9 @@ def sample(
     if threads:
         torch.set_num_threads(threads)
     adapter, tokenizer = load_teacher(checkpoint, dom)
+    x_init, length_info = initial_states(dom, tokenizer, adapter.spec, num_samples, seed, lengths)
+    if x_init is not None and sampler == "rgas":
+        raise DidiError(f"--sampler rgas does not support the variable-length domain {dom.name!r} yet; use ancestral")
     disc = None
     if sampler == "rgas":
         from didi_seq.distill.networks import load_discriminator
@@ -190,21 +197,33 @@ def sample(
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         advance = lambda: progress.advance(task)  # noqa: E731
-        if disc is None:
-            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance)
+        if sampler in dom.samplers:
+            if x_init is None:
+                raise DidiError(f"sampler {sampler!r} needs start states from a length model")
+            chunks = iter(x_init.split(batch_size))
+            result = in_batches(lambda n, gen: dom.samplers[sampler](adapter, next(chunks), nfe, gen, on_step=advance),
+                                num_samples, nfe, seed, batch_size)
+        elif disc is None:
+            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance,
+                                    x_init=x_init)
         else:
             result = rgas_batches(adapter, disc, num_samples, rgas, seed=seed, batch_size=batch_size, on_step=advance)
+    extra = {"rgas": rgas.record()} if disc is not None else {}
+    if length_info:
+        extra["length_model"] = length_info
     records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
-                             provenance=adapter.provenance, extra={"rgas": rgas.record()} if disc is not None else None)
+                             provenance=adapter.provenance, extra=extra or None)
+    written = []
     if output is None:
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
     else:
         write_jsonl(output, records)
+        written = [output, *(dom.write_samples(output, records) if dom.write_samples else [])]
     aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
                f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
-               + (f"; wrote {output}" if output else ""), err=True)
+               + (f"; wrote {', '.join(map(str, written))}" if written else ""), err=True)
 
 
 @app.command()

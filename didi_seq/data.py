@@ -1,8 +1,13 @@
-"""Block packing on top of ``datasets``: documents → fixed-length training rows.
+"""Training rows on top of ``datasets``: documents → fixed-width token rows.
 
-MDLM's wrapping: every document gets an EOS appended, documents are concatenated,
-cut into chunks of L−2 tokens and each chunk becomes ``[BOS] chunk [EOS]``; the tail
-that does not fill a block is dropped. Rows therefore never need padding.
+Two layouts, chosen by the domain:
+
+* ``pack_blocks`` (MDLM's wrapping, text): every document gets an EOS appended, documents
+  are concatenated, cut into chunks of L−2 tokens and each chunk becomes
+  ``[BOS] chunk [EOS]``; the tail that does not fill a block is dropped. No padding.
+* ``pad_rows`` (one sequence per row, proteins as DPLM trains): ``[BOS] seq [EOS] pad…``;
+  a sequence that does not fit is left out rather than cut, so every row ends where its
+  sequence really ends.
 """
 
 from __future__ import annotations
@@ -48,3 +53,26 @@ def pack_blocks(dataset, tokenizer, length: int, column: str = "text", num_proc:
         raise DidiError(f"the corpus is too small for even one {length}-token block")
     packed.set_format("torch", columns=["ids"])
     return packed["ids"]
+
+
+def pad_rows(dataset, tokenizer, length: int, column: str = "text") -> torch.Tensor:
+    """One ``[BOS] sequence [EOS] pad…`` row of width ``length`` per document that fits."""
+    if length < 3:
+        raise DidiError(f"sequence length must be at least 3, got {length}")
+    if len(dataset) == 0:
+        raise DidiError("the corpus is empty: no sequences to train on")
+    rows = []
+    for ids in tokenizer.encode_batch([t for t in dataset[column] if t]):
+        if len(ids) <= length - 2:
+            rows.append([tokenizer.bos_id, *ids, tokenizer.eos_id] + [tokenizer.pad_id] * (length - 2 - len(ids)))
+    if not rows:
+        raise DidiError(f"no sequence of the corpus fits in {length - 2} residues/tokens; pass a larger --length")
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def trim_padding(x: torch.Tensor, pad_id: int | None) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row (they change nothing under a key mask)."""
+    if pad_id is None:
+        return x
+    used = (x != pad_id).any(0).nonzero()
+    return x[:, : int(used.max()) + 1] if len(used) else x

@@ -68,10 +68,8 @@ def sampling_costs(records: list[dict]) -> dict:
 
 def reference_records(domain, tokenizer, length: int, n: int, corpus: str | None = None) -> tuple[list[dict], dict]:
     """The first ``n`` validation blocks of the domain's corpus, as sample records."""
-    from .data import pack_blocks
-
     data = domain.load_corpus(corpus)
-    blocks = pack_blocks(data["validation"].select(range(min(len(data["validation"]), 4 * n + 16))), tokenizer, length)
+    blocks = domain.rows(data["validation"].select(range(min(len(data["validation"]), 4 * n + 16))), tokenizer, length)
     records = []
     for ids in blocks[:n].tolist():
         rec = domain.sample_record(ids, tokenizer)

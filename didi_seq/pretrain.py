@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from .backbone import DiT, DiTConfig
+from .data import trim_padding
 from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
@@ -60,10 +61,12 @@ class PretrainConfig:
     threads: int | None = None
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> PretrainConfig:
-        if name not in PRESETS:
-            raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-        base = copy.deepcopy(PRESETS[name])
+    def from_preset(cls, name: str, domain_presets: dict | None = None, **overrides) -> PretrainConfig:
+        """A preset of the core (tiny, small) or of the domain (``Domain.presets``), with overrides."""
+        presets = {**PRESETS, **(domain_presets or {})}
+        if name not in presets:
+            raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(presets)}")
+        base = copy.deepcopy(presets[name])
         model_over = overrides.pop("model", {}) or {}
         base["model"].update({k: v for k, v in model_over.items() if v is not None})
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -106,29 +109,34 @@ class EMA:
 
 
 def nelbo_loss(model: DiT, x0: torch.Tensor, t: torch.Tensor, schedule: LogLinearSchedule,
-               mask_id: int, gen: torch.Generator, bf16: bool) -> tuple[torch.Tensor, int]:
-    """Sum over rows of the NELBO and the number of tokens it covers."""
-    x_t = corrupt(x0, t, schedule, mask_id, generator=gen)
+               mask_id: int, gen: torch.Generator, bf16: bool, spec: TeacherSpec | None = None) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the NELBO and the number of tokens it covers.
+
+    With a ``spec`` that freezes ids (padding, BOS/EOS of variable-length rows) those
+    positions are never masked and not counted: the bound is per real token.
+    """
+    maskable = spec.maskable(x0) if spec is not None else None
+    x_t = corrupt(x0, t, schedule, mask_id, maskable=maskable, generator=gen)
     masked = x_t == mask_id
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         h, c = model.hidden_states(x_t, schedule.sigma(t))
         logits = model.head(h, c, positions=masked)
     nll = masked_token_nll(logits, x0[masked], mask_id)
-    return nelbo_terms(nll, masked, t, schedule).sum(), x0.numel()
+    return nelbo_terms(nll, masked, t, schedule).sum(), x0.numel() if maskable is None else int(maskable.sum())
 
 
 @torch.no_grad()
 def evaluate_nelbo(model: DiT, blocks: torch.Tensor, cfg: PretrainConfig, schedule: LogLinearSchedule,
-                   mask_id: int) -> float:
+                   mask_id: int, spec: TeacherSpec | None = None) -> float:
     """Validation NELBO in nats/token on a fixed subset with fixed noise (comparable across steps)."""
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
     rows = blocks[: cfg.eval_batches * cfg.batch_size]
     for i in range(0, len(rows), cfg.batch_size):
-        x0 = rows[i:i + cfg.batch_size]
+        x0 = trim_padding(rows[i:i + cfg.batch_size], spec.pad_id if spec is not None else None)
         t = stratified_times(len(x0), gen)
-        s, n = nelbo_loss(model, x0, t, schedule, mask_id, gen, cfg.bf16)
+        s, n = nelbo_loss(model, x0, t, schedule, mask_id, gen, cfg.bf16, spec)
         total, count = total + s.item(), count + n
     model.train()
     return total / max(count, 1)
@@ -144,8 +152,6 @@ class PretrainResult:
 
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
              on_step: Callable[[int, int, dict], None] | None = None) -> PretrainResult:
-    from .data import pack_blocks
-
     cfg.validate()
     out_dir = Path(out_dir)
     check_parent_dir(out_dir)
@@ -164,15 +170,17 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     tokenizer = domain.load_tokenizer(None)
     data = domain.load_corpus(corpus)
     length = cfg.model.get("length", domain.default_length)
-    train_blocks = pack_blocks(data["train"], tokenizer, length)
+    train_blocks = domain.rows(data["train"], tokenizer, length)
     val_blocks = train_blocks[-cfg.batch_size:]  # only used when the corpus holds nothing out
     if len(data["validation"]):
-        val_blocks = pack_blocks(data["validation"], tokenizer, length)
+        val_blocks = domain.rows(data["validation"], tokenizer, length)
 
-    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length})
+    pad_id = getattr(tokenizer, "pad_id", None)
+    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length, "pad_id": pad_id})
     schedule = LogLinearSchedule()
     spec = TeacherSpec(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, max_length=model_cfg.length,
-                       never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning)
+                       never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning,
+                       never_mask=list(getattr(tokenizer, "never_mask", [])), pad_id=pad_id)
     torch.manual_seed(cfg.seed)
     model = DiT(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
@@ -223,7 +231,8 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
             g["lr"] = lr_at(step, cfg)
         idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=data_gen)
         t = stratified_times(cfg.batch_size, noise_gen)
-        total, n = nelbo_loss(model, train_blocks[idx], t, schedule, spec.mask_id, noise_gen, cfg.bf16)
+        total, n = nelbo_loss(model, trim_padding(train_blocks[idx], spec.pad_id), t, schedule, spec.mask_id, noise_gen,
+                              cfg.bf16, spec)
         loss = total / n
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,7 +245,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         if step % cfg.eval_every == 0 or step == cfg.steps:
             ema_model = DiT(model_cfg)
             ema_model.load_state_dict(ema.state_for(model))
-            val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id)
+            val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id, spec)
             metrics["val_nelbo"] = round(val, 4)
         with open(out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")

@@ -116,6 +116,31 @@ def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, n
 
 
 def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size: int = 32,
-                   on_step: Callable[[], None] | None = None) -> SampleResult:
-    """Ancestral samples in batches (see ``in_batches``)."""
-    return in_batches(lambda n, gen: ancestral_sample(teacher, n, cfg, gen, on_step=on_step), num, cfg.nfe, seed, batch_size)
+                   on_step: Callable[[], None] | None = None, x_init: torch.Tensor | None = None) -> SampleResult:
+    """Ancestral samples in batches (see ``in_batches``); ``x_init`` [num, L] gives each row its
+    start state (variable-length domains: ``initial_states``), else every row starts all-mask."""
+    chunks = iter(x_init.split(batch_size)) if x_init is not None else None
+
+    def draw(n: int, gen: torch.Generator) -> SampleResult:
+        return ancestral_sample(teacher, n, cfg, gen, x_init=next(chunks) if chunks else None, on_step=on_step)
+
+    return in_batches(draw, num, cfg.nfe, seed, batch_size)
+
+
+def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | None = None) -> tuple[torch.Tensor | None, dict]:
+    """Start states for a variable-length domain, with the length model's description.
+
+    Lengths come from the domain's length model (``lengths`` is its spec: None for the fitted
+    default, one length, or a list) and are drawn from their own generator, so the sampler's
+    random stream is the same whatever the lengths. Fixed-length domains return (None, {}).
+    """
+    if domain.length_model is None:
+        if lengths is not None:
+            raise DidiError(f"domain {domain.name!r} has fixed-length rows; --lengths does not apply")
+        return None, {}
+    model = domain.length_model(lengths, spec.max_length - 2)
+    drawn = model.draw(num, torch.Generator().manual_seed(seed + 7919))
+    from .process import framed_prior
+
+    x = framed_prior(drawn, spec.mask_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    return x, model.describe()

@@ -29,9 +29,24 @@ class TeacherSpec:
     never_emit: list[int] = field(default_factory=list)  # ids SUBS gives zero mass (mask aside)
     time_conditioned: bool = False
     time: str = "continuous"
+    # Variable-length domains: ids that are never masked (e.g. <cls>, <eos>) and the padding id
+    # that fills rows after their end. Both empty for fixed-length packed domains (text).
+    never_mask: list[int] = field(default_factory=list)
+    pad_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def frozen_ids(self) -> list[int]:
+        """Ids the process never corrupts: ``never_mask`` plus the padding id."""
+        return sorted(set(self.never_mask) | ({self.pad_id} if self.pad_id is not None else set()))
+
+    def maskable(self, x: torch.Tensor) -> torch.Tensor | None:
+        """bool [B, L]: positions the forward process may mask; None when every position may be."""
+        frozen = self.frozen_ids()
+        if not frozen:
+            return None
+        return ~torch.isin(x, torch.tensor(frozen, dtype=x.dtype, device=x.device))
 
 
 class TeacherAdapter(ABC):

@@ -100,12 +100,15 @@ class Distiller:
 
         student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
+        # variable-length rows: the student fills the target row's frame (its length, BOS/EOS, padding)
+        maskable = self.spec.maskable(x_pos)
+        start = prior((rows, length), mask) if maskable is None else torch.where(maskable, mask, x_pos)
         with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
-            ro = rollout(self.student_fn, prior((rows, length), mask),
+            ro = rollout(self.student_fn, start,
                          student_times(rows, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, gen)
         t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)
-        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, generator=gen)
-        z_pos = corrupt(x_pos, t_d, self.schedule, mask, generator=gen)
+        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, maskable=maskable, generator=gen)
+        z_pos = corrupt(x_pos, t_d, self.schedule, mask, maskable=maskable, generator=gen)
 
         # discriminator: target (positive) vs student (negative), masked positions only
         self.disc.train()
@@ -175,13 +178,15 @@ class Distiller:
 def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
     """The discriminator's positive class: packed corpus blocks or a pool of teacher samples."""
     if cfg.positive == "data":
-        from ..data import pack_blocks
-
         data = domain.load_corpus(corpus)
-        return pack_blocks(data["train"], tokenizer, length), {"corpus": data["name"], "validation_sha256": data["validation_sha256"]}
-    from ..sampling import SamplerConfig, sample_batches
+        return domain.rows(data["train"], tokenizer, length), {"corpus": data["name"], "validation_sha256": data["validation_sha256"]}
+    from ..sampling import SamplerConfig, initial_states, sample_batches
 
-    pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length), seed=cfg.seed + 7)
+    x_init, _ = initial_states(domain, tokenizer, adapter.spec, cfg.teacher_pool, cfg.seed + 7)
+    if x_init is not None:  # the pool's rows must be as wide as the teacher's, like data rows
+        x_init = torch.nn.functional.pad(x_init, (0, length - x_init.shape[1]), value=adapter.spec.pad_id)
+    pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length),
+                          seed=cfg.seed + 7, x_init=x_init)
     return pool.tokens, {"teacher_pool": cfg.teacher_pool, "teacher_pool_nfe": cfg.teacher_pool_nfe}
 
 
