@@ -299,10 +299,17 @@ def evaluate(
     judge_batch_size: int = typer.Option(8, help="Texts per judge forward pass."),
     judge_context: int = typer.Option(1024, help="Truncate re-tokenised samples to this many judge tokens."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    plddt_model: str | None = typer.Option(None, help="Protein: ESMFold for pLDDT — a transformers EsmForProteinFolding "
+                                           "directory, a cached hub id (facebook/esmfold_v1), or fair-esm[:TORCH_HUB_DIR]."),
+    pdb_dir: Path | None = typer.Option(None, help="Protein, with --plddt-model: write one PDB file per sample here."),
+    fold_batch_size: int = typer.Option(4, help="Protein: sequences per ESMFold call."),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
     for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads)):
         positive(name, v)
+    positive("fold-batch-size", fold_batch_size)
+    if pdb_dir is not None and (plddt_model is None or not pdb_dir.is_dir()):
+        raise DidiError(f"--pdb-dir {pdb_dir} needs --plddt-model and an existing directory")
     if reference_samples < 0:
         raise DidiError(f"--reference-samples must be 0 or positive, got {reference_samples}")
     dom = domain_or_fail(domain)
@@ -332,7 +339,8 @@ def evaluate(
 
         record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
                      reference_samples=reference_samples, on_progress=on_progress,
-                     options={"judge_batch_size": judge_batch_size, "judge_context": judge_context})
+                     options={"judge_batch_size": judge_batch_size, "judge_context": judge_context,
+                              "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size})
     record["samples_files"] = describe_files(samples)
     if output is not None:
         write_result(output, record)

@@ -6,6 +6,7 @@ torch is imported only when a checkpoint is actually loaded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, LATEST_FILE
@@ -14,9 +15,19 @@ from .hookspecs import hookimpl
 
 
 def _is_native(path: Path) -> bool:
+    """A run directory (LATEST) or a directory with config.json that is not another library's
+    (a transformers config names a ``model_type`` and no didi-seq ``format``)."""
     if path.is_file():
         path = path.parent
-    return (path / CONFIG_FILE).exists() or (path / LATEST_FILE).exists()
+    if (path / LATEST_FILE).exists():
+        return True
+    if not (path / CONFIG_FILE).exists():
+        return False
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return True  # ours or not, loading it reports the broken file by name
+    return not (isinstance(config, dict) and "model_type" in config and "format" not in config)
 
 
 def _load_native(path: Path, bf16: bool = True, **_):

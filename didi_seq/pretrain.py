@@ -24,8 +24,8 @@ import torch
 
 from . import __version__
 from .backbone import DiT, DiTConfig
-from .data import trim_padding
 from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from .data import trim_padding
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from .teacher import TeacherSpec
