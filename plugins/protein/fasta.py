@@ -40,6 +40,8 @@ def read_fasta(path: Path, allowed: str = STANDARD, strip_stop: bool = True) -> 
                 records.append((rec.id, seq))
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e:
         raise DidiError(f"{path} is not a readable FASTA file ({type(e).__name__})") from None
+    except ValueError as e:  # Biopython: text before the first '>' and similar format errors
+        raise DidiError(f"{path} is not a FASTA file ({str(e).strip().splitlines()[0][:120]})") from None
     if not records:
         raise DidiError(f"{path} holds no FASTA records (expected lines starting with '>')")
     return records
