@@ -106,6 +106,7 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     tok = ProteinTokenizer()
     _check_vocab(path, tok)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         model, info = EsmForMaskedLM.from_pretrained(str(path), output_loading_info=True, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as e:

@@ -62,6 +62,7 @@ class HFEsmFold:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             self.model = EsmForProteinFolding.from_pretrained(str(path), dtype=torch.float32).eval()
         except (OSError, ValueError, RuntimeError) as e:
