@@ -9,9 +9,10 @@ real one on every composition metric. Each function is named for exactly what it
 * ``max_residue_fraction``: the largest single-residue share of a sequence (DPLM's 25 % rule).
 * ``uniqueness``: distinct sequences / sequences.
 * ``lcs_identity``: identical residues in the best gapped alignment (= longest common
-  subsequence: match 1, mismatch 0, gaps 0) divided by the shorter length; its mean over
-  all pairs is the set's mean pairwise identity (random 20-letter sequences already score
-  ~0.3–0.4, so compare with the held-out reference line, not with 0).
+  subsequence: match 1, mismatch 0, gaps 0) divided by the *longer* length (so a short
+  peptide is not "identical" to every long protein that contains it); its mean over all
+  pairs is the set's mean pairwise identity. Unrelated sequences already score well above
+  0 (an LCS of random letters is long), so compare with the held-out reference row.
 * ``wasserstein_1``: earth mover's distance between two length distributions (residues).
 """
 
@@ -66,7 +67,7 @@ def lcs_identity(a: str, b: str) -> float:
     from Bio.Align import PairwiseAligner
 
     aligner = PairwiseAligner(mode="global", match_score=1.0, mismatch_score=0.0, gap_score=0.0)
-    return aligner.score(a, b) / min(len(a), len(b))
+    return aligner.score(a, b) / max(len(a), len(b))
 
 
 def mean_pairwise_identity(seqs: list[str], max_pairs: int = 5000) -> float:

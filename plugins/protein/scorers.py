@@ -63,7 +63,7 @@ OFFLINE = [
            _per_sequence(m.max_residue_fraction, "frac"), _mean("frac"), ("protein",)),
     Scorer("uniqueness", "distinct sequences / sequences", _sequences, lambda st: m.uniqueness(_seqs(st)), ("protein",)),
     Scorer("mean_pairwise_identity", "mean LCS identity over pairs of samples (identical residues in the best gapped "
-           "alignment / shorter length)", _sequences, lambda st: m.mean_pairwise_identity(_seqs(st)), ("protein",)),
+           "alignment / longer length)", _sequences, lambda st: m.mean_pairwise_identity(_seqs(st)), ("protein",)),
     Scorer("length_w1", "Wasserstein-1 distance between sample lengths and held-out lengths",
            _heldout_info, lambda st: m.wasserstein_1([len(s) for s in _seqs(st)], [len(s) for s in heldout()]),
            ("protein",), "residues"),
