@@ -94,13 +94,15 @@ class EMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
-        self.shadow = {k: v.detach().clone().float() for k, v in model.named_parameters()}
+        # every name of a tied parameter (e.g. ESM's shared embedding/output matrix) gets its average,
+        # so a saved state never mixes averaged and raw copies of one tensor
+        self.shadow = {k: v.detach().clone().float() for k, v in model.named_parameters(remove_duplicate=False)}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, p in model.named_parameters():
+        for k, p in model.named_parameters(remove_duplicate=False):
             self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     def state_for(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:

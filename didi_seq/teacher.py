@@ -73,6 +73,18 @@ class TeacherAdapter(ABC):
         never = torch.tensor(self.spec.never_emit, dtype=torch.long)
         return subs_log_probs(self.logits(x_t, t), x_t, self.spec.mask_id, never)
 
+    # -- what DiDi-Instruct needs beyond sampling (a format that cannot be distilled keeps these) --
+    architecture: str = "unknown"  # written into student checkpoints, so the right format loads them back
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        """A ``didi_seq.distill.objective.Denoiser`` over ``model`` (the teacher's network or a student copy)."""
+        raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        """The teacher's trunk with its last ``trainable_blocks`` blocks trainable and a per-token logit head;
+        it offers ``trainable_state()`` / ``load_trainable_state(state, source)``."""
+        raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")
+
 
 class NativeTeacher(TeacherAdapter):
     """A didi-seq DiT checkpoint. bf16 autocast for the trunk on CPU, fp32 logits out."""
@@ -107,6 +119,18 @@ class NativeTeacher(TeacherAdapter):
         for p in student.parameters():
             p.requires_grad_(True)
         return student
+
+    architecture = "dit"
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        from .distill.networks import dit_denoiser
+
+        return dit_denoiser(model, self.spec.mask_id, list(self.spec.never_emit), self.schedule, bf16)
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        from .distill.networks import Discriminator
+
+        return Discriminator(self.model, trainable_blocks, self.schedule, bf16=bf16)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> NativeTeacher:

@@ -129,3 +129,26 @@ def test_user_errors_are_one_line(work, tmp_path):
                        tmp_path / "o", "--steps", 2), "record 'oops' has invalid residue 'J' at position 3")
     assert not (tmp_path / "o").exists()
     one_error_line(cli("distill", "--domain", "protein", "--out", tmp_path / "d", "--steps", 1), "ships no embedded teacher")
+
+
+def test_distill_from_a_dplm_teacher_resume_and_sample_the_student(work):
+    dplm = work / "dplm_tiny"
+    if not dplm.exists():
+        save_tiny_dplm(dplm)
+    out = work / "dplm_student"
+    base = ("distill", "--domain", "protein", "--teacher", dplm, "--corpus", work / "tiny.fasta", "--out", out,
+            "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 1, "--ckpt-every", 2)
+    r = cli(*base, "--steps", 2)
+    assert r.exit_code == 0, r.output
+    r = cli(*base, "--steps", 3, "--resume")
+    assert r.exit_code == 0, r.output
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3] and metrics[1]["kl"] == pytest.approx(0.0, abs=1e-6)
+    ckpt = load_checkpoint(out)
+    assert ckpt.config["architecture"] == "esm" and ckpt.config["model"]["model_type"] == "esm"
+    assert ckpt.provenance["teacher"]["id"].startswith("dplm_tiny@")
+    r = cli("sample", "--domain", "protein", "--checkpoint", out, "--nfe", 4, "--num-samples", 2, "--lengths", "9",
+            "--output", work / "dplm_student.jsonl")
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (work / "dplm_student.jsonl").read_text().splitlines()]
+    assert all(len(x["sequence"]) == 9 for x in recs) and recs[0]["checkpoint"].startswith("protein-student@")

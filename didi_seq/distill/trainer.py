@@ -30,11 +30,12 @@ import torch
 
 from .. import __version__
 from ..checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
+from ..data import trim_padding
 from ..errors import DidiError
 from ..pretrain import EMA
 from ..process import corrupt, prior
 from .config import PI_SHAPES, DistillConfig
-from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
+from .networks import DISC_CONFIG, DISC_FILE
 from .objective import (
     discriminator_loss,
     entropy,
@@ -67,21 +68,20 @@ class Distiller:
     """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
 
     def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig):
-        model = getattr(adapter, "model", None)
-        if model is None or not hasattr(model, "hidden_states"):
-            raise DidiError("distillation needs a teacher whose network is a didi-seq DiT (the native format)")
+        if getattr(adapter, "model", None) is None:
+            raise DidiError("distillation needs a teacher adapter that exposes its network (.model)")
         self.adapter, self.cfg, self.spec, self.schedule = adapter, cfg, adapter.spec, adapter.schedule
         self.positives = positives
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
         self.ema = EMA(self.student, cfg.ema)
-        self.disc = Discriminator(model, cfg.disc_trainable_blocks, self.schedule, bf16=cfg.bf16)
+        # the adapter builds the architecture-specific parts (DiT: dit_denoiser / Discriminator)
+        self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
         self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
-        never = list(self.spec.never_emit)
-        self.student_fn = dit_denoiser(self.student, self.spec.mask_id, never, self.schedule, cfg.bf16)
-        self.teacher_fn = dit_denoiser(model, self.spec.mask_id, never, self.schedule, cfg.bf16)
+        self.student_fn = adapter.denoiser(self.student, cfg.bf16)
+        self.teacher_fn = adapter.denoiser(adapter.model, cfg.bf16)
         self.step_count = 0
 
     # -- one iteration ------------------------------------------------------------------
@@ -94,7 +94,8 @@ class Distiller:
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.disc_lr * scale
         idx = torch.randint(len(self.positives), (cfg.batch_size,), generator=gen)
-        x_pos = self.positives[idx].repeat_interleave(cfg.group_size, 0)
+        # variable-length rows: columns that are padding in every row of the batch are dropped
+        x_pos = trim_padding(self.positives[idx], self.spec.pad_id).repeat_interleave(cfg.group_size, 0)
         tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)
         length = x_pos.shape[1]
 
@@ -242,7 +243,8 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
             "distill_config": cfg.to_dict(), "last_metrics": last, "didi_seq_version": __version__,
             "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data_meta,
         }
-        config = {"domain": domain.name, "kind": "student", "model": d.student.config.to_dict(),
+        config = {"domain": domain.name, "kind": "student", "architecture": adapter.architecture,
+                  "model": d.student.config.to_dict(),
                   "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
         train_state = {**d.training_state(), "wall_clock_s": wall,
                        "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"),

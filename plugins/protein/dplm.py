@@ -56,11 +56,31 @@ class EsmTeacher(TeacherAdapter):
         return self.model.esm(input_ids=ids, attention_mask=(ids != self.spec.pad_id).long()).last_hidden_state.float()
 
     def student_copy(self) -> torch.nn.Module:
+        """Trainable copy with dropout off: the policy whose log-probs the policy gradient
+        records must be the one that sampled (ESM configs may carry dropout 0.1)."""
         student = copy.deepcopy(self.model)
         student.train()
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+            elif isinstance(getattr(module, "dropout", None), float):
+                module.dropout = 0.0
+        student.config.hidden_dropout_prob = student.config.attention_probs_dropout_prob = 0.0
         for p in student.parameters():
             p.requires_grad_(True)
         return student
+
+    architecture = "esm"
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        from .esm_distill import esm_denoiser
+
+        return esm_denoiser(model, self.spec.mask_id, list(self.spec.never_emit), self.spec.pad_id, bf16)
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        from .esm_distill import EsmDiscriminator
+
+        return EsmDiscriminator(self.model, trainable_blocks, self.schedule, self.spec.pad_id, bf16)
 
 
 def _read_config(path: Path) -> dict | None:
@@ -76,6 +96,18 @@ def is_esm_masked_lm(path: Path) -> bool:
     path = path.parent if path.is_file() else path
     config = _read_config(path)
     return bool(config) and config.get("model_type") == "esm" and not config.get("is_folding_model", False)
+
+
+def is_esm_student(path: Path) -> bool:
+    """A didi-seq checkpoint (or run directory) whose network is ESM: a student distilled from DPLM."""
+    from didi_seq.checkpoint import resolve_checkpoint_dir
+
+    path = path.parent if path.is_file() else path
+    try:
+        config = _read_config(resolve_checkpoint_dir(path))
+    except DidiError:
+        return False
+    return bool(config) and config.get("format") == "didi-seq" and config.get("architecture") == "esm"
 
 
 def _weights_id(path: Path) -> tuple[str, str]:
@@ -133,6 +165,19 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
                   "architectures": getattr(cfg, "architectures", None)}
     return EsmTeacher(model, spec, provenance)
 
+
+def _load_student(path: Path, domain=None, **options):
+    from .esm_distill import load_esm_student
+
+    return load_esm_student(path, domain, **options)
+
+
+ESM_STUDENT_FORMAT = TeacherFormat(
+    name="esm-student",
+    description="didi-seq checkpoint of an ESM network (a DiDi-Instruct student distilled from a DPLM/ESM teacher)",
+    detect=is_esm_student,
+    load=_load_student,
+)
 
 DPLM_FORMAT = TeacherFormat(
     name="dplm",

@@ -98,9 +98,10 @@ def register_domains(register):
 
 @hookimpl
 def register_teacher_formats(register):
-    from .dplm import DPLM_FORMAT
+    from .dplm import DPLM_FORMAT, ESM_STUDENT_FORMAT
 
     register(DPLM_FORMAT)
+    register(ESM_STUDENT_FORMAT)
 
 
 @hookimpl
