@@ -365,6 +365,14 @@ def _print_record(console, record: dict) -> None:
     judge = record["scorers"].get("gen_ppl", {}).get("judge")
     if judge:
         console.print(f"judge: {judge['id']} (revision {str(judge['revision'])[:19]}, context {judge['context']})")
+    for name, info in record["scorers"].items():
+        for key in ("by_length", "reference_by_length"):
+            if info.get(key):  # e.g. pLDDT per length bucket
+                cells = ", ".join(f"{b}: {v['mean_plddt']:.1f} ({v['fraction_above_70']:.0%} > 70, n={v['n']})"
+                                  for b, v in info[key].items())
+                console.print(f"{name} {key.replace('_', ' ')}: {cells}")
+    if record.get("skipped_metrics"):
+        console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
     cost = record["sampling"]
     if cost.get("known"):
         console.print(f"sampling: {cost['network_calls_per_sample']:.1f} network calls and "

@@ -152,3 +152,19 @@ def test_distill_from_a_dplm_teacher_resume_and_sample_the_student(work):
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in (work / "dplm_student.jsonl").read_text().splitlines()]
     assert all(len(x["sequence"]) == 9 for x in recs) and recs[0]["checkpoint"].startswith("protein-student@")
+
+
+def test_pretrain_on_the_embedded_corpus_and_pdb_output(tmp_path):
+    r = cli("pretrain", "--domain", "protein", "--preset", "protein-tiny", "--out", tmp_path / "t", "--steps", 2)
+    assert r.exit_code == 0, r.output
+    prov = load_checkpoint(tmp_path / "t").provenance
+    assert prov["corpus"] == "embedded:mmseqs2-examples-uniprot" and prov["train_blocks"] > 20  # sequences of ≤ 32 residues
+    out = tmp_path / "s.jsonl"
+    assert cli("sample", "--domain", "protein", "--checkpoint", tmp_path / "t", "--nfe", 3, "--num-samples", 2,
+               "--output", out).exit_code == 0
+    pdbs = tmp_path / "pdb"
+    pdbs.mkdir()
+    r = cli("evaluate", "--domain", "protein", "--samples", out, "--reference-samples", 0, "--plddt-model",
+            save_tiny_esmfold(tmp_path / "fold"), "--pdb-dir", pdbs)
+    assert r.exit_code == 0, r.output
+    assert len(list(pdbs.glob("*.pdb"))) == 2 and "plddt by length" in r.output

@@ -73,7 +73,7 @@ OFFLINE = [
 _FOLDED: dict[tuple[str, str], object] = {}  # (model, sequence) → Folded: both pLDDT scorers fold once
 
 
-def _plddt_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
+def _plddt_per_sample(records: list[dict], ctx: EvalContext, table: bool = True) -> list[dict]:
     from .folding import fold_all, load_folder
 
     spec = ctx.options.get("plddt_model")
@@ -84,8 +84,9 @@ def _plddt_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
     if any(not s for s in seqs):
         raise DidiError("a sample has an empty sequence; pLDDT is undefined for it")
     todo = [s for s in dict.fromkeys(seqs) if (spec, s) not in _FOLDED]
-    first_call = "by_length" not in ctx.info
-    pdb_dir = ctx.options.get("pdb_dir") if first_call else None
+    first_call = "folded" not in ctx.info
+    ctx.info["folded"] = True
+    pdb_dir = ctx.options.get("pdb_dir") if first_call and table else None  # once, by the plddt scorer
     if pdb_dir:  # PDB files for every sample, so fold them all (no cache)
         names = [f"sample{r.get('index', i)}_seed{r.get('seed')}_len{len(r['sequence'])}" for i, r in enumerate(records)]
         for s, f in zip(seqs, fold_all(folder, seqs, int(ctx.options.get("fold_batch_size") or 4), pdb_dir, names,
@@ -98,7 +99,8 @@ def _plddt_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
         ctx.tick(len(seqs) - len(todo))
     stats = [{"plddt": _FOLDED[(spec, s)].plddt, "plddt_ca": _FOLDED[(spec, s)].plddt_ca, "length": len(s)} for s in seqs]
     ctx.info.update(folder.info)
-    ctx.info["by_length" if first_call else "reference_by_length"] = by_length(stats)
+    if table:
+        ctx.info["by_length" if first_call else "reference_by_length"] = by_length(stats)
     return stats
 
 
@@ -119,6 +121,7 @@ def plddt_fraction_above_70(stats: list[dict]) -> float:
 PLDDT = [
     Scorer("plddt", "ESMFold mean pLDDT per sequence (all-atom mean, 0-100), mean over samples", _plddt_per_sample,
            _mean("plddt"), ("protein",), "0-100", expensive=True, requires=("plddt_model",)),
-    Scorer("plddt_above_70", "fraction of samples whose ESMFold mean pLDDT exceeds 70", _plddt_per_sample,
+    Scorer("plddt_above_70", "fraction of samples whose ESMFold mean pLDDT exceeds 70",
+           lambda records, ctx: _plddt_per_sample(records, ctx, table=False),
            plddt_fraction_above_70, ("protein",), expensive=True, requires=("plddt_model",)),
 ]
