@@ -14,6 +14,11 @@ Per iteration t = 1..T (one network call each; research/protein.md §2.3):
 
 ``<cls>``, ``<eos>`` and ``<pad>`` never move, so mixed-length batches padded after
 ``<eos>`` are handled row by row. Draws use fp64 uniforms from a torch generator.
+
+Two deliberate differences from DPLM's code: the guard's share is counted over a row's N
+residues (DPLM counts the whole row, N + 2 positions, because it never mixes lengths in a
+batch), and ties in the re-masking ranking are broken by position (DPLM masks every score
+below the k-th smallest, so ties can mask a few more).
 """
 
 from __future__ import annotations
