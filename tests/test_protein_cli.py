@@ -168,3 +168,25 @@ def test_pretrain_on_the_embedded_corpus_and_pdb_output(tmp_path):
             save_tiny_esmfold(tmp_path / "fold"), "--pdb-dir", pdbs)
     assert r.exit_code == 0, r.output
     assert len(list(pdbs.glob("*.pdb"))) == 2 and "plddt by length" in r.output
+
+
+def test_protein_benchmark_runs_at_a_tiny_setting(work):
+    """The benchmark script end to end (numbers are not asserted: benchmarks are run by hand)."""
+    import importlib.util
+    from pathlib import Path
+
+    if not (work / "student" / "LATEST").exists():
+        test_distill_a_few_steps_on_padded_rows(work)
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "protein_nfe.py"
+    spec = importlib.util.spec_from_file_location("protein_nfe", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    fold = work / "esmfold" if (work / "esmfold").exists() else save_tiny_esmfold(work / "esmfold")
+    out = bench.main(["--teacher", str(work / "teacher"), "--student", str(work / "student"), "--nfe", "2", "--native-nfe", "3",
+                      "--samples", "4", "--seeds", "0", "1", "--reference-samples", "0", "--plddt-model", str(fold),
+                      "--work", str(work / "bench"), "--out", str(work / "bench" / "result")])
+    series = [(r["series"], r.get("nfe")) for r in out["rows"]]
+    assert series == [("teacher ancestral", 2), ("teacher native", 3), ("student ancestral", 2)]
+    native = out["rows"][1]
+    assert native["network_calls_per_sample"] >= 3 / 4 and "plddt" in native and native["samples"] == 4
+    assert (work / "bench" / "result.md").read_text().count("\n|") >= 4
