@@ -31,7 +31,7 @@ from didi_seq.evaluate import evaluate, reference_records, write_result
 from didi_seq.loading import load_teacher
 from didi_seq.plugins import get_domain
 from didi_seq.sample_io import read_jsonl, sample_records, write_jsonl
-from didi_seq.sampling import SamplerConfig, in_batches, initial_states, sample_batches
+from didi_seq.sampling import SamplerConfig, from_states, initial_states, sample_batches
 
 COLUMNS = [("aa_composition_js", "AA JS", 3), ("dipeptide_composition_js", "dipep JS", 3),
            ("longest_homopolymer", "max run", 1), ("max_residue_fraction", "max res frac", 3), ("uniqueness", "unique", 2),
@@ -60,9 +60,8 @@ def parse_args(argv=None):
 def draw(dom, adapter, tokenizer, sampler: str, nfe: int, seed: int, n: int, args) -> list[dict]:
     x_init, lengths = initial_states(dom, tokenizer, adapter.spec, n, seed, args.lengths)
     if sampler == "native":
-        chunks = iter(x_init.split(args.batch_size))
-        result = in_batches(lambda k, gen: dom.samplers["native"](adapter, next(chunks), nfe, gen), n, nfe, seed,
-                            args.batch_size)
+        result = from_states(lambda x, gen: dom.samplers["native"](adapter, x, nfe, gen), x_init, nfe, seed,
+                             args.batch_size, adapter.spec.pad_id)
     else:
         result = sample_batches(adapter, n, SamplerConfig(nfe=nfe), seed=seed, batch_size=args.batch_size, x_init=x_init)
     return sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final="ancestral",

@@ -160,7 +160,7 @@ def sample(
     if sampler not in known:
         raise DidiError(f"unknown or unavailable sampler {sampler!r} for domain {dom.name!r}; available: {', '.join(known)}")
     from didi_seq.rgas import RGASConfig, rgas_batches
-    from didi_seq.sampling import SamplerConfig, in_batches, initial_states, sample_batches
+    from didi_seq.sampling import SamplerConfig, from_states, initial_states, sample_batches
 
     cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
     cfg.validate()  # before anything is loaded, so bad options fail fast
@@ -200,9 +200,8 @@ def sample(
         if sampler in dom.samplers:
             if x_init is None:
                 raise DidiError(f"sampler {sampler!r} needs start states from a length model")
-            chunks = iter(x_init.split(batch_size))
-            result = in_batches(lambda n, gen: dom.samplers[sampler](adapter, next(chunks), nfe, gen, on_step=advance),
-                                num_samples, nfe, seed, batch_size)
+            result = from_states(lambda x, gen: dom.samplers[sampler](adapter, x, nfe, gen, on_step=advance),
+                                 x_init, nfe, seed, batch_size, adapter.spec.pad_id)
         elif disc is None:
             result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance,
                                     x_init=x_init)

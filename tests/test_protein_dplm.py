@@ -134,3 +134,20 @@ def test_strict_loading_and_domain_check(tmp_path, dplm_dir):
         load_teacher(str(dplm_dir), get_domain("text"))
     cfg = json.loads((dplm_dir / "config.json").read_text())
     assert cfg["model_type"] == "esm"  # what the format's detection keys on
+
+
+def test_batches_are_cut_to_their_own_width(teacher):
+    """A batch of short rows does not run at the width of the longest row, and samples keep the full width."""
+    x0 = framed_prior([3, 3, 12, 12], TOK.mask_id, TOK.bos_id, TOK.eos_id, TOK.pad_id)
+    widths = []
+
+    class Recorder:
+        spec, schedule = teacher.spec, teacher.schedule
+
+        def log_probs(self, x, t=None):
+            widths.append(x.shape[1])
+            return teacher.log_probs(x, t)
+
+    res = sample_batches(Recorder(), 4, SamplerConfig(nfe=3), seed=0, batch_size=2, x_init=x0)
+    assert set(widths) == {5, 14} and res.tokens.shape == (4, 14)
+    check_samples(x0, res.tokens)
