@@ -76,3 +76,25 @@ def trim_padding(x: torch.Tensor, pad_id: int | None) -> torch.Tensor:
         return x
     used = (x != pad_id).any(0).nonzero()
     return x[:, : int(used.max()) + 1] if len(used) else x
+
+
+def length_order(rows: torch.Tensor, pad_id: int | None) -> torch.Tensor | None:
+    """Row indices sorted by real length (non-padding tokens); None for rows without padding."""
+    if pad_id is None:
+        return None
+    return (rows != pad_id).sum(-1).argsort(stable=True)
+
+
+def draw_batch(n_rows: int, batch: int, generator: torch.Generator, order: torch.Tensor | None = None,
+               window: int = 8) -> torch.Tensor:
+    """Random row indices for one training batch.
+
+    Packed rows (``order`` None): uniform with replacement. Padded rows: ``batch`` distinct rows
+    from a random window of ``window × batch`` neighbours in length order, so a batch's rows have
+    similar lengths and little of the step is spent on padding (as DPLM batches by length).
+    """
+    width = min(n_rows, window * batch)
+    if order is None or width < batch:
+        return torch.randint(n_rows, (batch,), generator=generator)
+    start = int(torch.randint(n_rows - width + 1, (1,), generator=generator))
+    return order[start + torch.randperm(width, generator=generator)[:batch]]

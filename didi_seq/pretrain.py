@@ -25,7 +25,7 @@ import torch
 from . import __version__
 from .backbone import DiT, DiTConfig
 from .checkpoint import LATEST_FILE, STATE_FILE, atomic_write_bytes, check_parent_dir, load_training_state, save_checkpoint
-from .data import trim_padding
+from .data import draw_batch, length_order, trim_padding
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from .teacher import TeacherSpec
@@ -225,13 +225,14 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         for d in old:
             shutil.rmtree(d, ignore_errors=True)
 
+    order = length_order(train_blocks, spec.pad_id)  # padded rows: batches of similar lengths
     t_start = time.perf_counter()
     val = None
     model.train()
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=data_gen)
+        idx = draw_batch(len(train_blocks), cfg.batch_size, data_gen, order)
         t = stratified_times(cfg.batch_size, noise_gen)
         total, n = nelbo_loss(model, trim_padding(train_blocks[idx], spec.pad_id), t, schedule, spec.mask_id, noise_gen,
                               cfg.bf16, spec)

@@ -53,3 +53,18 @@ def test_framed_prior_rejects_lengths_that_do_not_fit():
 
     with pytest.raises(ValueError):
         framed_prior([5], MASK, BOS, EOS, PAD, width=6)
+
+
+def test_padded_training_batches_have_similar_lengths():
+    from didi_seq.data import draw_batch, length_order
+
+    lengths = torch.randperm(100, generator=torch.Generator().manual_seed(0)) + 1
+    rows = torch.stack([torch.cat([torch.full((int(n),), 5), torch.full((101 - int(n),), PAD)]) for n in lengths])
+    order = length_order(rows, PAD)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        idx = draw_batch(100, 4, gen, order, window=2)
+        picked = lengths[idx]
+        assert len(set(idx.tolist())) == 4 and int(picked.max() - picked.min()) < 8
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(draw_batch(100, 4, g1), torch.randint(100, (4,), generator=g2))  # packed rows: unchanged
