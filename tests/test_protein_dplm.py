@@ -151,3 +151,20 @@ def test_batches_are_cut_to_their_own_width(teacher):
     res = sample_batches(Recorder(), 4, SamplerConfig(nfe=3), seed=0, batch_size=2, x_init=x0)
     assert set(widths) == {5, 14} and res.tokens.shape == (4, 14)
     check_samples(x0, res.tokens)
+
+
+def test_dplm_layout_without_contact_head_and_with_old_buffers(tmp_path, dplm_dir):
+    """DPLM saves no contact head; older transformers saved position_ids: both load, the logits are the same."""
+    from safetensors.torch import load_file, save_file
+
+    like_dplm = tmp_path / "dplm_like"
+    like_dplm.mkdir()
+    for name in ("config.json", "vocab.txt"):
+        (like_dplm / name).write_text((dplm_dir / name).read_text())
+    state = {k: v for k, v in load_file(str(dplm_dir / "model.safetensors")).items() if "contact_head" not in k}
+    state["esm.embeddings.position_ids"] = torch.arange(1026)[None]
+    save_file(state, str(like_dplm / "model.safetensors"))
+    adapter, _ = load_teacher(str(like_dplm), get_domain("protein"))
+    reference, _ = load_teacher(str(dplm_dir), get_domain("protein"))
+    x = mixed_batch()
+    assert torch.allclose(adapter.logits(x), reference.logits(x))

@@ -29,6 +29,8 @@ from .alphabet import ProteinTokenizer
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # DPLM drops the contact head (``contact_head = None``): absent from its checkpoints, unused for logits.
 OPTIONAL_KEYS = ("esm.contact_head.",)
+# index/frequency buffers that older transformers versions saved: recomputed, never learned
+BUFFER_SUFFIXES = ("position_ids", "inv_freq")
 
 
 class EsmTeacher(TeacherAdapter):
@@ -144,8 +146,9 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     except (OSError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load {path} as an ESM masked LM: {first}") from None
-    missing = [k for k in info.get("missing_keys", []) if not k.startswith(OPTIONAL_KEYS)]
-    problems = {"missing": missing, "unexpected": list(info.get("unexpected_keys", [])),
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(OPTIONAL_KEYS) and not k.endswith(BUFFER_SUFFIXES)]
+    unexpected = [k for k in info.get("unexpected_keys", []) if not k.endswith(BUFFER_SUFFIXES)]
+    problems = {"missing": missing, "unexpected": unexpected,
                 "wrong shape": [str(k) for k in info.get("mismatched_keys", [])]}
     if any(problems.values()):
         shown = "; ".join(f"{len(v)} {k} keys: {', '.join(v[:3])}" for k, v in problems.items() if v)
