@@ -69,8 +69,10 @@ class HFEsmFold:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DidiError(f"cannot load ESMFold from {path}: {first}") from None
         self.model.esm.float()  # the released config keeps the LM in fp16, slow on CPU
+        self.model.trunk.set_chunk_size(64)  # axial attention in chunks: O(L) memory there (research/protein.md §1.7)
         self.info = {"backend": "transformers EsmForProteinFolding", "model": label, "path": str(path),
-                     "scale": "model 0-1, reported x100", "mean": "all-atom (atom37 mask), as fair-esm mean_plddt"}
+                     "scale": "model 0-1, reported x100", "mean": "all-atom (atom37 mask), as fair-esm mean_plddt",
+                     "chunk_size": 64, "recycles": int(self.model.config.esmfold_config.trunk.max_recycles)}
 
     @torch.no_grad()
     def fold(self, seqs: list[str], pdb: bool = False) -> list[Folded]:
