@@ -19,6 +19,14 @@ STANDARD = "ACDEFGHIKLMNPQRSTVWY"  # the 20 residues samples may contain
 ARCHITECTURE = "ESM-1b"
 
 
+def require_transformers(what: str) -> None:
+    """One clear line instead of an ImportError when the optional extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        raise DidiError(f"{what} needs transformers; install the protein extra: pip install 'didi-seq[protein]'")
+
+
 @functools.cache
 def esm_tokens() -> tuple[str, ...]:
     from esm.data import Alphabet

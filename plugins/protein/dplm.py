@@ -24,7 +24,7 @@ from didi_seq.formats import TeacherFormat
 from didi_seq.process import LogLinearSchedule
 from didi_seq.teacher import TeacherAdapter, TeacherSpec
 
-from .alphabet import ProteinTokenizer
+from .alphabet import ProteinTokenizer, require_transformers
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # DPLM drops the contact head (``contact_head = None``): absent from its checkpoints, unused for logits.
@@ -133,6 +133,7 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     """Load a DPLM/ESM-2 masked LM directory strictly (only the unused contact head may be missing)."""
     if domain is not None and domain.name != "protein":
         raise CheckpointError(f"{path} is an ESM/DPLM protein checkpoint; pass --domain protein")
+    require_transformers("loading a DPLM/ESM teacher")
     from transformers import EsmForMaskedLM
     from transformers.utils import logging as hf_logging
 

@@ -90,6 +90,9 @@ class EsmDiscriminator(nn.Module):
 
 def load_esm_student(path, domain=None, **_):
     """A didi-seq checkpoint whose network is an ``EsmForMaskedLM`` (a DiDi-Instruct student of a DPLM teacher)."""
+    from .alphabet import require_transformers
+
+    require_transformers("loading an ESM student")
     from transformers import EsmConfig, EsmForMaskedLM
 
     from didi_seq.checkpoint import load_checkpoint, load_state_strict

@@ -58,6 +58,9 @@ class HFEsmFold:
     name = "hf"
 
     def __init__(self, path: Path, label: str):
+        from .alphabet import require_transformers
+
+        require_transformers("pLDDT with ESMFold (EsmForProteinFolding)")
         from transformers import EsmForProteinFolding
         from transformers.utils import logging as hf_logging
 
