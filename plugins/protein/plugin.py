@@ -10,7 +10,7 @@ from didi_seq.hookspecs import hookimpl
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
-# Embedded teacher recipe (assets/README.md): ≤ 512 residues + <cls>/<eos>, ~3.3 M parameters (≈ 13 MB).
+# Embedded teacher recipe (assets/README.md): ≤ 512 residues + <cls>/<eos>, 4.08 M parameters (16.3 MB).
 PRESETS = {
     "protein-tiny": {"model": {"length": 34, "hidden": 32, "layers": 1, "heads": 2, "cond_dim": 16},
                      "batch_size": 4, "steps": 4, "warmup": 1, "eval_every": 2, "ckpt_every": 2, "eval_batches": 1},
