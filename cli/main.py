@@ -299,7 +299,8 @@ def evaluate(
     judge_context: int = typer.Option(1024, help="Truncate re-tokenised samples to this many judge tokens."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     plddt_model: str | None = typer.Option(None, help="Protein: ESMFold for pLDDT — a transformers EsmForProteinFolding "
-                                           "directory, a cached hub id (facebook/esmfold_v1), or fair-esm[:TORCH_HUB_DIR]."),
+                                           "directory, a cached hub id (facebook/esmfold_v1), or fair-esm[:TORCH_HUB_DIR]. "
+                                           "The reference sequences are folded too: on a CPU keep --reference-samples small."),
     pdb_dir: Path | None = typer.Option(None, help="Protein, with --plddt-model: write one PDB file per sample here."),
     fold_batch_size: int = typer.Option(4, help="Protein: sequences per ESMFold call."),
 ) -> None:
