@@ -367,9 +367,9 @@ def _print_record(console, record: dict) -> None:
         console.print(f"judge: {judge['id']} (revision {str(judge['revision'])[:19]}, context {judge['context']})")
     for name, info in record["scorers"].items():
         for key in ("by_length", "reference_by_length"):
-            if info.get(key):  # e.g. pLDDT per length bucket
-                cells = ", ".join(f"{b}: {v['mean_plddt']:.1f} ({v['fraction_above_70']:.0%} > 70, n={v['n']})"
-                                  for b, v in info[key].items())
+            if info.get(key):  # a scorer's per-length-bucket table (protein pLDDT)
+                cells = "; ".join(f"{bucket}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items())
+                                  for bucket, row in info[key].items())
                 console.print(f"{name} {key.replace('_', ' ')}: {cells}")
     if record.get("skipped_metrics"):
         console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
