@@ -26,8 +26,9 @@ def save_tiny_dplm(path, seed=0):
     return path
 
 
-def save_tiny_esmfold(path, seed=0, spread=3.0):
-    """EsmForProteinFolding (~170k parameters); the lDDT head is perturbed so pLDDT varies (fresh, it is exactly 0.5)."""
+def save_tiny_esmfold(path, seed=0, spread=3.0, confident=False):
+    """EsmForProteinFolding (~170k parameters); the lDDT head is perturbed so pLDDT varies (fresh, it is exactly 0.5).
+    ``confident``: the head's bias favours the top lDDT bins, so every pLDDT lies well above 0.7."""
     from transformers import EsmForProteinFolding
 
     cfg = esm_config(is_folding_model=True, vocab_list=list(esm_tokens()), esmfold_config={
@@ -41,5 +42,8 @@ def save_tiny_esmfold(path, seed=0, spread=3.0):
     with torch.no_grad():
         for p in model.lddt_head.parameters():
             p.normal_(std=spread)
+        if confident:
+            model.lddt_head[-1].weight.zero_()
+            model.lddt_head[-1].bias.copy_(torch.tensor([20.0 * (b >= 45) for b in range(50)] * 37))
     model.save_pretrained(path)
     return path

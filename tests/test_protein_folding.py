@@ -37,6 +37,21 @@ def test_padding_is_excluded(fold_dir):
     assert len({round(v, 3) for v in alone}) > 1  # the perturbed head makes pLDDT differ between sequences
 
 
+def test_fraction_above_70_on_the_0_100_scale(fold_dir, tmp_path):
+    """Through the scorers: a confident model (model pLDDT ≈ 0.95) is above 70 everywhere, the default one nowhere."""
+    from didi_seq.evaluate import evaluate
+    from didi_seq.plugins import get_domain
+
+    records = [{"sequence": s, "seed": 0, "index": i} for i, s in enumerate(SEQS)]
+    confident = save_tiny_esmfold(tmp_path / "confident", confident=True)
+    for model, fraction in ((confident, 1.0), (fold_dir, 0.0)):
+        rec = evaluate(get_domain("protein"), records, metrics=["plddt", "plddt_above_70"], reference_samples=0,
+                       options={"plddt_model": str(model)})
+        assert rec["metrics"]["plddt_above_70"]["pooled"] == fraction
+    assert rec["metrics"]["plddt"]["pooled"] < 70
+    assert rec["scorers"]["plddt"]["by_length"]["1-100"]["n"] == 3
+
+
 def test_fraction_above_70_and_buckets():
     stats = [{"plddt": 80.0, "length": 50}, {"plddt": 65.0, "length": 150}, {"plddt": 90.0, "length": 160}]
     assert plddt_fraction_above_70(stats) == pytest.approx(2 / 3)
