@@ -190,3 +190,14 @@ def test_protein_benchmark_runs_at_a_tiny_setting(work):
     native = out["rows"][1]
     assert native["network_calls_per_sample"] >= 3 / 4 and "plddt" in native and native["samples"] == 4
     assert (work / "bench" / "result.md").read_text().count("\n|") >= 4
+
+
+def test_distill_against_a_teacher_sample_pool(work):
+    """--positive teacher: the pool is drawn with the length model's frames, as wide as the teacher's rows."""
+    out = work / "student_pool"
+    r = cli("distill", "--domain", "protein", "--teacher", work / "teacher", "--out", out, "--steps", 2, "--batch-size", 2,
+            "--group-size", 2, "--disc-warmup-steps", 1, "--positive", "teacher", "--teacher-pool", 4,
+            "--teacher-pool-nfe", 2)
+    assert r.exit_code == 0, r.output
+    prov = load_checkpoint(out).provenance
+    assert prov["teacher_pool"] == 4 and "reward" in [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
