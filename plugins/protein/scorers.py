@@ -84,8 +84,8 @@ def _plddt_per_sample(records: list[dict], ctx: EvalContext, table: bool = True)
     if any(not s for s in seqs):
         raise DidiError("a sample has an empty sequence; pLDDT is undefined for it")
     todo = [s for s in dict.fromkeys(seqs) if (spec, s) not in _FOLDED]
-    first_call = "folded" not in ctx.info
-    ctx.info["folded"] = True
+    first_call = not ctx.info.get("record_sets_folded")  # the harness scores the samples first, then the reference
+    ctx.info["record_sets_folded"] = ctx.info.get("record_sets_folded", 0) + 1
     pdb_dir = ctx.options.get("pdb_dir") if first_call and table else None  # once, by the plddt scorer
     if pdb_dir:  # PDB files for every sample, so fold them all (no cache)
         names = [f"sample{r.get('index', i)}_seed{r.get('seed')}_len{len(r['sequence'])}" for i, r in enumerate(records)]
