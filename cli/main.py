@@ -126,7 +126,7 @@ def pretrain(
     from didi_seq.pretrain import pretrain as run
 
     cfg = PretrainConfig.from_preset(
-        preset or dom.default_preset, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
+        preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
         threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
@@ -155,7 +155,10 @@ def sample(
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student)."),
+    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
+                                "a domain's own sampler (protein: native = DPLM's iterative re-masking)."),
+    lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
+                                       "or a FASTA file to fit; default: the length model fitted on the domain corpus."),
     output: Path | None = typer.Option(None, help="JSONL file to write (default: print samples)."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
     final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
@@ -171,17 +174,18 @@ def sample(
     """Generate samples: ancestral (fp64 categorical draws, exact cache) or reward-guided RGAS."""
     for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
         positive(name, v)
-    if sampler not in ("ancestral", "rgas"):
-        raise DidiError(f"unknown or unavailable sampler {sampler!r}; available: ancestral, rgas")
+    dom = domain_or_fail(domain)
+    known = ("ancestral", "rgas", *dom.samplers)
+    if sampler not in known:
+        raise DidiError(f"unknown or unavailable sampler {sampler!r} for domain {dom.name!r}; available: {', '.join(known)}")
     from didi_seq.rgas import RGASConfig, rgas_batches
-    from didi_seq.sampling import SamplerConfig, sample_batches
+    from didi_seq.sampling import SamplerConfig, from_states, initial_states, sample_batches
 
     cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
     cfg.validate()  # before anything is loaded, so bad options fail fast
     rgas = RGASConfig(nfe=nfe, guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
                       candidates=candidates)
     rgas.validate()
-    dom = domain_or_fail(domain)
     if output is not None:
         from didi_seq.checkpoint import check_parent_dir
 
@@ -201,6 +205,9 @@ def sample(
     if threads:
         torch.set_num_threads(threads)
     adapter, tokenizer = load_teacher(checkpoint, dom, use_ema=ema)
+    x_init, length_info = initial_states(dom, tokenizer, adapter.spec, num_samples, seed, lengths)
+    if x_init is not None and sampler == "rgas":
+        raise DidiError(f"--sampler rgas does not support the variable-length domain {dom.name!r} yet; use ancestral")
     disc = None
     if sampler == "rgas":
         from didi_seq.distill.networks import load_discriminator
@@ -209,21 +216,32 @@ def sample(
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         advance = lambda: progress.advance(task)  # noqa: E731
-        if disc is None:
-            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance)
+        if sampler in dom.samplers:
+            if x_init is None:
+                raise DidiError(f"sampler {sampler!r} needs start states from a length model")
+            result = from_states(lambda x, gen: dom.samplers[sampler](adapter, x, nfe, gen, on_step=advance),
+                                 x_init, nfe, seed, batch_size, adapter.spec.pad_id)
+        elif disc is None:
+            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance,
+                                    x_init=x_init)
         else:
             result = rgas_batches(adapter, disc, num_samples, rgas, seed=seed, batch_size=batch_size, on_step=advance)
+    extra = {"rgas": rgas.record()} if disc is not None else {}
+    if length_info:
+        extra["length_model"] = length_info
     records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
-                             provenance=adapter.provenance, extra={"rgas": rgas.record()} if disc is not None else None)
+                             provenance=adapter.provenance, extra=extra or None)
+    written = []
     if output is None:
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
     else:
         write_jsonl(output, records)
+        written = [output, *(dom.write_samples(output, records) if dom.write_samples else [])]
     aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
                f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
-               + (f"; wrote {output}" if output else ""), err=True)
+               + (f"; wrote {', '.join(map(str, written))}" if written else ""), err=True)
 
 
 @app.command()
@@ -303,10 +321,18 @@ def evaluate(
     judge_batch_size: int = typer.Option(8, help="Texts per judge forward pass."),
     judge_context: int = typer.Option(1024, help="Truncate re-tokenised samples to this many judge tokens."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    plddt_model: str | None = typer.Option(None, help="Protein: ESMFold for pLDDT — a transformers EsmForProteinFolding "
+                                           "directory, a cached hub id (facebook/esmfold_v1), or fair-esm[:TORCH_HUB_DIR]. "
+                                           "The reference sequences are folded too: on a CPU keep --reference-samples small."),
+    pdb_dir: Path | None = typer.Option(None, help="Protein, with --plddt-model: write one PDB file per sample here."),
+    fold_batch_size: int = typer.Option(4, help="Protein: sequences per ESMFold call."),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
     for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads)):
         positive(name, v)
+    positive("fold-batch-size", fold_batch_size)
+    if pdb_dir is not None and (plddt_model is None or not pdb_dir.is_dir()):
+        raise DidiError(f"--pdb-dir {pdb_dir} needs --plddt-model and an existing directory")
     if reference_samples < 0:
         raise DidiError(f"--reference-samples must be 0 or positive, got {reference_samples}")
     dom = domain_or_fail(domain)
@@ -336,7 +362,8 @@ def evaluate(
 
         record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
                      reference_samples=reference_samples, on_progress=on_progress,
-                     options={"judge_batch_size": judge_batch_size, "judge_context": judge_context})
+                     options={"judge_batch_size": judge_batch_size, "judge_context": judge_context,
+                              "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size})
     record["samples_files"] = describe_files(samples)
     if output is not None:
         write_result(output, record)
@@ -361,6 +388,14 @@ def _print_record(console, record: dict) -> None:
     judge = record["scorers"].get("gen_ppl", {}).get("judge")
     if judge:
         console.print(f"judge: {judge['id']} (revision {str(judge['revision'])[:19]}, context {judge['context']})")
+    for name, info in record["scorers"].items():
+        for key in ("by_length", "reference_by_length"):
+            if info.get(key):  # a scorer's per-length-bucket table (protein pLDDT)
+                cells = "; ".join(f"{bucket}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items())
+                                  for bucket, row in info[key].items())
+                console.print(f"{name} {key.replace('_', ' ')}: {cells}")
+    if record.get("skipped_metrics"):
+        console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
     cost = record["sampling"]
     if cost.get("known"):
         console.print(f"sampling: {cost['network_calls_per_sample']:.1f} network calls and "

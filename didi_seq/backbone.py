@@ -30,6 +30,9 @@ class DiTConfig:
     # MDLM's teachers are time-agnostic: σ is forced to 0, so adaLN sees a constant,
     # learned vector. Time-agnostic teachers also allow the exact sampler cache.
     time_conditioning: bool = False
+    # Variable-length rows are padded with this id after their end; attention ignores those
+    # keys. None (packed rows, no padding) keeps the unmasked attention path.
+    pad_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,13 +113,14 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.adaLN_modulation.weight)
         nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
         b, n, h = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c).chunk(6, dim=-1)
         y = modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.attn_qkv(y).view(b, n, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        a = F.scaled_dot_product_attention(q, k, v)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
         a = self.attn_out(a.transpose(1, 2).reshape(b, n, h))
         x = x + gate1[:, None] * self.dropout(a)
         y = self.mlp(modulate(self.norm2(x), shift2, scale2))
@@ -159,6 +163,18 @@ class DiT(nn.Module):
             return x.to(self.vocab_embed.embedding.dtype) @ self.vocab_embed.embedding
         return self.vocab_embed.embedding[x]
 
+    def key_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Attention mask [B, 1, 1, L] that hides padding keys, or None when there is no padding.
+
+        Soft-token inputs carry one-hot rows at revealed positions (padding included) and give
+        padding zero mass elsewhere, so their arg-max identifies padding too.
+        """
+        if self.config.pad_id is None:
+            return None
+        ids = x.argmax(-1) if x.is_floating_point() else x
+        keep = ids != self.config.pad_id
+        return None if bool(keep.all()) else keep[:, None, None, :]
+
     def cond(self, sigma: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
         if sigma is None or not self.config.time_conditioning:
             sigma = torch.zeros(batch, device=device)
@@ -169,8 +185,9 @@ class DiT(nn.Module):
         h = self.embed(x)
         c = self.cond(sigma, h.shape[0], h.device)
         rope = self.rotary_emb(h.shape[1], h.device)
+        keys = self.key_mask(x)
         for block in self.blocks:
-            h = block(h, c, rope)
+            h = block(h, c, rope, keys)
         return h, c
 
     def head(self, h: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:

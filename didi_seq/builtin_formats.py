@@ -6,6 +6,7 @@ torch is imported only when a checkpoint is actually loaded.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, LATEST_FILE
@@ -14,9 +15,25 @@ from .hookspecs import hookimpl
 
 
 def _is_native(path: Path) -> bool:
+    """A didi-seq checkpoint (or run directory) of the core DiT. Not: another library's directory
+    (a transformers config names a ``model_type`` and no didi-seq ``format``), nor a didi-seq
+    checkpoint of another architecture (a plugin's format loads those)."""
+    from .checkpoint import resolve_checkpoint_dir
+    from .errors import DidiError
+
     if path.is_file():
         path = path.parent
-    return (path / CONFIG_FILE).exists() or (path / LATEST_FILE).exists()
+    if not (path / CONFIG_FILE).exists() and not (path / LATEST_FILE).exists():
+        return False
+    try:
+        config = json.loads((resolve_checkpoint_dir(path) / CONFIG_FILE).read_text())
+    except (OSError, ValueError, DidiError):
+        return True  # ours or not, loading it reports the broken file by name
+    if not isinstance(config, dict):
+        return True
+    if "model_type" in config and "format" not in config:
+        return False
+    return config.get("architecture", "dit") == "dit"
 
 
 def _load_native(path: Path, bf16: bool = True, **_):

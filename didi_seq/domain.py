@@ -9,7 +9,11 @@ from typing import Any, Protocol
 
 
 class DomainTokenizer(Protocol):
-    """Token ids ↔ domain objects. ``never_emit`` ids get zero mass in SUBS (besides the mask)."""
+    """Token ids ↔ domain objects. ``never_emit`` ids get zero mass in SUBS (besides the mask).
+
+    Variable-length domains also offer ``pad_id`` and ``never_mask`` (ids the process
+    never corrupts, e.g. BOS/EOS); fixed-length domains leave them out.
+    """
 
     vocab_size: int
     mask_id: int
@@ -39,7 +43,26 @@ class Domain:
     default_length: int = 256
     default_preset: str = "small"
     sample_field: str = "text"  # the JSONL field that carries a decoded sample
+    # documents → training rows: (dataset, tokenizer, length) → LongTensor [N, length];
+    # None packs blocks (didi_seq.data.pack_blocks); variable-length domains pass pad_rows
+    make_rows: Callable[..., Any] | None = None
+    # variable-length domains: (spec or None → fitted default, max residues) → an object with
+    # ``draw(n, generator) -> list[int]`` and ``describe() -> dict``; None: fixed-length rows
+    length_model: Callable[[str | None, int], Any] | None = None
+    # extra pretrain presets (name → PretrainConfig fields), next to the core's tiny/small
+    presets: dict[str, dict] = field(default_factory=dict)
+    # domain samplers besides ancestral/rgas: name → fn(adapter, x_init, nfe, generator, on_step,
+    # **options) → didi_seq.sampling.SampleResult
+    samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    # writes extra sample files next to the JSONL (e.g. FASTA): (jsonl path, records) → paths
+    write_samples: Callable[[Path, list[dict]], list[Path]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self, dataset, tokenizer, length: int):
+        """Training rows of this domain's layout."""
+        from .data import pack_blocks
+
+        return (self.make_rows or pack_blocks)(dataset, tokenizer, length)
 
     def sample_record(self, ids: list[int], tokenizer: DomainTokenizer) -> dict:
         return {self.sample_field: tokenizer.decode(ids)}

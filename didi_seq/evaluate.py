@@ -68,10 +68,8 @@ def sampling_costs(records: list[dict]) -> dict:
 
 def reference_records(domain, tokenizer, length: int, n: int, corpus: str | None = None) -> tuple[list[dict], dict]:
     """The first ``n`` validation blocks of the domain's corpus, as sample records."""
-    from .data import pack_blocks
-
     data = domain.load_corpus(corpus)
-    blocks = pack_blocks(data["validation"].select(range(min(len(data["validation"]), 4 * n + 16))), tokenizer, length)
+    blocks = domain.rows(data["validation"].select(range(min(len(data["validation"]), 4 * n + 16))), tokenizer, length)
     records = []
     for ids in blocks[:n].tolist():
         rec = domain.sample_record(ids, tokenizer)
@@ -115,10 +113,20 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
             names = ", ".join(s.name for s in available)
             raise DidiError(f"unknown metric(s) {', '.join(unknown)} for domain {domain.name!r}; available: {names}")
         available = [s for s in available if s.name in metrics]
-    tokenizer = tokenizer or domain.load_tokenizer(None)
     opts = {"judge": judge, **(options or {})}
+    unmet = {s.name: [o for o in s.requires if not opts.get(o)] for s in available}
+    if metrics:
+        asked = [f"{name} (needs --{', --'.join(o.replace('_', '-') for o in need)})" for name, need in unmet.items() if need]
+        if asked:
+            raise DidiError(f"metric(s) {', '.join(asked)} cannot run without those options")
+    skipped = sorted(name for name, need in unmet.items() if need)
+    available = [s for s in available if not unmet[s.name]]
+    tokenizer = tokenizer or domain.load_tokenizer(None)
     first = records[0]
-    length = len(first["tokens"]) if isinstance(first.get("tokens"), list) else domain.default_length
+    # packed rows: the samples' width; variable-length rows: the domain's full width, so that
+    # real sequences of every length can enter the reference, not only those as short as the samples
+    fixed = isinstance(first.get("tokens"), list) and domain.length_model is None
+    length = len(first["tokens"]) if fixed else domain.default_length
     refs, ref_info = reference_records(domain, tokenizer, length, reference_samples) if reference_samples > 0 else ([], {})
     seeds = [r.get("seed") for r in records]
     out_metrics, out_reference, provenance = {}, {}, {}
@@ -150,6 +158,7 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
         "checkpoint_sha256": first.get("checkpoint_sha256"),
         "sampling": sampling_costs(records),
         "scorers": provenance,
+        **({"skipped_metrics": skipped} if skipped else {}),
         "samples_files": describe_files(files),
         "evaluation_wall_clock_s": round(time.perf_counter() - start, 2),
         "didi_seq_version": __version__,

@@ -43,7 +43,8 @@ def sample_token_ids(records: list[dict], ctx: EvalContext) -> list[list[int]]:
 
 
 def _entropy_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
-    return [{"entropy": unigram_entropy(ids)} for ids in sample_token_ids(records, ctx)]
+    pad = getattr(ctx.tokenizer, "pad_id", None)  # variable-length rows: padding is not part of a sample
+    return [{"entropy": unigram_entropy([i for i in ids if i != pad])} for ids in sample_token_ids(records, ctx)]
 
 
 ENTROPY = Scorer(

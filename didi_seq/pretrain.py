@@ -23,6 +23,7 @@ import torch
 from . import __version__
 from .backbone import DiT, DiTConfig
 from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
+from .data import draw_batch, length_order, trim_padding
 from .distributed import Ranks, RowNoise
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
@@ -61,10 +62,12 @@ class PretrainConfig:
     tokenizer: str | None = None  # None: the domain's embedded one; else a name/file the domain loads (text: "gpt2")
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> PretrainConfig:
-        if name not in PRESETS:
-            raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-        base = copy.deepcopy(PRESETS[name])
+    def from_preset(cls, name: str, domain_presets: dict | None = None, **overrides) -> PretrainConfig:
+        """A preset of the core (tiny, small) or of the domain (``Domain.presets``), with overrides."""
+        presets = {**PRESETS, **(domain_presets or {})}
+        if name not in presets:
+            raise DidiError(f"unknown preset {name!r}; known presets: {', '.join(presets)}")
+        base = copy.deepcopy(presets[name])
         model_over = overrides.pop("model", {}) or {}
         base["model"].update({k: v for k, v in model_over.items() if v is not None})
         base.update({k: v for k, v in overrides.items() if v is not None})
@@ -92,13 +95,15 @@ class EMA:
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.updates = 0
-        self.shadow = {k: v.detach().clone().float() for k, v in model.named_parameters()}
+        # every name of a tied parameter (e.g. ESM's shared embedding/output matrix) gets its average,
+        # so a saved state never mixes averaged and raw copies of one tensor
+        self.shadow = {k: v.detach().clone().float() for k, v in model.named_parameters(remove_duplicate=False)}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, p in model.named_parameters():
+        for k, p in model.named_parameters(remove_duplicate=False):
             self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     def state_for(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -107,29 +112,36 @@ class EMA:
 
 
 def nelbo_loss(model: DiT, x0: torch.Tensor, t: torch.Tensor, schedule: LogLinearSchedule,
-               mask_id: int, gen: torch.Generator | None, bf16: bool, u: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Sum over rows of the NELBO and the number of tokens it covers (``u``: the masking uniforms, else drawn from ``gen``)."""
-    x_t = corrupt(x0, t, schedule, mask_id, generator=gen, u=u)
+               mask_id: int, gen: torch.Generator | None, bf16: bool, spec: TeacherSpec | None = None,
+               u: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Sum over rows of the NELBO and the number of tokens it covers.
+
+    With a ``spec`` that freezes ids (padding, BOS/EOS of variable-length rows) those
+    positions are never masked and not counted: the bound is per real token. ``u``: the
+    masking uniforms (a rank's rows of a global draw), else drawn from ``gen``.
+    """
+    maskable = spec.maskable(x0) if spec is not None else None
+    x_t = corrupt(x0, t, schedule, mask_id, maskable=maskable, generator=gen, u=u)
     masked = x_t == mask_id
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         h, c = model.hidden_states(x_t, schedule.sigma(t))
         logits = model.head(h, c, positions=masked)
     nll = masked_token_nll(logits, x0[masked], mask_id)
-    return nelbo_terms(nll, masked, t, schedule).sum(), x0.numel()
+    return nelbo_terms(nll, masked, t, schedule).sum(), x0.numel() if maskable is None else int(maskable.sum())
 
 
 @torch.no_grad()
 def evaluate_nelbo(model: DiT, blocks: torch.Tensor, cfg: PretrainConfig, schedule: LogLinearSchedule,
-                   mask_id: int) -> float:
+                   mask_id: int, spec: TeacherSpec | None = None) -> float:
     """Validation NELBO in nats/token on a fixed subset with fixed noise (comparable across steps)."""
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
     rows = blocks[: cfg.eval_batches * cfg.batch_size]
     for i in range(0, len(rows), cfg.batch_size):
-        x0 = rows[i:i + cfg.batch_size]
+        x0 = trim_padding(rows[i:i + cfg.batch_size], spec.pad_id if spec is not None else None)
         t = stratified_times(len(x0), gen)
-        s, n = nelbo_loss(model, x0, t, schedule, mask_id, gen, cfg.bf16)
+        s, n = nelbo_loss(model, x0, t, schedule, mask_id, gen, cfg.bf16, spec)
         total, count = total + s.item(), count + n
     model.train()
     return total / max(count, 1)
@@ -146,8 +158,6 @@ class PretrainResult:
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
              on_step: Callable[[int, int, dict], None] | None = None, ranks: Ranks = Ranks()) -> PretrainResult:
     """Train (or ``resume``) a teacher into ``out_dir``; under torchrun every rank calls this, rank 0 writes."""
-    from .data import pack_blocks
-
     cfg.validate()
     out_dir = Path(out_dir)
     check_parent_dir(out_dir)
@@ -167,15 +177,17 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     tokenizer = domain.load_tokenizer(cfg.tokenizer)
     data = domain.load_corpus(corpus)
     length = cfg.model.get("length", domain.default_length)
-    train_blocks = pack_blocks(data["train"], tokenizer, length)
+    train_blocks = domain.rows(data["train"], tokenizer, length)
     val_blocks = train_blocks[-cfg.batch_size:]  # only used when the corpus holds nothing out
     if len(data["validation"]):
-        val_blocks = pack_blocks(data["validation"], tokenizer, length)
+        val_blocks = domain.rows(data["validation"], tokenizer, length)
 
-    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length})
+    pad_id = getattr(tokenizer, "pad_id", None)
+    model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length, "pad_id": pad_id})
     schedule = LogLinearSchedule()
     spec = TeacherSpec(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, max_length=model_cfg.length,
-                       never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning)
+                       never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning,
+                       never_mask=list(getattr(tokenizer, "never_mask", [])), pad_id=pad_id)
     torch.manual_seed(cfg.seed)
     model = DiT(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
@@ -219,18 +231,23 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
                         tokenizer.to_json(), extra=lambda tmp: torch.save(training_state, tmp / STATE_FILE))
         publish_checkpoint(out_dir, target, cfg.keep_checkpoints)
 
+    order = length_order(train_blocks, spec.pad_id)  # padded rows: batches of similar lengths
     t_start = time.perf_counter()
     val = None
     model.train()
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        # the global batch's random numbers on every rank, this rank's rows of them (distributed.py)
-        idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=data_gen)[mine]
+        # the global batch's random numbers on every rank, this rank's rows of them (distributed.py);
+        # padding columns are trimmed on the global batch so every world size sees the same shapes
+        idx = draw_batch(len(train_blocks), cfg.batch_size, data_gen, order)
         t = stratified_times(cfg.batch_size, noise_gen)[mine]
-        u = RowNoise(noise_gen, cfg.batch_size, mine).uniform(length, dtype=torch.float32)
-        total, _ = nelbo_loss(model, train_blocks[idx], t, schedule, spec.mask_id, None, cfg.bf16, u=u)
-        loss = total / (cfg.batch_size * length)  # this rank's share of the global per-token mean
+        x0 = trim_padding(train_blocks[idx], spec.pad_id)
+        u = RowNoise(noise_gen, cfg.batch_size, mine).uniform(x0.shape[1], dtype=torch.float32)
+        maskable = spec.maskable(x0)
+        tokens = x0.numel() if maskable is None else int(maskable.sum())  # global count: per-token mean over all ranks
+        total, _ = nelbo_loss(model, x0[mine], t, schedule, spec.mask_id, None, cfg.bf16, spec, u=u)
+        loss = total / tokens  # this rank's share of the global per-token mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
         ranks.sum_gradients(model.parameters())
@@ -245,7 +262,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         if step % cfg.eval_every == 0 or step == cfg.steps:
             ema_model = DiT(model_cfg)
             ema_model.load_state_dict(ema.state_for(model))
-            val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id)
+            val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id, spec)
             metrics["val_nelbo"] = round(val, 4)
         append_metrics(out_dir, metrics)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:

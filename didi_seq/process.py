@@ -49,6 +49,22 @@ def prior(shape: tuple[int, ...], mask_id: int, device: torch.device | str = "cp
     return torch.full(shape, mask_id, dtype=torch.long, device=device)
 
 
+def framed_prior(lengths: list[int], mask_id: int, bos_id: int, eos_id: int, pad_id: int,
+                 width: int | None = None) -> torch.Tensor:
+    """Variable-length start states ``[BOS] mask×n [EOS] pad…``, one row per length.
+
+    The length is decided before sampling (a length model, or the user), as DPLM does: BOS,
+    EOS and padding are never masked, so no sampler ever moves them.
+    """
+    width = width or max(lengths) + 2
+    if max(lengths) + 2 > width or min(lengths) < 1:
+        raise ValueError(f"lengths must lie in 1..{width - 2}, got {min(lengths)}..{max(lengths)}")
+    x = torch.full((len(lengths), width), pad_id, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        x[i, 0], x[i, 1:n + 1], x[i, n + 1] = bos_id, mask_id, eos_id
+    return x
+
+
 def corrupt(
     x0: torch.Tensor,
     t: torch.Tensor,

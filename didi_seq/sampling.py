@@ -77,8 +77,8 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
                      x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> SampleResult:
     cfg.validate()
     spec, schedule = teacher.spec, teacher.schedule
-    length = cfg.length or spec.max_length
-    x = prior((num, length), spec.mask_id) if x_init is None else x_init.clone()
+    x = prior((num, cfg.length or spec.max_length), spec.mask_id) if x_init is None else x_init.clone()
+    length = x.shape[1]  # a variable-length batch arrives cut to its own width
     use_cache = cfg.cache and not spec.time_conditioned
     cached: torch.Tensor | None = None
     stale = torch.ones(num, dtype=torch.bool)
@@ -120,7 +120,52 @@ def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, n
                         sum(r.aux_calls for r in parts))
 
 
+def from_states(draw: Callable[[torch.Tensor, torch.Generator], SampleResult], x_init: torch.Tensor, nfe: int, seed: int,
+                batch_size: int, pad_id: int | None) -> SampleResult:
+    """``draw(states, generator)`` over batches of the start states ``x_init`` [N, L].
+
+    Each batch is cut to its own width first (columns that are padding in all its rows carry
+    nothing under a key-padding mask), so a batch of short proteins does not pay for the longest
+    one; the samples are padded back to L so every batch concatenates.
+    """
+    from .data import trim_padding
+
+    chunks, width = iter(x_init.split(batch_size)), x_init.shape[1]
+
+    def one(n: int, gen: torch.Generator) -> SampleResult:
+        res = draw(trim_padding(next(chunks), pad_id), gen)
+        if res.tokens.shape[1] < width:
+            res.tokens = torch.nn.functional.pad(res.tokens, (0, width - res.tokens.shape[1]), value=pad_id)
+        return res
+
+    return in_batches(one, len(x_init), nfe, seed, batch_size)
+
+
 def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size: int = 32,
-                   on_step: Callable[[], None] | None = None) -> SampleResult:
-    """Ancestral samples in batches (see ``in_batches``)."""
+                   on_step: Callable[[], None] | None = None, x_init: torch.Tensor | None = None) -> SampleResult:
+    """Ancestral samples in batches (see ``in_batches``); ``x_init`` [num, L] gives each row its
+    start state (variable-length domains: ``initial_states``; see ``from_states``), else every
+    row starts all-mask."""
+    if x_init is not None:
+        return from_states(lambda x, gen: ancestral_sample(teacher, len(x), cfg, gen, x_init=x, on_step=on_step),
+                           x_init, cfg.nfe, seed, batch_size, teacher.spec.pad_id)
     return in_batches(lambda n, gen: ancestral_sample(teacher, n, cfg, gen, on_step=on_step), num, cfg.nfe, seed, batch_size)
+
+
+def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | None = None) -> tuple[torch.Tensor | None, dict]:
+    """Start states for a variable-length domain, with the length model's description.
+
+    Lengths come from the domain's length model (``lengths`` is its spec: None for the fitted
+    default, one length, or a list) and are drawn from their own generator, so the sampler's
+    random stream is the same whatever the lengths. Fixed-length domains return (None, {}).
+    """
+    if domain.length_model is None:
+        if lengths is not None:
+            raise DidiError(f"domain {domain.name!r} has fixed-length rows; --lengths does not apply")
+        return None, {}
+    model = domain.length_model(lengths, spec.max_length - 2)
+    drawn = model.draw(num, torch.Generator().manual_seed(seed + 7919))
+    from .process import framed_prior
+
+    x = framed_prior(drawn, spec.mask_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    return x, model.describe()

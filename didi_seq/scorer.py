@@ -35,6 +35,9 @@ class Scorer:
     domains: tuple[str, ...] | None = None  # None: applies to every domain
     unit: str = ""
     expensive: bool = False  # loads a model; the harness reports its progress
+    # options that must be given for the scorer to run (e.g. a folding model); without them
+    # the harness skips it unless it is asked for by name, which is then an error
+    requires: tuple[str, ...] = ()
 
     def applies_to(self, domain_name: str) -> bool:
         return self.domains is None or domain_name in self.domains

@@ -29,9 +29,24 @@ class TeacherSpec:
     never_emit: list[int] = field(default_factory=list)  # ids SUBS gives zero mass (mask aside)
     time_conditioned: bool = False
     time: str = "continuous"
+    # Variable-length domains: ids that are never masked (e.g. <cls>, <eos>) and the padding id
+    # that fills rows after their end. Both empty for fixed-length packed domains (text).
+    never_mask: list[int] = field(default_factory=list)
+    pad_id: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def frozen_ids(self) -> list[int]:
+        """Ids the process never corrupts: ``never_mask`` plus the padding id."""
+        return sorted(set(self.never_mask) | ({self.pad_id} if self.pad_id is not None else set()))
+
+    def maskable(self, x: torch.Tensor) -> torch.Tensor | None:
+        """bool [B, L]: positions the forward process may mask; None when every position may be."""
+        frozen = self.frozen_ids()
+        if not frozen:
+            return None
+        return ~torch.isin(x, torch.tensor(frozen, dtype=x.dtype, device=x.device))
 
 
 class TeacherAdapter(ABC):
@@ -68,6 +83,17 @@ class TeacherAdapter(ABC):
         reads, since SUBS carries every other position over. Adapters that can evaluate
         their output head at chosen positions override this (it dominates the cost at V=50k)."""
         return self.log_probs(x_t, t)[positions]
+    # -- what DiDi-Instruct needs beyond sampling (a format that cannot be distilled keeps these) --
+    architecture: str = "unknown"  # written into student checkpoints, so the right format loads them back
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        """A ``didi_seq.distill.objective.Denoiser`` over ``model`` (the teacher's network or a student copy)."""
+        raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        """The teacher's trunk with its last ``trainable_blocks`` blocks trainable and a per-token logit head;
+        it offers ``trainable_state()`` / ``load_trainable_state(state, source)``."""
+        raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")
 
 
 class NativeTeacher(TeacherAdapter):
@@ -118,6 +144,18 @@ class NativeTeacher(TeacherAdapter):
         for p in student.parameters():
             p.requires_grad_(True)
         return student
+
+    architecture = "dit"
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        from .distill.networks import dit_denoiser
+
+        return dit_denoiser(model, self.spec.mask_id, list(self.spec.never_emit), self.schedule, bf16)
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        from .distill.networks import Discriminator
+
+        return Discriminator(self.model, trainable_blocks, self.schedule, bf16=bf16)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> NativeTeacher:

@@ -93,7 +93,7 @@ def test_zero_byte_file_as_checkpoint(work):
 def test_foreign_config_format(work):
     """A Hugging Face style config.json is not taken for a didi-seq checkpoint."""
     bad = broken_copy(work, "hf", lambda d: (d / "config.json").write_text(json.dumps({"model_type": "bert"})))
-    fails_cleanly(work, sample_into_precious(work, bad), "is not a didi-seq config")
+    fails_cleanly(work, sample_into_precious(work, bad), "not a checkpoint any teacher format recognises")
 
 
 def test_torch_pickle_named_safetensors(work):
@@ -220,7 +220,7 @@ def test_empty_samples_file(work):
 @pytest.mark.parametrize("command", ["sample", "pretrain", "distill", "evaluate"])
 def test_unknown_domain(work, command):
     extra = {"sample": ["--nfe", 2], "evaluate": ["--samples", work / "precious.jsonl"]}.get(command, [])
-    fails_cleanly(work, [command, "--domain", "klingon", *extra], "unknown domain 'klingon'; known domains: text")
+    fails_cleanly(work, [command, "--domain", "klingon", *extra], "unknown domain 'klingon'; known domains: protein, text")
 
 
 def test_unknown_judge(work):

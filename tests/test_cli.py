@@ -45,7 +45,7 @@ def test_embedded_teacher_fits_the_artifact_budget():
 
 
 def test_unknown_domain_lists_known():
-    one_error_line(invoke("sample", "--domain", "klingon", "--nfe", 4), "known domains: text")
+    one_error_line(invoke("sample", "--domain", "klingon", "--nfe", 4), "known domains: protein, text")
 
 
 @pytest.mark.parametrize("nfe", [0, -3])

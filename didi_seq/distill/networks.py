@@ -77,10 +77,11 @@ class Discriminator(nn.Module):
                 # the log density ratio depends on t, and the mask count alone is a noisy clock
                 c = torch.nn.functional.silu(trunk.sigma_map(sigma))
                 rope = trunk.rotary_emb(h.shape[1], h.device)
+                keys = trunk.key_mask(x)
                 for block in trunk.blocks[: self.frozen_blocks]:
-                    h = block(h, c, rope)
+                    h = block(h, c, rope, keys)
             for block in trunk.blocks[self.frozen_blocks:]:
-                h = block(h, c, rope)
+                h = block(h, c, rope, keys)
         return self.head(h.float()).squeeze(-1)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

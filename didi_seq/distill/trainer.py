@@ -29,13 +29,14 @@ import torch
 
 from .. import __version__
 from ..checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
+from ..data import trim_padding
 from ..distributed import Ranks, RowNoise
 from ..errors import DidiError
 from ..pretrain import EMA
 from ..process import corrupt, prior
 from ..run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .config import PI_SHAPES, DistillConfig
-from .networks import DISC_CONFIG, DISC_FILE, Discriminator, dit_denoiser
+from .networks import DISC_CONFIG, DISC_FILE
 from .objective import (
     discriminator_loss,
     entropy,
@@ -68,22 +69,21 @@ class Distiller:
     """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
 
     def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig, ranks: Ranks = Ranks()):
-        model = getattr(adapter, "model", None)
-        if model is None or not hasattr(model, "hidden_states"):
-            raise DidiError("distillation needs a teacher whose network is a didi-seq DiT (the native format)")
+        if getattr(adapter, "model", None) is None:
+            raise DidiError("distillation needs a teacher adapter that exposes its network (.model)")
         self.adapter, self.cfg, self.spec, self.schedule = adapter, cfg, adapter.spec, adapter.schedule
         self.positives, self.ranks = positives, ranks
         self.rows = ranks.rows(cfg.batch_size * cfg.group_size, "--batch-size × --group-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
         self.ema = EMA(self.student, cfg.ema)
-        self.disc = Discriminator(model, cfg.disc_trainable_blocks, self.schedule, bf16=cfg.bf16)
+        # the adapter builds the architecture-specific parts (DiT: dit_denoiser / Discriminator)
+        self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
         self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
-        never = list(self.spec.never_emit)
-        self.student_fn = dit_denoiser(self.student, self.spec.mask_id, never, self.schedule, cfg.bf16)
-        self.teacher_fn = dit_denoiser(model, self.spec.mask_id, never, self.schedule, cfg.bf16)
+        self.student_fn = adapter.denoiser(self.student, cfg.bf16)
+        self.teacher_fn = adapter.denoiser(adapter.model, cfg.bf16)
         self.step_count = 0
 
     # -- one iteration ------------------------------------------------------------------
@@ -98,18 +98,23 @@ class Distiller:
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.disc_lr * scale
         idx = torch.randint(len(self.positives), (cfg.batch_size,), generator=gen)
-        x_pos = self.positives[idx].repeat_interleave(cfg.group_size, 0)[mine]
+        # variable-length rows: columns that are padding in every row of the global batch are dropped
+        # (on the global batch, so every world size sees the same shapes); this rank keeps its rows
+        x_pos = trim_padding(self.positives[idx], self.spec.pad_id).repeat_interleave(cfg.group_size, 0)[mine]
         tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)[mine]
         length, n = x_pos.shape[1], x_pos.shape[0]
 
         student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
+        # variable-length rows: the student fills the target row's frame (its length, BOS/EOS, padding)
+        maskable = self.spec.maskable(x_pos)
+        start = prior((n, length), mask) if maskable is None else torch.where(maskable, mask, x_pos)
         with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
-            ro = rollout(self.student_fn, prior((n, length), mask),
+            ro = rollout(self.student_fn, start,
                          student_times(n, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, noise)
         t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)[mine]
-        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, u=noise.uniform(length, dtype=torch.float32))
-        z_pos = corrupt(x_pos, t_d, self.schedule, mask, u=noise.uniform(length, dtype=torch.float32))
+        z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, maskable=maskable, u=noise.uniform(length, dtype=torch.float32))
+        z_pos = corrupt(x_pos, t_d, self.schedule, mask, maskable=maskable, u=noise.uniform(length, dtype=torch.float32))
 
         # discriminator: target (positive) vs student (negative), masked positions only
         self.disc.train()
@@ -184,15 +189,17 @@ class Distiller:
 def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
     """The discriminator's positive class: packed corpus blocks or a pool of teacher samples."""
     if cfg.positive == "data":
-        from ..data import pack_blocks
-
         data = domain.load_corpus(corpus)
         meta = {"corpus": data["name"], "validation_sha256": data["validation_sha256"],
                 **({"corpus_split": data["split"]} if data.get("split") else {})}
-        return pack_blocks(data["train"], tokenizer, length), meta
-    from ..sampling import SamplerConfig, sample_batches
+        return domain.rows(data["train"], tokenizer, length), meta
+    from ..sampling import SamplerConfig, initial_states, sample_batches
 
-    pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length), seed=cfg.seed + 7)
+    x_init, _ = initial_states(domain, tokenizer, adapter.spec, cfg.teacher_pool, cfg.seed + 7)
+    if x_init is not None:  # the pool's rows must be as wide as the teacher's, like data rows
+        x_init = torch.nn.functional.pad(x_init, (0, length - x_init.shape[1]), value=adapter.spec.pad_id)
+    pool = sample_batches(adapter, cfg.teacher_pool, SamplerConfig(nfe=cfg.teacher_pool_nfe, length=length),
+                          seed=cfg.seed + 7, x_init=x_init)
     return pool.tokens, {"teacher_pool": cfg.teacher_pool, "teacher_pool_nfe": cfg.teacher_pool_nfe}
 
 
@@ -254,7 +261,8 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
             "distill_config": cfg.to_dict(), "last_metrics": last, "didi_seq_version": __version__,
             "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data_meta,
         }
-        config = {"domain": domain.name, "kind": "student", "model": d.student.config.to_dict(),
+        config = {"domain": domain.name, "kind": "student", "architecture": adapter.architecture,
+                  "model": d.student.config.to_dict(),
                   "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
         train_state = {**d.training_state(), "wall_clock_s": wall,
                        "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"),

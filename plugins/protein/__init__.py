@@ -1,0 +1,1 @@
+"""didi-seq protein domain: ESM alphabet, DPLM teachers, variable-length sampling, pLDDT."""

@@ -1,0 +1,113 @@
+"""What DiDi-Instruct needs from an ESM/DPLM teacher: denoiser, discriminator, student checkpoints.
+
+* ``esm_denoiser``: log p(x0 | x) at the requested positions from an ``EsmForMaskedLM``
+  (teacher or student copy), with ``<pad>`` hidden from attention and the never-emitted ids
+  (specials, non-standard letters) given zero mass — the SUBS half the DiT denoiser applies too.
+* ``EsmDiscriminator``: a copy of the teacher's ESM trunk whose last ``trainable_blocks``
+  layers learn, plus a time embedding of σ(t) added to the trunk output (ESM has no time
+  input; the density ratio depends on t) and a spectral-normalised per-token head. Only the
+  trainable part is saved; the frozen part is the teacher, found again by its hash.
+* Student checkpoints are didi-seq directories (``architecture: "esm"``, the ESM config under
+  ``model``, safetensors weights); ``load_esm_student`` turns them back into an ``EsmTeacher``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from didi_seq.backbone import TimestepEmbedder
+from didi_seq.errors import CheckpointError, DidiError
+from didi_seq.process import forbid_tokens
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def esm_denoiser(model, mask_id: int, never_emit: list[int], pad_id: int, bf16: bool = True):
+    forbid = torch.tensor(never_emit, dtype=torch.long)
+
+    def run(x: torch.Tensor, positions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with _autocast(bf16):
+            logits = model(input_ids=x, attention_mask=(x != pad_id).long()).logits
+        return torch.log_softmax(forbid_tokens(logits[positions], mask_id, forbid), dim=-1)
+
+    return run
+
+
+class EsmDiscriminator(nn.Module):
+    """(token ids [B, L], t [B]) → one logit per token [B, L] (fp32)."""
+
+    def __init__(self, teacher_model, trainable_blocks: int, schedule, pad_id: int, bf16: bool = True):
+        super().__init__()
+        layers = len(teacher_model.esm.encoder.layer)
+        if not 1 <= trainable_blocks <= layers:
+            raise ValueError(f"discriminator trainable blocks must be in 1..{layers}, got {trainable_blocks}")
+        self.trunk = copy.deepcopy(teacher_model.esm)
+        self.trunk.contact_head = None  # unused, and not part of what is saved
+        self.frozen_blocks = layers - trainable_blocks
+        hidden = teacher_model.config.hidden_size
+        self.time = TimestepEmbedder(hidden)
+        self.head = nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))
+        self.schedule, self.pad_id, self.bf16 = schedule, pad_id, bf16
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        trainable = [*self.trunk.encoder.layer[self.frozen_blocks:]]
+        if self.trunk.encoder.emb_layer_norm_after is not None:
+            trainable.append(self.trunk.encoder.emb_layer_norm_after)
+        for module in trainable:
+            for p in module.parameters():
+                p.requires_grad_(True)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point():
+            raise DidiError("the ESM discriminator takes token ids only (RGAS soft tokens are not supported)")
+        with _autocast(self.bf16):
+            h = self.trunk(input_ids=x, attention_mask=(x != self.pad_id).long()).last_hidden_state
+        h = h.float() + nn.functional.silu(self.time(self.schedule.sigma(t.float())))[:, None]
+        return self.head(h).squeeze(-1)
+
+    def _trainable_prefixes(self) -> tuple[str, ...]:
+        return (*(f"trunk.encoder.layer.{i}." for i in range(self.frozen_blocks, len(self.trunk.encoder.layer))),
+                "trunk.encoder.emb_layer_norm_after.", "time.", "head.")
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        keep = self._trainable_prefixes()
+        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        expected = set(self.trainable_state())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: discriminator keys do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.load_state_dict({**self.state_dict(), **state})
+
+
+def load_esm_student(path, domain=None, **_):
+    """A didi-seq checkpoint whose network is an ``EsmForMaskedLM`` (a DiDi-Instruct student of a DPLM teacher)."""
+    from .alphabet import require_transformers
+
+    require_transformers("loading an ESM student")
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    from didi_seq.checkpoint import load_checkpoint, load_state_strict
+    from didi_seq.teacher import TeacherSpec
+
+    from .dplm import EsmTeacher
+
+    ckpt = load_checkpoint(path)
+    try:
+        config = EsmConfig.from_dict(ckpt.config["model"])
+        spec = TeacherSpec(**ckpt.config["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
+    model = EsmForMaskedLM(config)
+    load_state_strict(model, ckpt.state, str(ckpt.path))
+    prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),
+            "format": "didi-seq esm", "tokenizer_file": str(ckpt.tokenizer_file) if ckpt.tokenizer_file else None}
+    return EsmTeacher(model, spec, prov)
