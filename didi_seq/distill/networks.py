@@ -46,7 +46,29 @@ def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogL
     return run
 
 
-class Discriminator(nn.Module):
+class TrainablePart:
+    """Save and load only what a discriminator trains (its ``_trainable_prefixes()``): the
+    frozen rest is the teacher's trunk, rebuilt from the teacher, so it is never stored."""
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        keep = self._trainable_prefixes()
+        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        from ..errors import CheckpointError
+
+        expected = set(self.trainable_state())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: discriminator keys do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        own = self.state_dict()
+        bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+        if bad:
+            raise CheckpointError(f"{source}: discriminator tensors of the wrong shape: {bad[:3]}")
+        self.load_state_dict({**own, **state})
+
+
+class Discriminator(TrainablePart, nn.Module):
     """(tokens [B, L] or probabilities [B, L, V], t [B]) → one logit per token [B, L] (fp32)."""
 
     def __init__(self, teacher_model: DiT, trainable_blocks: int, schedule: LogLinearSchedule, bf16: bool = True):
@@ -84,23 +106,8 @@ class Discriminator(nn.Module):
                 h = block(h, c, rope, keys)
         return self.head(h.float()).squeeze(-1)
 
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        """What must be saved: the trainable blocks and the head (the rest is the teacher)."""
-        keep = tuple(f"trunk.blocks.{i}." for i in range(self.frozen_blocks, len(self.trunk.blocks))) + ("head.",)
-        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
-
-    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        from ..errors import CheckpointError
-
-        expected = set(self.trainable_state())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise CheckpointError(f"{source}: discriminator keys do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        own = self.state_dict()
-        bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
-        if bad:
-            raise CheckpointError(f"{source}: discriminator tensors of the wrong shape: {bad[:3]}")
-        self.load_state_dict({**own, **state})
+    def _trainable_prefixes(self) -> tuple[str, ...]:
+        return (*(f"trunk.blocks.{i}." for i in range(self.frozen_blocks, len(self.trunk.blocks))), "head.")
 
 
 DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from didi_seq.backbone import TimestepEmbedder
+from didi_seq.distill.networks import TrainablePart
 from didi_seq.errors import CheckpointError, DidiError
 from didi_seq.process import forbid_tokens
 
@@ -40,7 +41,7 @@ def esm_denoiser(model, mask_id: int, never_emit: list[int], pad_id: int, bf16: 
     return run
 
 
-class EsmDiscriminator(nn.Module):
+class EsmDiscriminator(TrainablePart, nn.Module):
     """(token ids [B, L], t [B]) → one logit per token [B, L] (fp32)."""
 
     def __init__(self, teacher_model, trainable_blocks: int, schedule, pad_id: int, bf16: bool = True):
@@ -75,17 +76,6 @@ class EsmDiscriminator(nn.Module):
     def _trainable_prefixes(self) -> tuple[str, ...]:
         return (*(f"trunk.encoder.layer.{i}." for i in range(self.frozen_blocks, len(self.trunk.encoder.layer))),
                 "trunk.encoder.emb_layer_norm_after.", "time.", "head.")
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        keep = self._trainable_prefixes()
-        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
-
-    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        expected = set(self.trainable_state())
-        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-        if missing or unexpected:
-            raise CheckpointError(f"{source}: discriminator keys do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        self.load_state_dict({**self.state_dict(), **state})
 
 
 def load_esm_student(path, domain=None, **_):
