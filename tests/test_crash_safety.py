@@ -91,14 +91,11 @@ def assert_same_weights(a, b, atol=1e-6) -> None:
         assert torch.allclose(sa[k], sb[k], atol=atol), k
 
 
-def test_distill_survives_sigkill(tmp_path):
-    teacher = build_tiny_checkpoint(tmp_path / "teacher")
-    corpus = small_corpus(tmp_path / "corpus.txt")
-    steps, every = 40, 5
-    common = ["distill", "--domain", "text", "--teacher", teacher, "--corpus", corpus, "--steps", steps,
-              "--ckpt-every", every, "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 3, "--threads", 1]
+def kill_resume_and_run_straight(tmp_path, common: list, steps: int, every: int, after_step: int):
+    """SIGKILL a run mid-way, check what it left, resume it to the end, and compare with an
+    uninterrupted run of the same command; returns both run directories."""
     killed = tmp_path / "killed"
-    last = kill_mid_run([*common, "--out", killed], killed, after_step=17)
+    last = kill_mid_run([*common, "--out", killed], killed, after_step=after_step)
     assert last < steps
     assert_nothing_half_written(killed, every, last)
     r = runner.invoke(app, [*map(str, common), "--out", str(killed), "--resume"])
@@ -108,6 +105,16 @@ def test_distill_survives_sigkill(tmp_path):
     r = runner.invoke(app, [*map(str, common), "--out", str(straight)])
     assert r.exit_code == 0, r.output
     assert_same_weights(killed, straight)
+    return killed, straight
+
+
+def test_distill_survives_sigkill(tmp_path):
+    teacher = build_tiny_checkpoint(tmp_path / "teacher")
+    corpus = small_corpus(tmp_path / "corpus.txt")
+    steps, every = 40, 5
+    common = ["distill", "--domain", "text", "--teacher", teacher, "--corpus", corpus, "--steps", steps,
+              "--ckpt-every", every, "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 3, "--threads", 1]
+    killed, straight = kill_resume_and_run_straight(tmp_path, common, steps, every, after_step=17)
     from safetensors.torch import load_file
 
     da, db = (load_file(str(load_checkpoint(p).path / "discriminator.safetensors")) for p in (killed, straight))
@@ -120,14 +127,4 @@ def test_pretrain_survives_sigkill(tmp_path):
     steps, every = 40, 2
     common = ["pretrain", "--domain", "text", "--preset", "tiny", "--corpus", corpus, "--steps", steps,
               "--ckpt-every", every, "--threads", 1]
-    killed = tmp_path / "killed"
-    last = kill_mid_run([*common, "--out", killed], killed, after_step=15)
-    assert last < steps
-    assert_nothing_half_written(killed, every, last)
-    r = runner.invoke(app, [*map(str, common), "--out", str(killed), "--resume"])
-    assert r.exit_code == 0, r.output
-    assert_resumed_run_is_tidy(killed, steps)
-    straight = tmp_path / "straight"
-    r = runner.invoke(app, [*map(str, common), "--out", str(straight)])
-    assert r.exit_code == 0, r.output
-    assert_same_weights(killed, straight)
+    kill_resume_and_run_straight(tmp_path, common, steps, every, after_step=15)
