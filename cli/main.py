@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+DEVICE_HELP = "Where the networks run: auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -50,13 +51,16 @@ def positive(name: str, value: int | None) -> None:
 
 
 @contextlib.contextmanager
-def distributed_run():
-    """This process's ranks under torchrun (a single process otherwise); leaves the group on exit."""
-    from didi_seq.distributed import init_from_env, shutdown
+def distributed_run(device: str):
+    """(ranks, device) of this process under torchrun (a single process otherwise): under torchrun
+    ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group on exit."""
+    from didi_seq.devices import resolve_device
+    from didi_seq.distributed import init_from_env, local_rank, shutdown
 
-    ranks = init_from_env()
+    dev = resolve_device(device, local_rank())
+    ranks = init_from_env(dev)
     try:
-        yield ranks
+        yield ranks, dev
     finally:
         shutdown(ranks)
 
@@ -104,6 +108,8 @@ def pretrain(
     length: int | None = typer.Option(None, help="Sequence length."),
     ckpt_every: int | None = typer.Option(None, help="Steps between checkpoints."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: all cores)."),
+    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE",
+                               help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU."),
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise."),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk."),
     tokenizer: str | None = typer.Option(None, help="Tokenizer: the domain's embedded one (default) or, for text, "
@@ -130,7 +136,7 @@ def pretrain(
         threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
-    with distributed_run() as ranks, Progress(
+    with distributed_run(device) as (ranks, dev), Progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as progress:
         task = progress.add_task("pretrain", total=cfg.steps, info="")
@@ -139,7 +145,7 @@ def pretrain(
             info = f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")
             progress.update(task, completed=step, total=total, info=info)
 
-        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks)
+        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev)
     if ranks.is_main:
             typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
                    f"validation NELBO {result.val_nelbo:.4f} nats/token; checkpoint: {result.out_dir}")
@@ -164,6 +170,7 @@ def sample(
     final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Disable the exact p(x0) cache."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + "."),
     guidance_start: float = typer.Option(0.2, help="rgas: tilting scale h at the first step."),
     guidance_end: float = typer.Option(1.0, help="rgas: tilting scale h at the last tilting step."),
     rerank_ratio: float = typer.Option(0.5, help="rgas: fraction of (late) steps that re-rank candidates."),
@@ -199,12 +206,15 @@ def sample(
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from didi_seq.devices import resolve_device
     from didi_seq.loading import load_teacher
     from didi_seq.sample_io import sample_records, write_jsonl
 
     if threads:
         torch.set_num_threads(threads)
+    dev = resolve_device(device)
     adapter, tokenizer = load_teacher(checkpoint, dom, use_ema=ema)
+    adapter.to(dev)
     x_init, length_info = initial_states(dom, tokenizer, adapter.spec, num_samples, seed, lengths)
     if x_init is not None and sampler == "rgas":
         raise DidiError(f"--sampler rgas does not support the variable-length domain {dom.name!r} yet; use ancestral")
@@ -213,6 +223,7 @@ def sample(
         from didi_seq.distill.networks import load_discriminator
 
         disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
+        disc.to(dev)
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
         task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
         advance = lambda: progress.advance(task)  # noqa: E731
@@ -271,6 +282,8 @@ def distill(
     teacher_pool_nfe: int | None = typer.Option(None, help="--positive teacher: NFE of those teacher samples."),
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE",
+                               help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling."),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
 ) -> None:
@@ -290,7 +303,7 @@ def distill(
         "threads": threads, "seed": seed}.items() if v is not None}
     cfg = DistillConfig(**overrides)
     cfg.validate()  # before anything loads
-    with distributed_run() as ranks, Progress(
+    with distributed_run(device) as (ranks, dev), Progress(
             TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as progress:
         task = progress.add_task("distill", total=cfg.steps, info="loading")
@@ -302,7 +315,8 @@ def distill(
             progress.update(task, completed=step, total=total, info=info)
 
         result = run(dom, out, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema})
+                     on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema},
+                     device=dev)
     if ranks.is_main:
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")
@@ -326,6 +340,7 @@ def evaluate(
                                            "The reference sequences are folded too: on a CPU keep --reference-samples small."),
     pdb_dir: Path | None = typer.Option(None, help="Protein, with --plddt-model: write one PDB file per sample here."),
     fold_batch_size: int = typer.Option(4, help="Protein: sequences per ESMFold call."),
+    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + " (for the judge / ESMFold)."),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
     for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads)):
@@ -347,6 +362,9 @@ def evaluate(
     from didi_seq.evaluate import evaluate as run
 
     records = load_samples(samples, dom)  # bad files fail before any model loads
+    from didi_seq.devices import resolve_device
+
+    dev = resolve_device(device)
     if threads:
         import torch
 
@@ -363,7 +381,8 @@ def evaluate(
         record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
                      reference_samples=reference_samples, on_progress=on_progress,
                      options={"judge_batch_size": judge_batch_size, "judge_context": judge_context,
-                              "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size})
+                              "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size,
+                              "device": str(dev)})
     record["samples_files"] = describe_files(samples)
     if output is not None:
         write_result(output, record)

@@ -20,7 +20,9 @@ Why not torch's DistributedDataParallel wrapper: the loops call the DiT's
 networks per step, which bypasses the wrapper's forward hook; one flat all-reduce per
 network after ``backward`` is explicit and as cheap at these sizes.
 
-GPUs/NCCL are not supported yet: the trainers place every tensor on the CPU.
+On GPUs each rank drives ``cuda:LOCAL_RANK`` and the group runs over NCCL; on CPUs over
+gloo (devices.py). Random numbers are drawn on the host either way, so the convention above
+holds across devices too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import backend_for, host_rand
 from .errors import DidiError
 
 
@@ -68,7 +71,7 @@ class Ranks:
         if not self.active:
             return local_mean(x, weight)
         if weight is None:
-            local, count = x.sum(), torch.tensor(float(x.numel()))
+            local, count = x.sum(), torch.tensor(float(x.numel()), device=x.device)
         else:
             local, count = (x * weight).sum(), weight.detach().sum().float()
         return local / self.sum(count).clamp_min(1e-12)
@@ -104,20 +107,28 @@ class Ranks:
 class RowNoise:
     """Uniform noise for a block of rows, drawn for the whole global batch.
 
-    ``uniform(*trailing)`` returns ``[rows, *trailing]``: exactly what
-    ``torch.rand((global_rows, *trailing))`` would give these rows in one process.
+    ``uniform(*trailing)`` returns ``[rows, *trailing]`` on ``device``: exactly what
+    ``torch.rand((global_rows, *trailing))`` would give these rows in one process (drawn on
+    the host, devices.py).
     """
 
-    def __init__(self, generator: torch.Generator, global_rows: int, rows: slice | None = None):
-        self.generator, self.global_rows = generator, global_rows
+    def __init__(self, generator: torch.Generator, global_rows: int, rows: slice | None = None,
+                 device: torch.device | str = "cpu"):
+        self.generator, self.global_rows, self.device = generator, global_rows, device
         self.rows = rows if rows is not None else slice(0, global_rows)
 
     def uniform(self, *trailing: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        return torch.rand((self.global_rows, *trailing), dtype=dtype, generator=self.generator)[self.rows]
+        return host_rand((self.global_rows, *trailing), self.generator, dtype=dtype)[self.rows].to(self.device)
 
 
-def init_from_env() -> Ranks:
-    """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR/PORT), if any."""
+def local_rank() -> int:
+    """This process's index on its node (torchrun's LOCAL_RANK): which GPU it drives."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_from_env(device: torch.device = torch.device("cpu")) -> Ranks:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR/PORT), if any,
+    over NCCL when this rank drives a GPU and gloo on the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
@@ -125,7 +136,7 @@ def init_from_env() -> Ranks:
 
     if not dist.is_initialized():
         try:
-            dist.init_process_group("gloo")
+            dist.init_process_group(backend_for(device), **({"device_id": device} if device.type == "cuda" else {}))
         except (RuntimeError, ValueError) as e:
             raise DidiError(f"cannot join the torchrun process group: {str(e).splitlines()[0]}") from None
     return Ranks(dist.get_rank(), dist.get_world_size())

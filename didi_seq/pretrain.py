@@ -24,6 +24,7 @@ from . import __version__
 from .backbone import DiT, DiTConfig
 from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
 from .data import draw_batch, length_order, trim_padding
+from .devices import bf16_autocast, module_device
 from .distributed import Ranks, RowNoise
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
@@ -123,7 +124,7 @@ def nelbo_loss(model: DiT, x0: torch.Tensor, t: torch.Tensor, schedule: LogLinea
     maskable = spec.maskable(x0) if spec is not None else None
     x_t = corrupt(x0, t, schedule, mask_id, maskable=maskable, generator=gen, u=u)
     masked = x_t == mask_id
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with bf16_autocast(x0.device.type, bf16):
         h, c = model.hidden_states(x_t, schedule.sigma(t))
         logits = model.head(h, c, positions=masked)
     nll = masked_token_nll(logits, x0[masked], mask_id)
@@ -137,10 +138,10 @@ def evaluate_nelbo(model: DiT, blocks: torch.Tensor, cfg: PretrainConfig, schedu
     model.eval()
     gen = torch.Generator().manual_seed(1234)
     total, count = 0.0, 0
-    rows = blocks[: cfg.eval_batches * cfg.batch_size]
+    rows, device = blocks[: cfg.eval_batches * cfg.batch_size], module_device(model)
     for i in range(0, len(rows), cfg.batch_size):
-        x0 = trim_padding(rows[i:i + cfg.batch_size], spec.pad_id if spec is not None else None)
-        t = stratified_times(len(x0), gen)
+        x0 = trim_padding(rows[i:i + cfg.batch_size], spec.pad_id if spec is not None else None).to(device)
+        t = stratified_times(len(x0), gen).to(device)
         s, n = nelbo_loss(model, x0, t, schedule, mask_id, gen, cfg.bf16, spec)
         total, count = total + s.item(), count + n
     model.train()
@@ -156,8 +157,10 @@ class PretrainResult:
 
 
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
-             on_step: Callable[[int, int, dict], None] | None = None, ranks: Ranks = Ranks()) -> PretrainResult:
-    """Train (or ``resume``) a teacher into ``out_dir``; under torchrun every rank calls this, rank 0 writes."""
+             on_step: Callable[[int, int, dict], None] | None = None, ranks: Ranks = Ranks(),
+             device: torch.device = torch.device("cpu")) -> PretrainResult:
+    """Train (or ``resume``) a teacher into ``out_dir`` on ``device``; under torchrun every rank
+    calls this, rank 0 writes. The device is not part of the run: it may resume on another."""
     cfg.validate()
     out_dir = Path(out_dir)
     check_parent_dir(out_dir)
@@ -189,7 +192,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
                        never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning,
                        never_mask=list(getattr(tokenizer, "never_mask", [])), pad_id=pad_id)
     torch.manual_seed(cfg.seed)
-    model = DiT(model_cfg)
+    model = DiT(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
     ema = EMA(model, cfg.ema)
     data_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -198,7 +201,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        ema.shadow, ema.updates = state["ema"], state["ema_updates"]
+        ema.shadow, ema.updates = {k: v.to(device) for k, v in state["ema"].items()}, state["ema_updates"]
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
         step, wall_before = state["step"], state["wall_clock_s"]
@@ -241,9 +244,9 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         # the global batch's random numbers on every rank, this rank's rows of them (distributed.py);
         # padding columns are trimmed on the global batch so every world size sees the same shapes
         idx = draw_batch(len(train_blocks), cfg.batch_size, data_gen, order)
-        t = stratified_times(cfg.batch_size, noise_gen)[mine]
-        x0 = trim_padding(train_blocks[idx], spec.pad_id)
-        u = RowNoise(noise_gen, cfg.batch_size, mine).uniform(x0.shape[1], dtype=torch.float32)
+        t = stratified_times(cfg.batch_size, noise_gen)[mine].to(device)
+        x0 = trim_padding(train_blocks[idx], spec.pad_id).to(device)
+        u = RowNoise(noise_gen, cfg.batch_size, mine, device).uniform(x0.shape[1], dtype=torch.float32)
         maskable = spec.maskable(x0)
         tokens = x0.numel() if maskable is None else int(maskable.sum())  # global count: per-token mean over all ranks
         total, _ = nelbo_loss(model, x0[mine], t, schedule, spec.mask_id, None, cfg.bf16, spec, u=u)
@@ -260,7 +263,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         if not ranks.is_main:
             continue  # evaluation, logs and checkpoints are rank 0's
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            ema_model = DiT(model_cfg)
+            ema_model = DiT(model_cfg).to(device)
             ema_model.load_state_dict(ema.state_for(model))
             val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id, spec)
             metrics["val_nelbo"] = round(val, 4)

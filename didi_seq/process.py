@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import host_rand
+
 NEG_INF = float("-inf")
 
 
@@ -82,8 +84,8 @@ def corrupt(
     """
     p = schedule.mask_prob(t).to(torch.float32).view(-1, *([1] * (x0.dim() - 1)))
     if u is None:
-        u = torch.rand(x0.shape, generator=generator, device=x0.device)
-    hit = u < p
+        u = host_rand(x0.shape, generator, x0.device, dtype=torch.float32)
+    hit = u < p.to(x0.device)
     if maskable is not None:
         hit &= maskable
     return torch.where(hit, torch.full_like(x0, mask_id), x0)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import host_rand
 from .errors import DidiError
 from .process import prior
 from .sampling import SampleResult, draw_categorical, in_batches, time_grid
@@ -71,7 +72,8 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
     cfg.validate()
     spec, schedule = student.spec, student.schedule
     length = cfg.length or spec.max_length
-    x = prior((num, length), spec.mask_id)
+    dev = student.device
+    x = prior((num, length), spec.mask_id, dev)
     grid = time_grid(cfg.nfe)
     tilt_steps = int(cfg.nfe * (1 - cfg.rerank_ratio))
     calls = disc_calls = 0
@@ -81,7 +83,7 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
         t, s = grid[k], grid[k + 1]
         masked = x == spec.mask_id
         if masked.any():
-            tt = torch.full((num,), float(t))
+            tt = torch.full((num,), float(t), device=dev)
             lp = student.log_probs(x, tt)
             calls += 1
             h = cfg.scale(k, tilt_steps)
@@ -93,7 +95,7 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
             m = cfg.candidates if k >= tilt_steps else 1
             cands = []
             for _ in range(m):
-                u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
+                u = host_rand(x.shape, generator, dev)
                 reveal = masked & (u < p)
                 cand = x.clone()
                 if reveal.any():
@@ -103,13 +105,14 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
                 x = cands[0]
             else:
                 stacked = torch.stack(cands, 1)  # [B, M, L]
-                scores = disc(stacked.flatten(0, 1), torch.full((num * m,), float(s))).sum(-1).view(num, m)
+                scores = disc(stacked.flatten(0, 1), torch.full((num * m,), float(s), device=dev)).sum(-1).view(num, m)
                 disc_calls += m
-                choice = torch.multinomial(torch.softmax(scores.double(), -1), 1, generator=generator).squeeze(-1)
-                x = stacked[torch.arange(num), choice]
+                weights = torch.softmax(scores.double(), -1).cpu()  # drawn with the host generator
+                choice = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(dev)
+                x = stacked[torch.arange(num, device=dev), choice]
         if on_step:
             on_step()
-    return SampleResult(x, calls, calls * num, cfg.nfe, time.perf_counter() - start, disc_calls)
+    return SampleResult(x.cpu(), calls, calls * num, cfg.nfe, time.perf_counter() - start, disc_calls)
 
 
 def rgas_batches(student, disc, num: int, cfg: RGASConfig, seed: int, batch_size: int = 32,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .devices import host_rand
 from .errors import DidiError
 from .process import prior
 
@@ -55,8 +56,8 @@ class SampleResult:
 
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One draw per row of ``log_probs`` [N, V] by inverse CDF in float64."""
-    return categorical_from_uniform(log_probs, torch.rand(log_probs.shape[0], dtype=torch.float64, generator=generator))
+    """One draw per row of ``log_probs`` [N, V] by inverse CDF in float64 (uniforms from the host generator)."""
+    return categorical_from_uniform(log_probs, host_rand(log_probs.shape[0], generator, log_probs.device))
 
 
 def categorical_from_uniform(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -76,12 +77,12 @@ def time_grid(nfe: int) -> torch.Tensor:
 def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Generator,
                      x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> SampleResult:
     cfg.validate()
-    spec, schedule = teacher.spec, teacher.schedule
-    x = prior((num, cfg.length or spec.max_length), spec.mask_id) if x_init is None else x_init.clone()
+    spec, schedule, dev = teacher.spec, teacher.schedule, teacher.device
+    x = prior((num, cfg.length or spec.max_length), spec.mask_id, dev) if x_init is None else x_init.to(dev, copy=True)
     length = x.shape[1]  # a variable-length batch arrives cut to its own width
     use_cache = cfg.cache and not spec.time_conditioned
     cached: torch.Tensor | None = None
-    stale = torch.ones(num, dtype=torch.bool)
+    stale = torch.ones(num, dtype=torch.bool, device=dev)
     calls = rows = 0
     grid = time_grid(cfg.nfe)
     start = time.perf_counter()
@@ -91,14 +92,14 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
         if masked.any():  # otherwise the sample is complete and the step costs nothing
             need = (stale if use_cache else masked.any(-1)) & masked.any(-1)
             if need.any():  # p(x0) only where it can be read: masked positions of changed rows
-                lp = teacher.masked_log_probs(x[need], torch.full((int(need.sum()),), float(t)), masked[need])
+                lp = teacher.masked_log_probs(x[need], torch.full((int(need.sum()),), float(t), device=dev), masked[need])
                 if cached is None:
-                    cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype)
+                    cached = torch.empty((num, length, lp.shape[-1]), dtype=lp.dtype, device=dev)
                 cached[masked & need[:, None]] = lp
             calls += int(need.any())
             rows += int(need.sum())
             a_t, a_s = schedule.alpha(t), schedule.alpha(s)
-            u = torch.rand(x.shape, dtype=torch.float64, generator=generator)
+            u = host_rand(x.shape, generator, dev)
             reveal = masked & (u < float((a_s - a_t) / (1 - a_t)))
             stale = reveal.any(-1)
             if reveal.any():
@@ -107,7 +108,7 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
                 x[reveal] = lp.argmax(-1) if greedy else draw_categorical(lp, generator)
         if on_step:
             on_step()
-    return SampleResult(x, calls, rows, cfg.nfe, time.perf_counter() - start)
+    return SampleResult(x.cpu(), calls, rows, cfg.nfe, time.perf_counter() - start)
 
 
 def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, nfe: int, seed: int,

@@ -8,7 +8,6 @@ logits, SUBS log-probs and hidden features. Formats plug in through the
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -17,6 +16,7 @@ import torch
 
 from .backbone import DiT, DiTConfig
 from .checkpoint import Checkpoint, load_state_strict
+from .devices import bf16_autocast, module_device
 from .errors import CheckpointError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
 
@@ -73,9 +73,21 @@ class TeacherAdapter(ABC):
         release), or None; didi-seq's own students keep theirs beside the weights."""
         return None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the adapter's network runs; the samplers move their state there."""
+        model = getattr(self, "model", None)
+        return module_device(model) if model is not None else torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> TeacherAdapter:
+        """Move the network to ``device`` (adapters holding more than ``.model`` extend this)."""
+        if getattr(self, "model", None) is not None:
+            self.model.to(device)
+        return self
+
     def log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """SUBS-parameterised log p(x0 | x_t), fp32 [B, L, V]."""
-        never = torch.tensor(self.spec.never_emit, dtype=torch.long)
+        never = torch.tensor(self.spec.never_emit, dtype=torch.long, device=x_t.device)
         return subs_log_probs(self.logits(x_t, t), x_t, self.spec.mask_id, never)
 
     def masked_log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
@@ -113,7 +125,7 @@ class NativeTeacher(TeacherAdapter):
         return None if self.discriminator_factory is None else self.discriminator_factory(bf16)
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        return bf16_autocast(self.device.type, self.bf16)
 
     def _sigma(self, t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else self.schedule.sigma(t)
@@ -130,7 +142,7 @@ class NativeTeacher(TeacherAdapter):
         with self._autocast():
             h, c = self.model.hidden_states(x_t, self._sigma(t))
             logits = self.model.head(h, c, positions)
-        never = torch.tensor(self.spec.never_emit, dtype=torch.long)
+        never = torch.tensor(self.spec.never_emit, dtype=torch.long, device=logits.device)
         return torch.log_softmax(forbid_tokens(logits, self.spec.mask_id, never), dim=-1)
 
     @torch.no_grad()

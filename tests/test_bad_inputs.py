@@ -232,6 +232,20 @@ def test_unknown_sampler(work):
     fails_cleanly(work, sample_into_precious(work, work / "good", "--sampler", "euler"), "unknown or unavailable sampler 'euler'")
 
 
+@pytest.mark.parametrize("command", ["sample", "pretrain", "distill", "evaluate"])
+def test_unknown_device(work, command):
+    args = {"sample": sample_into_precious(work, work / "good"),
+            "evaluate": ["evaluate", "--domain", "text", "--samples", work / "precious.jsonl", "--reference-samples", 0],
+            "pretrain": ["pretrain", "--domain", "text", "--preset", "tiny", "--out", work / "o"],
+            "distill": ["distill", "--domain", "text", "--teacher", work / "good", "--out", work / "o"]}[command]
+    fails_cleanly(work, [*args, "--device", "tpu"], "unknown --device 'tpu'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_device_without_a_gpu(work):
+    fails_cleanly(work, [*sample_into_precious(work, work / "good"), "--device", "cuda"], "sees no CUDA GPU; use --device cpu")
+
+
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_nfe_and_steps(work, value):
     fails_cleanly(work, sample_into_precious(work, work / "good", "--nfe", value), "--nfe must be a positive integer")

@@ -93,10 +93,15 @@ def corpus(tmp_path):
     return path
 
 
+# gloo between CPU processes here; NCCL between GPUs where a machine has two
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs"))]
+
+
 @pytest.mark.slow
-def test_pretrain_on_two_ranks_follows_one_rank(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_pretrain_on_two_ranks_follows_one_rank(tmp_path, device):
     common = ["pretrain", "--domain", "text", "--preset", "tiny", "--corpus", corpus(tmp_path), "--steps", 6,
-              "--ckpt-every", 3, "--batch-size", 8, "--threads", 1, "--no-bf16"]
+              "--ckpt-every", 3, "--batch-size", 8, "--threads", 1, "--no-bf16", "--device", device]
     torchrun(*common, "--out", tmp_path / "two")
     in_process(*common, "--out", tmp_path / "one")
     assert_same_trajectory(tmp_path / "one", tmp_path / "two", ["loss", "grad_norm", "val_nelbo"])
@@ -104,10 +109,12 @@ def test_pretrain_on_two_ranks_follows_one_rank(tmp_path):
 
 
 @pytest.mark.slow
-def test_distill_on_two_ranks_follows_one_rank_and_resumes_on_one(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_distill_on_two_ranks_follows_one_rank_and_resumes_on_one(tmp_path, device):
     teacher = build_tiny_checkpoint(tmp_path / "teacher")
     common = ["distill", "--domain", "text", "--teacher", teacher, "--corpus", corpus(tmp_path), "--steps", 6,
-              "--ckpt-every", 3, "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 2, "--threads", 1]
+              "--ckpt-every", 3, "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 2, "--threads", 1,
+              "--device", device]
     torchrun(*common, "--out", tmp_path / "two")
     in_process(*common, "--out", tmp_path / "one")
     assert_same_trajectory(tmp_path / "one", tmp_path / "two", ["disc_loss", "disc_acc", "loss", "reward", "kl", "entropy"])

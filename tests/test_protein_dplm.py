@@ -81,7 +81,7 @@ def test_native_sampler_invariants_schedule_and_seed(teacher):
     seen = []
 
     class Recorder:
-        spec = teacher.spec
+        spec, device = teacher.spec, teacher.device
 
         def logits(self, x):
             seen.append(x.clone())
@@ -102,7 +102,7 @@ def test_repeat_guard_fires_on_a_forced_repeat(teacher):
     a_id = TOK.index["A"]
 
     class Repeater:
-        spec = teacher.spec
+        spec, device = teacher.spec, teacher.device
 
         def logits(self, x):
             out = teacher.logits(x)
@@ -142,7 +142,7 @@ def test_batches_are_cut_to_their_own_width(teacher):
     widths = []
 
     class Recorder:
-        spec, schedule = teacher.spec, teacher.schedule
+        spec, schedule, device = teacher.spec, teacher.schedule, teacher.device
 
         def masked_log_probs(self, x, t, positions):
             widths.append(x.shape[1])

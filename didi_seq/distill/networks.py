@@ -9,7 +9,6 @@ to the hash of the teacher it must be rebuilt on.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
@@ -17,11 +16,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ..backbone import DiT
+from ..devices import bf16_autocast
 from ..process import LogLinearSchedule, forbid_tokens
-
-
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogLinearSchedule, bf16: bool = True):
@@ -38,10 +34,10 @@ def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogL
         if x.shape[0] > 1 and bool(positions.all()) and bool((t == t[0]).all()):
             one = run(x[:1], positions[:1], t[:1])
             return one.repeat(x.shape[0], 1)
-        with autocast(bf16):
+        with bf16_autocast(x.device.type, bf16):
             h, c = model.hidden_states(x, sigma)
             logits = model.head(h, c, positions)
-        return torch.log_softmax(forbid_tokens(logits, mask_id, forbid), dim=-1)
+        return torch.log_softmax(forbid_tokens(logits, mask_id, forbid.to(logits.device)), dim=-1)
 
     return run
 
@@ -91,7 +87,7 @@ class Discriminator(TrainablePart, nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         trunk = self.trunk
         sigma = self.schedule.sigma(t.float())
-        with autocast(self.bf16):
+        with bf16_autocast(x.device.type, self.bf16):
             # the frozen prefix needs no graph unless a gradient w.r.t. the input is asked for (RGAS)
             with torch.set_grad_enabled(torch.is_grad_enabled() and x.is_floating_point() and x.requires_grad):
                 h = trunk.embed(x)

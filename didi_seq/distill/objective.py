@@ -70,7 +70,7 @@ def rollout(student: Denoiser, x_start: torch.Tensor, times: list[torch.Tensor],
     if isinstance(noise, torch.Generator):
         noise = RowNoise(noise, x_start.shape[0])
     x = x_start.clone()
-    total = torch.zeros(x.shape[0])
+    total = torch.zeros(x.shape[0], device=x.device)
     states, lps, masks, ts = [], [], [], []
     for t, s in zip(times[:-1], times[1:], strict=True):
         masked = x == mask_id
@@ -87,16 +87,17 @@ def rollout(student: Denoiser, x_start: torch.Tensor, times: list[torch.Tensor],
         lps.append(lp)
         masks.append(masked)
         ts.append(t)
-        values = torch.full((lp.shape[0],), mask_id, dtype=torch.long)
+        values = torch.full((lp.shape[0],), mask_id, dtype=torch.long, device=x.device)
         values[reveal] = tokens
         x = x.clone()
         x[masked] = values
     return Rollout(x, total, states, lps, masks, ts)
 
 
-def student_times(n: int, tau: torch.Tensor | None, t0: float) -> list[torch.Tensor]:
+def student_times(n: int, tau: torch.Tensor | None, t0: float, device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """1 → τ → t0 (score decomposition) or 1 → t0 (one jump) for n rows."""
-    one, end = torch.ones(n, dtype=torch.float64), torch.full((n,), t0, dtype=torch.float64)
+    one = torch.ones(n, dtype=torch.float64, device=device)
+    end = torch.full((n,), t0, dtype=torch.float64, device=device)
     return [one, end] if tau is None else [one, tau, end]
 
 

@@ -69,16 +69,17 @@ class Distiller:
     """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
 
     def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig, ranks: Ranks = Ranks()):
+        """Trains on the adapter's device (``adapter.to(device)`` first); ``positives`` stay on the host."""
         if getattr(adapter, "model", None) is None:
             raise DidiError("distillation needs a teacher adapter that exposes its network (.model)")
         self.adapter, self.cfg, self.spec, self.schedule = adapter, cfg, adapter.spec, adapter.schedule
-        self.positives, self.ranks = positives, ranks
+        self.positives, self.ranks, self.device = positives, ranks, adapter.device
         self.rows = ranks.rows(cfg.batch_size * cfg.group_size, "--batch-size × --group-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
         self.ema = EMA(self.student, cfg.ema)
         # the adapter builds the architecture-specific parts (DiT: dit_denoiser / Discriminator)
-        self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16)
+        self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16).to(self.device)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
         self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -89,9 +90,9 @@ class Distiller:
     # -- one iteration ------------------------------------------------------------------
     def step(self) -> dict:
         """One iteration over this rank's rows of the global batch (distributed.py: same numbers on any world size)."""
-        cfg, gen, mask, ranks, mine = self.cfg, self.gen, self.spec.mask_id, self.ranks, self.rows
+        cfg, gen, mask, ranks, mine, dev = self.cfg, self.gen, self.spec.mask_id, self.ranks, self.rows, self.device
         rows = cfg.batch_size * cfg.group_size
-        noise = RowNoise(gen, rows, mine)
+        noise = RowNoise(gen, rows, mine, dev)
         scale = lr_scale(self.step_count, cfg)
         for g in self.opt_s.param_groups:
             g["lr"] = cfg.student_lr * scale
@@ -100,19 +101,19 @@ class Distiller:
         idx = torch.randint(len(self.positives), (cfg.batch_size,), generator=gen)
         # variable-length rows: columns that are padding in every row of the global batch are dropped
         # (on the global batch, so every world size sees the same shapes); this rank keeps its rows
-        x_pos = trim_padding(self.positives[idx], self.spec.pad_id).repeat_interleave(cfg.group_size, 0)[mine]
-        tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)[mine]
+        x_pos = trim_padding(self.positives[idx], self.spec.pad_id).repeat_interleave(cfg.group_size, 0)[mine].to(dev)
+        tau = sample_tau(rows, *PI_SHAPES[cfg.pi], cfg.tau_min, cfg.tau_max, gen)[mine].to(dev)
         length, n = x_pos.shape[1], x_pos.shape[0]
 
         student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
         # variable-length rows: the student fills the target row's frame (its length, BOS/EOS, padding)
         maskable = self.spec.maskable(x_pos)
-        start = prior((n, length), mask) if maskable is None else torch.where(maskable, mask, x_pos)
+        start = prior((n, length), mask, dev) if maskable is None else torch.where(maskable, mask, x_pos)
         with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
             ro = rollout(self.student_fn, start,
-                         student_times(n, tau if cfg.score_decomposition else None, cfg.t0), self.schedule, mask, noise)
-        t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)[mine]
+                         student_times(n, tau if cfg.score_decomposition else None, cfg.t0, dev), self.schedule, mask, noise)
+        t_d = tau if cfg.coupled_time else sample_tau(rows, 1, 1, cfg.tau_min, cfg.tau_max, gen)[mine].to(dev)
         z_fake = corrupt(ro.x.detach(), t_d, self.schedule, mask, maskable=maskable, u=noise.uniform(length, dtype=torch.float32))
         z_pos = corrupt(x_pos, t_d, self.schedule, mask, maskable=maskable, u=noise.uniform(length, dtype=torch.float32))
 
@@ -137,7 +138,7 @@ class Distiller:
             adv = grouped_advantages(r, cfg.group_size, cfg.advantage_clip)[mine]
             w = omega(t_d, self.schedule, cfg.omega, cfg.omega_min, cfg.omega_max).float()
             pg = -ranks.mean(w * adv * ro.log_prob)
-            reg, kls = torch.zeros(()), []
+            reg, kls = torch.zeros((), device=dev), []
             if cfg.regularization != "none":
                 coefs = [cfg.kl_hi_coef] + [cfg.kl_lo_coef] * (len(ro.states) - 1)
                 for coef, z, m, t, lp in zip(coefs, ro.states, ro.step_masks, ro.step_times, ro.step_log_probs, strict=True):
@@ -149,7 +150,7 @@ class Distiller:
             ent = torch.stack([entropy(lp, mean=ranks.mean) for lp in ro.step_log_probs]).mean()
             loss = pg + reg - cfg.entropy_coef * ent
             # every term is this rank's share of a global mean: their sums over ranks are the logged values
-            parts = ranks.sum(torch.stack([loss, pg, sum(kls, torch.zeros(())), ent]))
+            parts = ranks.sum(torch.stack([loss, pg, sum(kls, torch.zeros((), device=dev)), ent]))
             if not math.isfinite(parts[0].item()):
                 raise FloatingPointError(f"student loss is not finite ({parts[0].item()})")
             self.opt_s.zero_grad(set_to_none=True)
@@ -173,7 +174,7 @@ class Distiller:
 
     def load_training_state(self, state: dict, source: str) -> None:
         self.student.load_state_dict(state["student"])
-        self.ema.shadow, self.ema.updates = state["ema"], state["ema_updates"]
+        self.ema.shadow, self.ema.updates = {k: v.to(self.device) for k, v in state["ema"].items()}, state["ema_updates"]
         self.disc.load_trainable_state(state["disc"], source)
         self.opt_s.load_state_dict(state["opt_s"])
         self.opt_d.load_state_dict(state["opt_d"])
@@ -206,9 +207,10 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
 def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
             on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
-            teacher_options: dict | None = None) -> DistillResult:
-    """Run (or ``resume``) a distillation into ``out_dir``; under torchrun every rank calls this, rank 0 writes.
-    ``teacher_options`` go to the teacher's format loader (e.g. ``use_ema`` for Lightning files)."""
+            teacher_options: dict | None = None, device: torch.device = torch.device("cpu")) -> DistillResult:
+    """Run (or ``resume``) a distillation into ``out_dir`` on ``device``; under torchrun every rank calls
+    this, rank 0 writes. ``teacher_options`` go to the teacher's format loader (e.g. ``use_ema`` for
+    Lightning files). The device is not part of the run: it may resume on another."""
     from ..loading import load_teacher
 
     cfg.validate()
@@ -226,6 +228,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
+    adapter.to(device)
     length = adapter.spec.max_length
     if on_prepare:
         on_prepare("preparing the discriminator's target samples")

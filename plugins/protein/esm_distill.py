@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
@@ -21,22 +20,19 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from didi_seq.backbone import TimestepEmbedder
+from didi_seq.devices import bf16_autocast
 from didi_seq.distill.networks import TrainablePart
 from didi_seq.errors import CheckpointError, DidiError
 from didi_seq.process import forbid_tokens
-
-
-def _autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def esm_denoiser(model, mask_id: int, never_emit: list[int], pad_id: int, bf16: bool = True):
     forbid = torch.tensor(never_emit, dtype=torch.long)
 
     def run(x: torch.Tensor, positions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with _autocast(bf16):
+        with bf16_autocast(x.device.type, bf16):
             logits = model(input_ids=x, attention_mask=(x != pad_id).long()).logits
-        return torch.log_softmax(forbid_tokens(logits[positions], mask_id, forbid), dim=-1)
+        return torch.log_softmax(forbid_tokens(logits[positions], mask_id, forbid.to(logits.device)), dim=-1)
 
     return run
 
@@ -68,7 +64,7 @@ class EsmDiscriminator(TrainablePart, nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if x.is_floating_point():
             raise DidiError("the ESM discriminator takes token ids only (RGAS soft tokens are not supported)")
-        with _autocast(self.bf16):
+        with bf16_autocast(x.device.type, self.bf16):
             h = self.trunk(input_ids=x, attention_mask=(x != self.pad_id).long()).last_hidden_state
         h = h.float() + nn.functional.silu(self.time(self.schedule.sigma(t.float())))[:, None]
         return self.head(h).squeeze(-1)

@@ -57,7 +57,7 @@ def summarise(plddt: torch.Tensor, exists: torch.Tensor, lengths: list[int], sca
 class HFEsmFold:
     name = "hf"
 
-    def __init__(self, path: Path, label: str):
+    def __init__(self, path: Path, label: str, device: str = "cpu"):
         from .alphabet import require_transformers
 
         require_transformers("pLDDT with ESMFold (EsmForProteinFolding)")
@@ -72,6 +72,7 @@ class HFEsmFold:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DidiError(f"cannot load ESMFold from {path}: {first}") from None
         self.model.esm.float()  # the released config keeps the LM in fp16, slow on CPU
+        self.model.to(device)  # infer() moves its inputs to the model's device
         self.model.trunk.set_chunk_size(64)  # axial attention in chunks: O(L) memory there (research/protein.md §1.7)
         self.info = {"backend": "transformers EsmForProteinFolding", "model": label, "path": str(path),
                      "scale": "model 0-1, reported x100", "mean": "all-atom (atom37 mask), as fair-esm mean_plddt",
@@ -92,7 +93,7 @@ class HFEsmFold:
 class FairEsmFold:
     name = "fair-esm"
 
-    def __init__(self, hub_dir: str | None):
+    def __init__(self, hub_dir: str | None, device: str = "cpu"):
         reason = fair_esm_unavailable()
         if reason:
             raise DidiError(f"{reason}; use a transformers ESMFold directory instead (--plddt-model DIR holding "
@@ -103,6 +104,7 @@ class FairEsmFold:
             torch.hub.set_dir(hub_dir)
         self.model = esm.pretrained.esmfold_v1().eval()
         self.model.esm.float()
+        self.model.to(device)
         self.info = {"backend": "fair-esm esmfold_v1", "model": "esmfold_3B_v1", "hub_dir": torch.hub.get_dir(),
                      "scale": "0-100", "mean": "all-atom (atom37 mask), fair-esm mean_plddt"}
 
@@ -137,11 +139,11 @@ def _hf_dir(spec: str) -> Path:
 
 
 @functools.cache
-def load_folder(spec: str):
-    """A folding backend for ``--plddt-model``: a directory/hub id (transformers) or ``fair-esm[:DIR]``."""
+def load_folder(spec: str, device: str = "cpu"):
+    """A folding backend for ``--plddt-model`` on ``device``: a directory/hub id (transformers) or ``fair-esm[:DIR]``."""
     if spec == "fair-esm" or spec.startswith("fair-esm:"):
-        return FairEsmFold(spec.partition(":")[2] or None)
-    return HFEsmFold(_hf_dir(spec), spec)
+        return FairEsmFold(spec.partition(":")[2] or None, device)
+    return HFEsmFold(_hf_dir(spec), spec, device)
 
 
 def fold_all(folder, seqs: list[str], batch_size: int = 4, pdb_dir: Path | None = None, names: list[str] | None = None,

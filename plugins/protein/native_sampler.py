@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import torch
 
+from didi_seq.devices import host_rand
 from didi_seq.sampling import SampleResult
 
 NEG_INF = float("-inf")
@@ -35,7 +36,7 @@ NEG_INF = float("-inf")
 
 def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens, noisy confidence) from Gumbel-perturbed logits, fp64."""
-    u = torch.rand(logits.shape, dtype=torch.float64, generator=generator).clamp_(1e-20, 1.0)
+    u = host_rand(logits.shape, generator, logits.device).clamp_(1e-20, 1.0)
     noisy = logits.double() - torch.log(-torch.log(u))
     tokens = noisy.argmax(-1)
     return tokens, torch.log_softmax(noisy, -1).gather(-1, tokens[..., None]).squeeze(-1)
@@ -52,7 +53,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def over_repeated(tokens: torch.Tensor, residues: torch.Tensor, vocab: int, threshold: float) -> torch.Tensor:
     """bool [B, L]: residue positions holding a token whose share of its row exceeds ``threshold``."""
-    counts = torch.zeros(tokens.shape[0], vocab, dtype=torch.long)
+    counts = torch.zeros(tokens.shape[0], vocab, dtype=torch.long, device=tokens.device)
     counts.scatter_add_(1, tokens * residues, residues.long())  # non-residues add 0
     share = counts.double() / residues.sum(-1, keepdim=True).clamp_min(1)
     return residues & (share.gather(1, tokens) > threshold)
@@ -67,11 +68,11 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
     ``suppress``: ids never drawn (DPLM: ``<mask>``, ``X``, ``<pad>``, ``<cls>``, ``<eos>``; the
     protein plugin adds the remaining specials). ``repeat_threshold=None`` turns the guard off.
     """
-    spec = adapter.spec
-    residues = ~torch.isin(x_init, torch.tensor(spec.frozen_ids(), dtype=torch.long))
+    spec, dev = adapter.spec, adapter.device
+    x = x_init.to(dev, copy=True)
+    residues = ~torch.isin(x, torch.tensor(spec.frozen_ids(), dtype=torch.long, device=dev))
     n_res = residues.sum(-1)
-    banned = torch.tensor(sorted({spec.mask_id, *suppress}), dtype=torch.long)
-    x = x_init.clone()
+    banned = torch.tensor(sorted({spec.mask_id, *suppress}), dtype=torch.long, device=dev)
     calls = rows = 0
     start = time.perf_counter()
 
@@ -104,4 +105,4 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
         x = torch.where(remask, spec.mask_id, x)
         if on_step:
             on_step()
-    return SampleResult(x, calls, rows, nfe, time.perf_counter() - start)
+    return SampleResult(x.cpu(), calls, rows, nfe, time.perf_counter() - start)

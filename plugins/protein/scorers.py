@@ -79,7 +79,7 @@ def _plddt_per_sample(records: list[dict], ctx: EvalContext, table: bool = True)
     spec = ctx.options.get("plddt_model")
     if not spec:
         raise DidiError("pLDDT needs a folding model: pass --plddt-model DIR (an ESMFold directory) or fair-esm")
-    folder = load_folder(spec)
+    folder = load_folder(spec, str(ctx.options.get("device") or "cpu"))
     seqs = [r["sequence"] for r in records]
     if any(not s for s in seqs):
         raise DidiError("a sample has an empty sequence; pLDDT is undefined for it")

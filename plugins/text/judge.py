@@ -89,6 +89,8 @@ class Judge:
                     ids[row, : len(seq)] = torch.tensor(seq)
                     attn[row, : len(seq)] = 1
                     scored[row, : len(seq)] = torch.tensor(mask)
+                dev = self.model.device
+                ids, attn, scored = ids.to(dev), attn.to(dev), scored.to(dev)
                 with torch.no_grad():
                     logits = self.model(input_ids=ids, attention_mask=attn).logits.float()
                 logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
@@ -165,8 +167,8 @@ def _resolve(name: str) -> tuple[str, dict]:
 
 
 @functools.cache
-def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT) -> Judge:
-    """Load a causal-LM judge once per process (fp32, eval mode)."""
+def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: str = "cpu") -> Judge:
+    """Load a causal-LM judge once per process (fp32, eval mode) onto ``device``."""
     _require_transformers()
     name = name or DEFAULT_JUDGE
     target, info = _resolve(name)
@@ -184,7 +186,7 @@ def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT) -> Judge
     os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantiser draws its own tqdm bar
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval()
+        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval().to(device)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DidiError(f"cannot load judge {name!r} from {target}: {first}") from None

@@ -11,7 +11,8 @@ from didi_seq.scorer import EvalContext, Scorer
 def _gen_ppl_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
     from .judge import DEFAULT_CONTEXT, load_judge
 
-    judge = load_judge(ctx.options.get("judge"), int(ctx.options.get("judge_context") or DEFAULT_CONTEXT))
+    judge = load_judge(ctx.options.get("judge"), int(ctx.options.get("judge_context") or DEFAULT_CONTEXT),
+                       str(ctx.options.get("device") or "cpu"))
     ctx.info["judge"] = judge.info
     ctx.info["protocol"] = "decode with specials, re-tokenise, truncate, token-weighted NLL, separators unscored"
     return judge.score([r["text"] for r in records], batch_size=int(ctx.options.get("judge_batch_size") or 8), advance=ctx.tick)

@@ -1,0 +1,61 @@
+"""Where the networks run: the CPU or a CUDA device (one per rank under torchrun).
+
+The convention: **random numbers come from the host, arithmetic from the device.** Every
+random stream is a CPU ``torch.Generator`` and its draws are moved to the device
+(``host_rand``), so a run on a GPU consumes exactly the random numbers of a CPU run, a
+checkpoint made on either resumes on the other, and the samplers' fp64 categorical draws
+do not depend on the device's generator. Samplers take start states from the host and hand
+their samples back to it; only the float arithmetic of the networks differs by device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import DidiError
+
+EXPECTED = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
+    """The device ``name`` means for this process; under torchrun ``cuda`` is ``cuda:LOCAL_RANK``."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DidiError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+        try:
+            device = torch.device(name if ":" in name else f"cuda:{local_rank}")
+        except RuntimeError:
+            raise DidiError(f"--device {name!r} is not a device name; expected {EXPECTED}") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DidiError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+        torch.cuda.set_device(device)
+        return device
+    raise DidiError(f"unknown --device {name!r}; expected {EXPECTED}")
+
+
+def backend_for(device: torch.device) -> str:
+    """torch.distributed backend for ranks on ``device``: NCCL between GPUs, gloo between CPUs."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def host_rand(shape, generator: torch.Generator | None, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Uniforms drawn from a CPU ``generator`` and moved to ``device`` (see the module docstring)."""
+    return torch.rand(shape, dtype=dtype, generator=generator).to(device)
+
+
+def bf16_autocast(device_type: str, enabled: bool = True):
+    """bf16 autocast for a trunk on ``device_type`` (fp32 logits are taken outside it)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters (the CPU for a module without any)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
