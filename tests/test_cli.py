@@ -37,11 +37,15 @@ def test_sample_embedded_teacher(tmp_path):
     assert all(rec["checkpoint"].startswith("text-teacher@") for rec in recs)
 
 
-def test_embedded_teacher_fits_the_artifact_budget():
+@pytest.mark.parametrize("domain", ["text", "protein"])
+def test_embedded_models_fit_the_artifact_budget(domain):
+    """Each shipped teacher and student directory (student: weights + discriminator) is ≤ 30 MB."""
     from didi_seq.plugins import get_domain
 
-    teacher = get_domain("text").embedded_teacher
-    assert (teacher / "model.safetensors").stat().st_size <= 30 * 2**20
+    dom = get_domain(domain)
+    for path in (dom.embedded_teacher, dom.embedded_student):
+        if path is not None and path.exists():
+            assert sum(f.stat().st_size for f in path.glob("*.safetensors")) <= 30 * 2**20, path
 
 
 def test_unknown_domain_lists_known():
