@@ -98,7 +98,8 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
                 tokens[hit] = torch.where(sub, re_tokens, tokens[hit])
                 scores[hit] = torch.where(sub, re_scores, scores[hit])
         cutoff = torch.floor((1 - t / nfe) * n_res.double()).long()
-        ranked = torch.where(residues, scores, torch.inf).argsort(-1).argsort(-1)
+        # stable sorts: ties are broken by position on every device
+        ranked = torch.where(residues, scores, torch.inf).argsort(-1, stable=True).argsort(-1, stable=True)
         remask = residues & (ranked < cutoff[:, None])
         was_masked = x == spec.mask_id
         x = torch.where(was_masked & residues, tokens, x)
