@@ -99,7 +99,7 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
                 scores[hit] = torch.where(sub, re_scores, scores[hit])
         cutoff = torch.floor((1 - t / nfe) * n_res.double()).long()
         # stable sorts: ties are broken by position on every device
-        ranked = torch.where(residues, scores, torch.inf).argsort(-1, stable=True).argsort(-1, stable=True)
+        ranked = torch.where(residues, scores, torch.inf).argsort(dim=-1, stable=True).argsort(dim=-1, stable=True)
         remask = residues & (ranked < cutoff[:, None])
         was_masked = x == spec.mask_id
         x = torch.where(was_masked & residues, tokens, x)
