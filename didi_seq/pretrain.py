@@ -107,6 +107,11 @@ class EMA:
         for k, p in model.named_parameters(remove_duplicate=False):
             self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
 
+    def load(self, shadow: dict[str, torch.Tensor], updates: int) -> None:
+        """Restore a saved average (resume states load on the CPU) onto the device the average lives on."""
+        device = next(iter(self.shadow.values())).device
+        self.shadow, self.updates = {k: v.to(device) for k, v in shadow.items()}, updates
+
     def state_for(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The model's full state dict with parameters replaced by their averages."""
         return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
@@ -201,7 +206,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        ema.shadow, ema.updates = {k: v.to(device) for k, v in state["ema"].items()}, state["ema_updates"]
+        ema.load(state["ema"], state["ema_updates"])
         data_gen.set_state(state["data_rng"])
         noise_gen.set_state(state["noise_rng"])
         step, wall_before = state["step"], state["wall_clock_s"]

@@ -174,7 +174,7 @@ class Distiller:
 
     def load_training_state(self, state: dict, source: str) -> None:
         self.student.load_state_dict(state["student"])
-        self.ema.shadow, self.ema.updates = {k: v.to(self.device) for k, v in state["ema"].items()}, state["ema_updates"]
+        self.ema.load(state["ema"], state["ema_updates"])
         self.disc.load_trainable_state(state["disc"], source)
         self.opt_s.load_state_dict(state["opt_s"])
         self.opt_d.load_state_dict(state["opt_d"])
