@@ -20,7 +20,8 @@ EXPECTED = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:
-    """The device ``name`` means for this process; under torchrun ``cuda`` is ``cuda:LOCAL_RANK``."""
+    """The device ``name`` means for this process; under torchrun ``cuda`` is ``cuda:LOCAL_RANK``.
+    A CUDA device also becomes the process's current one (NCCL and bare ``.cuda()`` calls use it)."""
     name = (name or "auto").strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
