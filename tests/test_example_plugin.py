@@ -26,7 +26,8 @@ def didi(tmp_path_factory):
     # --no-build-isolation: setuptools is already there (torch depends on it), so no download is needed
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(EXAMPLE)], check=True, capture_output=True)
-    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    # a wide console: rich wraps the plugins line at 80 columns, wherever the entry-point order puts the break
+    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
 
     def run(*args, ok=True):
         r = subprocess.run([sys.executable, "-m", "didi_seq_cli.main", *map(str, args)], env=env,
