@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     disc = None
     work = args.work / ckpt_id.replace("/", "_")
     if args.sampler == "rgas":
-        from didi_seq.distill.networks import load_discriminator
+        from didi_seq.loading import load_discriminator
 
         disc = load_discriminator(adapter.provenance["path"], dom)
         work = work.with_name(work.name + f"-rgas-h{args.guidance[0]:g}-{args.guidance[1]:g}-m{args.candidates}-r{args.rerank_ratio:g}")

@@ -220,7 +220,7 @@ def sample(
         raise DidiError(f"--sampler rgas does not support the variable-length domain {dom.name!r} yet; use ancestral")
     disc = None
     if sampler == "rgas":
-        from didi_seq.distill.networks import load_discriminator
+        from didi_seq.loading import load_discriminator
 
         disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
         disc.to(dev)

@@ -6,8 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from didi_seq.distill.networks import load_discriminator
-from didi_seq.loading import load_teacher
+from didi_seq.loading import load_discriminator, load_teacher
 from didi_seq.plugins import get_domain
 from didi_seq.rgas import RGASConfig, rgas_sample
 from didi_seq.sampling import SamplerConfig, ancestral_sample

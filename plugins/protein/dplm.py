@@ -170,17 +170,31 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     return EsmTeacher(model, spec, provenance)
 
 
-def _load_student(path: Path, domain=None, **options):
-    from .esm_distill import load_esm_student
+def load_esm_student(path: Path, domain=None, **_) -> EsmTeacher:
+    """A didi-seq checkpoint whose network is an ``EsmForMaskedLM`` (a DiDi-Instruct student of a DPLM teacher)."""
+    require_transformers("loading an ESM student")
+    from transformers import EsmConfig, EsmForMaskedLM
 
-    return load_esm_student(path, domain, **options)
+    from didi_seq.checkpoint import load_checkpoint, load_state_strict
+
+    ckpt = load_checkpoint(path)
+    try:
+        config = EsmConfig.from_dict(ckpt.config["model"])
+        spec = TeacherSpec(**ckpt.config["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
+    model = EsmForMaskedLM(config)
+    load_state_strict(model, ckpt.state, str(ckpt.path))
+    prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),
+            "format": "didi-seq esm", "tokenizer_file": str(ckpt.tokenizer_file) if ckpt.tokenizer_file else None}
+    return EsmTeacher(model, spec, prov)
 
 
 ESM_STUDENT_FORMAT = TeacherFormat(
     name="esm-student",
     description="didi-seq checkpoint of an ESM network (a DiDi-Instruct student distilled from a DPLM/ESM teacher)",
     detect=is_esm_student,
-    load=_load_student,
+    load=load_esm_student,
 )
 
 DPLM_FORMAT = TeacherFormat(

@@ -8,7 +8,8 @@
   input; the density ratio depends on t) and a spectral-normalised per-token head. Only the
   trainable part is saved; the frozen part is the teacher, found again by its hash.
 * Student checkpoints are didi-seq directories (``architecture: "esm"``, the ESM config under
-  ``model``, safetensors weights); ``load_esm_student`` turns them back into an ``EsmTeacher``.
+  ``model``, safetensors weights); ``didi_seq_protein.dplm.load_esm_student`` turns them back
+  into an ``EsmTeacher``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from didi_seq.backbone import TimestepEmbedder
 from didi_seq.devices import bf16_autocast
 from didi_seq.distill.networks import TrainablePart
-from didi_seq.errors import CheckpointError, DidiError
+from didi_seq.errors import DidiError
 from didi_seq.process import forbid_tokens
 
 
@@ -72,28 +73,3 @@ class EsmDiscriminator(TrainablePart, nn.Module):
     def _trainable_prefixes(self) -> tuple[str, ...]:
         return (*(f"trunk.encoder.layer.{i}." for i in range(self.frozen_blocks, len(self.trunk.encoder.layer))),
                 "trunk.encoder.emb_layer_norm_after.", "time.", "head.")
-
-
-def load_esm_student(path, domain=None, **_):
-    """A didi-seq checkpoint whose network is an ``EsmForMaskedLM`` (a DiDi-Instruct student of a DPLM teacher)."""
-    from .alphabet import require_transformers
-
-    require_transformers("loading an ESM student")
-    from transformers import EsmConfig, EsmForMaskedLM
-
-    from didi_seq.checkpoint import load_checkpoint, load_state_strict
-    from didi_seq.teacher import TeacherSpec
-
-    from .dplm import EsmTeacher
-
-    ckpt = load_checkpoint(path)
-    try:
-        config = EsmConfig.from_dict(ckpt.config["model"])
-        spec = TeacherSpec(**ckpt.config["spec"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
-    model = EsmForMaskedLM(config)
-    load_state_strict(model, ckpt.state, str(ckpt.path))
-    prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),
-            "format": "didi-seq esm", "tokenizer_file": str(ckpt.tokenizer_file) if ckpt.tokenizer_file else None}
-    return EsmTeacher(model, spec, prov)
