@@ -431,10 +431,10 @@ def _register_plugin_commands() -> None:
 def main() -> None:
     try:
         _register_plugin_commands()
+        app()  # a plugin's command that raises DidiError ends like a built-in one: one error line
     except DidiError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
-    app()
 
 
 if __name__ == "__main__":

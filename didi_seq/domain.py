@@ -35,8 +35,9 @@ class Domain:
     # a tokenizer file (e.g. the one saved inside a checkpoint), a name the domain knows
     # (text: "gpt2"), or None → embedded; checkpoints name theirs in provenance["tokenizer"]
     load_tokenizer: Callable[[str | Path | None], DomainTokenizer]
-    # corpus source or None → embedded; returns {"train": Dataset, "validation": Dataset}
-    # with a "text" column, plus a "hash" entry describing the validation split
+    # corpus source or None → embedded; returns {"train": Dataset, "validation": Dataset} with a
+    # "text" column, a "name" and a "validation_sha256" (didi_seq.data.text_hash of the validation
+    # split), both recorded in provenance
     load_corpus: Callable[[str | None], dict[str, Any]]
     embedded_teacher: Path | None = None
     embedded_student: Path | None = None
@@ -56,7 +57,6 @@ class Domain:
     samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)
     # writes extra sample files next to the JSONL (e.g. FASTA): (jsonl path, records) → paths
     write_samples: Callable[[Path, list[dict]], list[Path]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self, dataset, tokenizer, length: int):
         """Training rows of this domain's layout."""

@@ -28,4 +28,5 @@ def register_scorers(register):
 
 @hookspec
 def register_commands(app):
-    """Add extra typer commands to the ``didi-seq`` app."""
+    """Add typer commands to the ``didi-seq`` app: ``@app.command()`` inside the hook.
+    A ``DidiError`` raised by such a command ends as one ``error:`` line, like a built-in's."""

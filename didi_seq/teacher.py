@@ -2,8 +2,8 @@
 
 The distiller and the samplers only ever talk to a ``TeacherAdapter``: whatever the
 checkpoint format (native, MDLM, DPLM …), the adapter exposes the same spec, fp32
-logits, SUBS log-probs and hidden features. Formats plug in through the
-``register_teacher_formats`` hook and return an adapter.
+logits and SUBS log-probs, and for distillation a denoiser and a discriminator. Formats
+plug in through the ``register_teacher_formats`` hook and return an adapter.
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ class TeacherAdapter(ABC):
     @abstractmethod
     def logits(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """fp32 logits [B, L, V]; x_t are ids [B, L] or soft tokens [B, L, V]."""
-
-    @abstractmethod
-    def hidden(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """Trunk features [B, L, H] (for discriminator heads)."""
 
     @abstractmethod
     def student_copy(self) -> torch.nn.Module:
@@ -144,11 +140,6 @@ class NativeTeacher(TeacherAdapter):
             logits = self.model.head(h, c, positions)
         never = torch.tensor(self.spec.never_emit, dtype=torch.long, device=logits.device)
         return torch.log_softmax(forbid_tokens(logits, self.spec.mask_id, never), dim=-1)
-
-    @torch.no_grad()
-    def hidden(self, x_t, t=None):
-        with self._autocast():
-            return self.model.hidden_states(x_t, self._sigma(t))[0].float()
 
     def student_copy(self) -> torch.nn.Module:
         student = copy.deepcopy(self.model)

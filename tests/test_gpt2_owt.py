@@ -41,6 +41,24 @@ def test_gpt2_from_a_local_vocab_merges_pair(tok, tmp_path, monkeypatch):
         gpt2.find_files(tmp_path / "nowhere")
 
 
+def test_gpt2_files_found_by_didi_seq_must_be_openais(tmp_path, monkeypatch):
+    """The package/cache copy is checked against OpenAI's hashes: two swapped merges keep the
+    vocabulary size and end-of-text id (what ``build`` checks) but change the tokenization."""
+    vocab, merges = gpt2.find_files()
+    assert gpt2.check_official((vocab, merges)) == (vocab, merges)
+    lines = merges.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[1], lines[2] = lines[2], lines[1]
+    (tmp_path / "encoder.json").write_bytes(vocab.read_bytes())
+    (tmp_path / "vocab.bpe").write_text("".join(lines), encoding="utf-8")
+    tampered = (tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+    monkeypatch.delenv("DIDI_SEQ_GPT2_DIR", raising=False)
+    monkeypatch.setattr(gpt2, "_from_hf_cache", lambda: None)
+    monkeypatch.setattr(gpt2, "_from_pypi_package", lambda: tampered)
+    with pytest.raises(DidiError, match=r"vocab.bpe is not OpenAI's GPT-2 file \(sha256 "):
+        gpt2.find_files()
+    assert gpt2.find_files(tmp_path) == tampered  # a directory the user names is theirs to vouch for
+
+
 def _owt_file(path, n_docs):
     docs = [f"Document {i} says hello to the world {i * 7} times." * (1 + i % 3) for i in range(n_docs)]
     path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))

@@ -39,3 +39,44 @@ def test_plugin_registered_in_test_appears_in_cli():
     finally:
         pm.unregister(mod)
     assert "dna-test" not in domains()
+
+
+COMMAND_PLUGIN = '''
+import typer
+
+from didi_seq.errors import DidiError
+from didi_seq.hookspecs import hookimpl
+
+
+@hookimpl
+def register_commands(app):
+    @app.command()
+    def greet(name: str = typer.Option("world", help="Who to greet.")):
+        """Say hello (a command a plugin added)."""
+        if not name:
+            raise DidiError("--name is empty")
+        typer.echo(f"hello {name}")
+'''
+
+
+def test_plugin_command_runs_through_the_real_cli(tmp_path):
+    """register_commands: an installed plugin's command is listed, runs, and fails like a built-in one."""
+    import os
+    import subprocess
+
+    (tmp_path / "didi_greet.py").write_text(COMMAND_PLUGIN)
+    dist = tmp_path / "didi_greet-0.1.dist-info"  # what pip writes; entry points are read from here
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: didi-greet\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[didi_seq]\ngreet = didi_greet\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
+
+    def didi(*args):
+        return subprocess.run([sys.executable, "-m", "didi_seq_cli.main", *args], env=env, capture_output=True, text=True)
+
+    assert "greet" in didi("--help").stdout
+    assert "didi-greet 0.1" in didi("plugins").stdout
+    ok = didi("greet", "--name", "lambda")
+    assert ok.returncode == 0 and ok.stdout == "hello lambda\n", ok.stderr
+    bad = didi("greet", "--name", "")
+    assert (bad.returncode, bad.stderr) == (2, "error: --name is empty\n")

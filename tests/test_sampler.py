@@ -24,9 +24,6 @@ class FixedTeacher(TeacherAdapter):
         self.calls += 1
         return self.row_logits.expand(*x_t.shape, -1).clone()
 
-    def hidden(self, x_t, t=None):
-        raise NotImplementedError
-
     def student_copy(self):
         raise NotImplementedError
 

@@ -52,11 +52,6 @@ class EsmTeacher(TeacherAdapter):
         ids = self._ids(x_t)
         return self.model(input_ids=ids, attention_mask=(ids != self.spec.pad_id).long()).logits.float()
 
-    @torch.no_grad()
-    def hidden(self, x_t, t=None):
-        ids = self._ids(x_t)
-        return self.model.esm(input_ids=ids, attention_mask=(ids != self.spec.pad_id).long()).last_hidden_state.float()
-
     def student_copy(self) -> torch.nn.Module:
         """Trainable copy with dropout off: the policy whose log-probs the policy gradient
         records must be the one that sampled (ESM configs may carry dropout 0.1)."""

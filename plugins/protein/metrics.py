@@ -22,8 +22,6 @@ import itertools
 import math
 from collections import Counter
 
-from .alphabet import STANDARD
-
 
 def kmer_counts(seqs: list[str], k: int) -> Counter:
     c: Counter = Counter()
@@ -92,8 +90,3 @@ def wasserstein_1(xs: list[float], ys: list[float]) -> float:
             j += 1
         total += abs(i / len(xs) - j / len(ys)) * (hi - lo)
     return total
-
-
-def standard_fraction(seq: str) -> float:
-    """Share of the 20 standard residues (1.0 for every sample our samplers emit)."""
-    return sum(c in STANDARD for c in seq) / len(seq) if seq else 0.0

