@@ -1,4 +1,4 @@
-"""Cumulative ablation of DiDi-Instruct (research/didi-instruct.md §5.3) at small scale.
+"""Cumulative ablation of DiDi-Instruct (the paper's cumulative ablation table, arXiv 2509.25035) at small scale.
 
 Rows add one component at a time: baseline (one-jump student, independent noise level,
 constant ω, uniform π, no regulariser) → +score decomposition → +coupled time → +ω(t) →

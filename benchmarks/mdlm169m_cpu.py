@@ -2,7 +2,7 @@
 
 A randomly initialised DiT of the exact published shape (V = 50258, L = 1024, H = 768,
 12 blocks, 12 heads, cond 128: 169,627,218 parameters counting MDLM's LayerNorm weights;
-research/env.md's 169,608,018 leaves those 19,200 out) behind the same ``NativeTeacher``
+docs/machine-notes.md §2's 169,608,018 leaves those 19,200 out) behind the same ``NativeTeacher``
 every MDLM-family checkpoint loads into (bf16 autocast for trunk and head, fp32 logits,
 log-probs only at masked positions). It times, with ``time.perf_counter``:
 

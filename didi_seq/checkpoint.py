@@ -199,8 +199,10 @@ def load_checkpoint(src: str | Path) -> Checkpoint:
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict(strict=True) with a readable report instead of torch's wall of text.
 
-    Non-strict loading is how random weights silently survive (see research/teachers.md
-    §2.4); every missing, unexpected or mis-shaped key is an error.
+    Non-strict loading is how random weights silently survive (DiDi-Instruct's evaluation
+    release copies its teacher and discriminator from the freshly built backbone, then loads
+    the checkpoint with ``strict=False``: haoyangzheng-ai/didi-instruct, ``main.py`` and
+    ``algo.py`` at 7825a02); every missing, unexpected or mis-shaped key is an error.
     """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -12,7 +12,7 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     """One line per series; points are dicts with nfe, gen_ppl, gen_ppl_std, entropy.
 
     Entropy is written next to every point because Gen PPL alone can be bought with
-    low-temperature sampling (research/teachers.md §4.4). ``reference`` may carry the
+    low-temperature sampling (Zheng et al., arXiv 2409.02908). ``reference`` may carry the
     real-data gen_ppl (dashed line) and entropy.
     """
     try:

@@ -2,7 +2,7 @@
 
 AdamW (fused) with linear warm-up and cosine decay, an EMA of the weights (the EMA
 is what checkpoints publish, as the MDLM papers evaluate), bf16 autocast for the trunk
-on CPU (1.4–2.4x faster here, see research/env.md §2), logits computed only at masked
+on CPU (1.4–2.4x faster here, docs/machine-notes.md §2), logits computed only at masked
 positions (the vocabulary projection dominates the cost). Checkpoints are written
 atomically every ``ckpt_every`` steps and hold everything needed to resume exactly:
 raw weights, EMA, optimiser, step and both RNG streams.

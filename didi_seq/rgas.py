@@ -1,4 +1,4 @@
-"""Reward-guided ancestral sampling (RGAS, research/didi-instruct.md §3) with a DiDi discriminator.
+"""Reward-guided ancestral sampling (RGAS, arXiv 2509.25035) with a DiDi discriminator.
 
 Same grid and fp64 draws as the ancestral sampler, with two changes driven by the
 discriminator D (whose logit says "looks like the target"):
@@ -8,6 +8,9 @@ discriminator D (whose logit says "looks like the target"):
   revealed ones as one-hot tokens; h ramps from ``guidance_start`` to ``guidance_end``;
 * late steps: **re-ranking** — M candidate transitions are drawn and one is *sampled* with
   probability softmax(Σ_l D(candidate)) (HEAD's rule: all positions, temperature 1).
+
+HEAD is the guided sampler of haoyangzheng-ai/didi-instruct's evaluation release (``algo.py``
+at 7825a02); the defaults' other source tags are those of ``didi_seq.distill.config``.
 
 With h = 0 and M = 1 it consumes the random stream exactly like ``ancestral_sample`` and
 returns the same samples. NFE counts student calls; discriminator calls (a tilting call is

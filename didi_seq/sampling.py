@@ -4,7 +4,7 @@ One step from t to s < t: every masked position is revealed with probability
 (α_s − α_t) / (1 − α_t) and, if revealed, takes a token drawn from p(x0 | x_t).
 This is exactly MDLM's ancestral update (the categorical over {tokens ∝ p(x0)(α_s−α_t),
 mask ∝ 1−α_s}) but only draws tokens where something is revealed, which keeps the
-sampler cheap next to the network (research/env.md, appendix).
+sampler cheap next to the network (docs/machine-notes.md §3).
 
 Why float64: Gumbel-max or inverse-CDF draws in fp32 lower the effective temperature
 and flatter perplexity (Zheng et al. 2024); all uniforms and CDFs here are fp64.

@@ -3,7 +3,7 @@
 Independent of ``didi_seq.backbone``: explicit attention (no SDPA), MDLM's rotate-half
 rotary applied to q and k, bias-free fp32 LayerNorm, adaLN-Zero blocks, the same
 parameter names and registration order as ``kuleshov-group/mdlm`` ``models/dit.py``
-(research/teachers.md §2.1, §3). Tiny sizes; GPT-2's 50258 classes.
+(and its Lightning / Hugging Face checkpoints, ``kuleshov-group/mdlm-owt``). Tiny sizes; GPT-2's 50258 classes.
 """
 
 from __future__ import annotations

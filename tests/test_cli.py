@@ -1,4 +1,4 @@
-"""The CLI contract (DESIGN.md §3) and its bad-input behaviour."""
+"""The CLI contract (README "Commands") and its bad-input behaviour."""
 
 import json
 

@@ -1,12 +1,15 @@
 """DiDi-Instruct hyperparameters: defaults, where each comes from, and the ablation switches.
 
-Sources (research/didi-instruct.md §2.4): [INIT] the authors' first-commit config, [LATE]
-the later training code's defaults, [HEAD] the evaluation release, [NOTES] paper notes,
-[MEASURED] chosen for the small embedded models on this CPU by measurement (the 169M
-values, e.g. a student lr of 1e-6 for 10k steps, would not move a 6M model in a few
-hundred steps).
+Sources, all from DiDi-Instruct (arXiv 2509.25035; github.com/haoyangzheng-ai/didi-instruct):
+[INIT] ``configs/algo/didi_instruct.yaml`` at the first commit 80ac6c1 (the full training
+config, deleted from the repository a minute later in 1b43c35), [LATE] the defaults of the
+training code in ``algo.py`` released on 2026-02-05, [HEAD] the evaluation release at
+7825a02, [NOTES] the paper's reported values as given in summaries of its ICLR 2026
+version (not yet checked against the paper's text), [MEASURED] chosen for the small
+embedded models on this CPU by measurement (the 169M values, e.g. a student lr of 1e-6 for
+10k steps, would not move a 6M model in a few hundred steps).
 
-Ablation switches (§5.3, cumulative): ``score_decomposition`` (2-step generator 1→τ→t0
+Ablation switches (the paper's cumulative ablation table): ``score_decomposition`` (2-step generator 1→τ→t0
 instead of one jump), ``coupled_time`` (discriminator noise level = the student's τ),
 ``omega`` ("elbo" vs "constant"), ``pi`` ("beta22" vs "uniform"), ``regularization``
 ("forward" | "reverse" | "jeffrey" | "none"), and RGAS at sampling time. ``positive``

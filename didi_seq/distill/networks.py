@@ -2,8 +2,9 @@
 
 The discriminator is the teacher's trunk (embedding, time embedder, blocks) with the
 vocabulary head replaced by a spectral-normalised MLP that emits one logit per token;
-only the last ``trainable_blocks`` blocks and the head learn (research/didi-instruct.md
-§2.1). Because the frozen part *is* the teacher, only the trainable part is saved, next
+only the last ``trainable_blocks`` blocks and the head learn (haoyangzheng-ai/didi-instruct,
+``algo.py``: ``discriminator_unfreeze_blocks: 4`` and a spectral-norm Linear-SiLU-Linear
+head). Because the frozen part *is* the teacher, only the trainable part is saved, next
 to the hash of the teacher it must be rebuilt on.
 """
 

@@ -1,4 +1,4 @@
-"""The pieces of DiDi-Instruct's objective, as small functions (research/didi-instruct.md §1.5–§2.2).
+"""The pieces of DiDi-Instruct's objective (arXiv 2509.25035; ``algo.py`` ``training_step``), as small functions.
 
 Integral KL: L(ν) = ∫ ω(t) KL(q_ν(·, t) ‖ q_θ(·, t)) dt between the forward-noised
 marginals of the student's samples and of the target (teacher samples or real data).

@@ -1,6 +1,6 @@
 """The DiDi-Instruct training loop: one discriminator step, then one student step, per iteration.
 
-Per iteration (research/didi-instruct.md §2.2): B target rows are repeated G times; the
+Per iteration (haoyangzheng-ai/didi-instruct ``algo.py`` ``training_step``): B target rows are repeated G times; the
 student rolls out 1 → τ → t0 (or 1 → t0 without score decomposition) recording the
 log-prob of what it revealed; target and student samples are corrupted at the same τ
 (coupled time, or an independent t); the discriminator takes a BCE step on masked

@@ -3,7 +3,8 @@
 DPLM's network (``byprot``'s ``EsmForDPLM``) subclasses ``EsmForMaskedLM`` with the stock
 parameter names, so ``airkingbd/dplm_150m|650m|3b`` (hub id in the local cache, or a local
 directory) load straight into transformers — no ``byprot`` dependency (it pins
-transformers 4.39 / torch 2.2 and fails to import on Python 3.11, research/protein.md §2.1).
+transformers 4.39 / torch 2.2 and fails to import on Python 3.11: bytedance/dplm,
+``requirements.txt`` and ``src/byprot/models/dplm/modules/dplm_modeling_esm.py``).
 
 Kept from the checkpoint's config: ESM's *token dropout* (mask embeddings zeroed, the rest
 rescaled by 0.88 / (1 − observed mask ratio)), which DPLM inherits and which its logits

@@ -73,7 +73,8 @@ class HFEsmFold:
             raise DidiError(f"cannot load ESMFold from {path}: {first}") from None
         self.model.esm.float()  # the released config keeps the LM in fp16, slow on CPU
         self.model.to(device)  # infer() moves its inputs to the model's device
-        self.model.trunk.set_chunk_size(64)  # axial attention in chunks: O(L) memory there (research/protein.md §1.7)
+        # axial attention in chunks: O(L) memory there (facebookresearch/esm README, ESMFold; docs/machine-notes.md §5)
+        self.model.trunk.set_chunk_size(64)
         self.info = {"backend": "transformers EsmForProteinFolding", "model": label, "path": str(path),
                      "scale": "model 0-1, reported x100", "mean": "all-atom (atom37 mask), as fair-esm mean_plddt",
                      "chunk_size": 64, "recycles": int(self.model.config.esmfold_config.trunk.max_recycles)}

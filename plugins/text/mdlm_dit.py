@@ -5,7 +5,7 @@ same parameter names as ``didi_seq.backbone.DiT``; only wrappers differ: Lightni
 prefixes ``backbone.``, HF nests another ``backbone.``, torch.compile adds
 ``_orig_mod.``. The rotary ``inv_freq`` buffer is stored but derived here, so it is
 checked, not loaded. Loading is strict (``load_state_strict``): a missing or mis-shaped
-tensor is an error, never a silently random weight (research/teachers.md §2.4).
+tensor is an error, never a silently random weight (see ``didi_seq.checkpoint.load_state_strict``).
 """
 
 from __future__ import annotations

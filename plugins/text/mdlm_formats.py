@@ -112,7 +112,7 @@ def _load_mdlm_hf(path: Path, bf16: bool = True, **_):
                 "time_conditioning": cfg.get("time_conditioning")}
     state = mdlm_dit.backbone_of(_safetensors(d / WEIGHTS))
     arch = mdlm_dit.dit_config(state, str(d / WEIGHTS), declared)
-    # the card does not say whether these are EMA weights (research/teachers.md §3.2)
+    # the model card (huggingface.co/kuleshov-group/mdlm-owt) does not say whether these are EMA weights
     return mdlm_dit.build_teacher(state, arch, d / WEIGHTS, "mdlm-hf", "as published", bf16)
 
 
@@ -207,7 +207,7 @@ def _ema_state(ckpt: dict, backbone: dict, arch, source: str) -> dict:
 def _saved_hydra_config(ckpt: dict, path: Path) -> dict:
     """The Hydra config Lightning saved (``hyper_parameters.config``), as plain data; refuses
     a non-SUBS model: DUO's uniform-state model shares the weight layout, but its id 50257
-    is an added [PAD], not a mask (research/teachers.md §2.2)."""
+    is an added [PAD], not a mask (s-sahoo/duo, ``get_tokenizer`` in ``dataloader.py``)."""
     from didi_seq.safe_load import plain
 
     hp = plain(ckpt.get("hyper_parameters"))

@@ -5,9 +5,9 @@ through ``datasets``, from the local cache when ``HF_HUB_OFFLINE=1``), or a loca
 (``--corpus owt:PATH``: a .txt file with one document per line, or JSON/JSONL/Parquet
 with a ``text`` column, or a directory of one of those). Split: the last 100,000
 documents are validation, the rest train (``train[:-100000]`` / ``train[-100000:]``).
-A re-converted hub copy may change row order and so silently change that set
-(research/teachers.md §3.4): the sha256 of the validation documents is returned and
-recorded in every result. Wrapping into BOS … EOS blocks is ``didi_seq.data.pack_blocks``.
+A re-converted hub copy may change row order and so silently change that set (the hub's
+``openwebtext`` was a loading script, since converted to Parquet): the sha256 of the
+validation documents is returned and recorded in every result. Wrapping into BOS … EOS blocks is ``didi_seq.data.pack_blocks``.
 """
 
 from __future__ import annotations
