@@ -90,10 +90,15 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     their own generator, so the sampler's random stream is the same whatever the lengths.
     ``on_step(done, total)`` is called after every step of every batch.
     """
+    from .errors import DidiError
+    from .plugins import get_sampler
     from .sample_io import sample_records
 
+    chosen = get_sampler(sampler, model.domain.name) if isinstance(sampler, str) else sampler
+    if not isinstance(cfg, chosen.config):
+        raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")
     cfg.validate()
-    run = ready_sampler(model, sampler, cfg) if isinstance(sampler, str) else sampler
+    run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
     adapter = model.adapter
     x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, num_samples, seed, lengths)
     if x_init is None:

@@ -93,3 +93,19 @@ def test_rgas_starts_from_given_states(student_dir):
     x0[:, :5] = prefix  # a given prefix is kept (infilling the rest)
     r = rgas_sample(student, disc, 2, RGASConfig(nfe=4), torch.Generator().manual_seed(0), x_init=x0)
     assert torch.equal(r.tokens[:, :5], x0[:, :5]) and not (r.tokens == student.spec.mask_id).any()
+
+
+def test_prepare_takes_the_bundled_discriminator_first():
+    """Every caller (CLI, benchmarks) prepares RGAS the same way: a discriminator shipped inside the
+    checkpoint (DiDi-Instruct's HF release) is used before one saved beside a didi-seq student."""
+    from types import SimpleNamespace
+
+    from didi_seq.errors import DidiError
+    from didi_seq.rgas import RGASSampler
+
+    bundled = torch.nn.Linear(1, 1)
+    adapter = SimpleNamespace(bundled_discriminator=lambda: bundled, device=torch.device("cpu"), provenance={})
+    ready = RGASSampler().prepare(adapter, SimpleNamespace(name="text", length_model=None), RGASConfig(nfe=2))
+    assert ready.disc is bundled and RGASSampler().disc is None
+    with pytest.raises(DidiError, match="variable-length domain 'protein'"):
+        RGASSampler().prepare(adapter, SimpleNamespace(name="protein", length_model=object()), RGASConfig(nfe=2))

@@ -79,3 +79,16 @@ def test_unregistered_toy_is_gone(toy_plugin):
         assert "one-shot" not in samplers("text")
     finally:
         get_plugin_manager().register(toy_plugin, name=toy_plugin.__name__)
+
+
+def test_generate_refuses_another_samplers_config(tiny_ckpt):
+    from didi_seq.errors import DidiError
+    from didi_seq.generate import generate, load_model
+    from didi_seq.plugins import get_domain
+    from didi_seq.sampling import SamplerConfig
+
+    model = load_model(get_domain("text"), str(tiny_ckpt))
+    with pytest.raises(DidiError, match="'rgas' takes a RGASConfig, not a SamplerConfig"):
+        generate(model, SamplerConfig(nfe=2), sampler="rgas")
+    out = generate(model, SamplerConfig(nfe=2, temperature=0.5), num_samples=3, batch_size=2)
+    assert out.result.tokens.shape == (3, 16) and [r["temperature"] for r in out.records] == [0.5] * 3
