@@ -16,6 +16,11 @@ The cache: for a time-agnostic teacher p(x0 | x_t) depends on x_t only, so a row
 which no token changed since its last evaluation reuses its cached log-probs; only the
 rows that changed are sent through the network. Samples are identical with or without
 the cache (same random draws), only the number of network calls differs.
+
+The loop (``denoise``) is written once: a sampler in this family supplies its transition
+x_t → x_s given the cached prediction (``ancestral_transition``; RGAS in ``rgas.py``), so
+every such sampler gets the cache, start states ``x_init`` and the temperature T, which
+divides the prediction's logits before each draw (``sampler.tempered``; T = 1: untouched).
 """
 
 from __future__ import annotations
