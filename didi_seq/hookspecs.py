@@ -30,3 +30,8 @@ def register_scorers(register):
 def register_commands(app):
     """Add typer commands to the ``didi-seq`` app: ``@app.command()`` inside the hook.
     A ``DidiError`` raised by such a command ends as one ``error:`` line, like a built-in's."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register ``didi_seq.sampler.Sampler`` objects: register(sampler)."""

@@ -1,13 +1,18 @@
 """The plugin manager: built-in and third-party plugins are found the same way.
 
-Built-in domains (text, protein) are entry points of the ``didi_seq`` group exactly
-like a third-party package's; only the core's own native checkpoint format and its
-domain-agnostic metrics are registered directly, because the core cannot depend on a plugin.
+Everything is an entry point of the ``didi_seq`` group, exactly like a third-party
+package's: the core's own hook modules (native checkpoint format, samplers, methods,
+domain-agnostic metrics; their names start with ``didi_seq.``), the built-in domains (text,
+protein) and any installed plugin. The core's entry points are registered first, so where
+names collide (first registration wins) a plugin cannot replace a core sampler or method.
+Nothing here imports a hook module by name, so the modules those hooks build on (samplers,
+loaders) may use the plugin manager without an import cycle.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 
 import pluggy
 
@@ -15,16 +20,21 @@ from . import hookspecs
 from .errors import DidiError
 
 ENTRY_POINT_GROUP = "didi_seq"
+CORE_PREFIX = "didi_seq."
+CORE_HOOK_MODULES = ("didi_seq.builtin_formats", "didi_seq.builtin_samplers", "didi_seq.metrics")
 
 
 @functools.cache
 def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("didi_seq")
     pm.add_hookspecs(hookspecs)
-    from . import builtin_formats, metrics
-
-    pm.register(builtin_formats, name="didi_seq.builtin_formats")
-    pm.register(metrics, name="didi_seq.metrics")
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    missing = [m for m in CORE_HOOK_MODULES if not any(ep.value == m for ep in found)]
+    if missing:
+        raise DidiError(f"didi-seq's own entry points are missing ({', '.join(missing)}): reinstall it (pip install -e .)")
+    for ep in found:
+        if ep.value.startswith(CORE_PREFIX):
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
 
@@ -60,6 +70,26 @@ def scorers(domain_name: str | None = None) -> list:
     for s in _collect("register_scorers"):
         found.setdefault(s.name, s)
     return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
+
+
+def samplers(domain_name: str | None = None) -> dict:
+    """Registered samplers by name, first registration of a name wins; optionally those for one domain."""
+    from .sampler import applies_to
+
+    found: dict = {}
+    # in registration order (pluggy calls the newest plugin first): the core's names come first and
+    # win, so a plugin cannot silently replace ``ancestral``
+    for impl in get_plugin_manager().hook.register_samplers.get_hookimpls():
+        impl.function(register=lambda s: found.setdefault(s.name, s))
+    return {n: s for n, s in found.items() if domain_name is None or applies_to(s, domain_name)}
+
+
+def get_sampler(name: str, domain_name: str):
+    known = samplers(domain_name)
+    if name not in known:
+        raise DidiError(f"unknown or unavailable sampler {name!r} for domain {domain_name!r}; "
+                        f"available: {', '.join(known)}")
+    return known[name]
 
 
 def plugin_names() -> list[tuple[str, str]]:
