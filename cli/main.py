@@ -132,7 +132,7 @@ def pretrain(
         TimeRemainingColumn,
     )
 
-    from didi_seq.pretrain import PRESETS, PretrainConfig
+    from didi_seq.pretrain import PretrainConfig
     from didi_seq.pretrain import pretrain as run
 
     cfg = PretrainConfig.from_preset(
@@ -146,9 +146,8 @@ def pretrain(
              if value is not None and ctx.get_parameter_source(name).name != "DEFAULT"}
     if "bf16" in given:
         given["bf16"] = ("--bf16" if bf16 else "--no-bf16", bf16)
-    if preset is not None:  # what the preset sets, unless an option above overrides it
-        presets = {**PRESETS, **dom.presets}
-        given.update({k: (f"--preset {preset}", getattr(cfg, k)) for k in presets[preset] if k not in given and k != "length"})
+    if preset is not None:  # a preset names a model; its other settings are defaults the options above override
+        given["model"] = (f"--preset {preset}", cfg.model)
     with distributed_run(device) as (ranks, dev), Progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as progress:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, DidiError
+from .provenance import Provenance
 
 FORMAT = "didi-seq"
 FORMAT_VERSION = 1
@@ -106,6 +107,11 @@ class Checkpoint:
     config: dict
     state: dict[str, torch.Tensor]
     provenance: dict = field(default_factory=dict)
+
+    @property
+    def record(self) -> Provenance:
+        """The provenance as a typed record (``provenance`` is the JSON object as read)."""
+        return Provenance.from_dict(self.provenance)
 
     @property
     def tokenizer_file(self) -> Path | None:

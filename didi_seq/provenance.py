@@ -98,10 +98,14 @@ class Provenance:
             d.update(val_nelbo=self.val_nelbo, val_ppl_bound=self.val_ppl_bound)
         if self.teacher is not None:
             d["teacher"] = self.teacher.to_dict()
-        d[CONFIG_KEYS.get(self.kind, "config")] = self.config
+        config_key = CONFIG_KEYS.get(self.kind, "config")
+        if self.kind != "teacher":  # students wrote their config before the versions, teachers after
+            d[config_key] = self.config
         if self.last_metrics is not None:
             d["last_metrics"] = self.last_metrics
         d.update(didi_seq_version=self.didi_seq_version, torch_version=self.torch_version, created=self.created)
+        if self.kind == "teacher":
+            d[config_key] = self.config
         d.update(self.data)
         d.update(self.extra)
         if self.model_sha256 is not None:

@@ -58,7 +58,10 @@ def _check_same_method(run: TrainingRun, method: DistillMethod) -> None:
 
 
 def _check_same_teacher(run: TrainingRun, adapter) -> None:
-    was = run.state.get("teacher") or load_checkpoint(run.out_dir).provenance.get("teacher", {})
+    was = run.state.get("teacher")  # {id, sha256, vocab_size, mask_id}; older states: the provenance's TeacherRef
+    if was is None:
+        ref = load_checkpoint(run.out_dir).record.teacher
+        was = {"id": ref.id, "sha256": ref.sha256} if ref is not None else {}
     if was.get("sha256") != adapter.provenance.get("model_sha256"):
         raise DidiError(f"{run.out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
                         f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
