@@ -234,13 +234,14 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     spec = TeacherSpec(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, max_length=model_cfg.length,
                        never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning,
                        never_mask=list(getattr(tokenizer, "never_mask", [])), pad_id=pad_id)
+    data_meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
+                 **({"corpus_split": data["split"]} if data.get("split") else {}), "tokenizer": cfg.tokenizer or "embedded",
+                 "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
+    run.check_same_data(data_meta)
     trainer = Pretrainer(model_cfg, spec, train_blocks, val_blocks, cfg, ranks, device, run.elapsed)
     if run.state is not None:
         trainer.load_state_dict(run.state)
     run.start(trainer.step_count)
-    data_meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
-                 **({"corpus_split": data["split"]} if data.get("split") else {}), "tokenizer": cfg.tokenizer or "embedded",
-                 "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
 
     def checkpoint(last: dict) -> None:
         val, wall = last.get("val_nelbo"), round(run.elapsed(), 1)

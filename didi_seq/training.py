@@ -81,6 +81,22 @@ class TrainingRun:
             setattr(saved, name, getattr(cfg, name))
         return saved
 
+    def check_same_data(self, data: dict) -> None:
+        """On resume: the corpus (by its validation split's hash) and the domain must be the run's own."""
+        if self.state is None:
+            return
+        import json
+
+        from .checkpoint import PROVENANCE_FILE, resolve_checkpoint_dir
+
+        try:
+            saved = json.loads((resolve_checkpoint_dir(self.out_dir) / PROVENANCE_FILE).read_text())
+        except (OSError, ValueError, DidiError):
+            return  # nothing recorded to compare with
+        given = {"domain": ("--domain", data.get("domain")),
+                 "validation_sha256": (f"--corpus {data.get('corpus')}", data.get("validation_sha256"))}
+        check_resume_settings(self.out_dir, saved, {k: v for k, v in given.items() if v[1] is not None})
+
     def start(self, step: int) -> None:
         """After the trainer restored the resume state at ``step``: tidy (or create) the directory, start the clock."""
         if self.state is not None:

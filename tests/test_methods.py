@@ -100,3 +100,10 @@ def test_distill_resume_refuses_a_changed_option(tiny_ckpt, tmp_path, flag, frag
     r = distill("--teacher", tiny_ckpt, "--out", out, "--steps", 2, "--resume", *FAST, *flag)
     one_error_line(r, fragment)
     assert (out / "LATEST").read_text().strip() == "step_0000001"
+
+
+def test_distill_help_lists_every_methods_options(toy_plugin):
+    r = runner.invoke(app, ["distill", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    assert "--method didi-instruct" in r.output and "--disc-lr FLOAT" in r.output
+    assert "--method toy" in r.output and "--toy-lr FLOAT" in r.output

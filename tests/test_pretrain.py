@@ -98,3 +98,13 @@ def test_resume_refuses_a_changed_option_and_names_it(tmp_path):
     assert (out / "LATEST").read_text().strip() == "step_0000002"
     r = run("--corpus", data, "--out", out, "--steps", 3, "--resume", "--lr", "2e-3", "--threads", 1, "--seed", 0)
     assert r.exit_code == 0, r.output
+
+
+def test_resume_refuses_another_corpus(tmp_path):
+    from conftest import one_error_line
+
+    data, other = corpus(tmp_path), tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": t}) + "\n" for t in list(topics.values())[40:80]))
+    out = tmp_path / "r"
+    assert run("--corpus", data, "--out", out, "--steps", 2, "--ckpt-every", 2).exit_code == 0
+    one_error_line(run("--corpus", other, "--out", out, "--steps", 3, "--resume"), f"--corpus {other} differs from the run")

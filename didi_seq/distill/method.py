@@ -172,11 +172,11 @@ def flags_help(methods: dict[str, DistillMethod]) -> str:
     lines = []
     for m in methods.values():
         lines.append(f"--method {m.name}: {m.description}")
-        for opt, flag in method_flags(m.config).items():
-            if opt.startswith("--no-") and flag.kind is bool:
-                continue
-            spelled = f"{opt}/--no-{opt[2:]}" if flag.kind is bool else f"{opt} {flag.kind.__name__.upper()}"
-            lines.append(f"  {spelled}  {flag.help} [default: {flag.default}]")
+        rows = [(f"{opt}/--no-{opt[2:]}" if flag.kind is bool else f"{opt} {flag.kind.__name__.upper()}",
+                 f"{flag.help} [default: {flag.default}]")
+                for opt, flag in method_flags(m.config).items() if not (flag.kind is bool and opt.startswith("--no-"))]
+        width = max((len(spelled) for spelled, _ in rows), default=0)
+        lines += [f"  {spelled:<{width}}  {text}" for spelled, text in rows]
     return "\n".join(lines)
 
 

@@ -95,6 +95,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
                         on_prepare=on_prepare or (lambda message: None))
     trainer = method.build(ctx, cfg)
+    run.check_same_data(trainer.data_meta)
     if run.state is not None:
         trainer.load_state_dict(run.state, str(run.out_dir))
     run.start(trainer.step_count)

@@ -8,10 +8,10 @@ positions; its clipped log-odds, averaged over masked positions, are the rewards
 standardised within groups of G; the student minimises −ω(τ)·A·log P plus a KL to the
 teacher at the states it visited, minus an entropy bonus; the EMA follows.
 
-Checkpoints (every ``ckpt_every`` steps, atomic) are complete student directories — the EMA
-student as ``model.safetensors``, the discriminator's trainable part beside it — plus a
-``training_state.pt`` (student, EMA, discriminator, both optimisers, RNG streams) that
-``--resume`` continues exactly.
+This is the ``didi-instruct`` method (``didi_seq/builtin_methods.py``); the run around it is
+``didi_seq/distill/run.py``. Its checkpoints publish the EMA student as ``model.safetensors``
+with the discriminator's trainable part beside it, and its resume state (student, EMA,
+discriminator, both optimisers, the RNG stream) continues exactly.
 """
 
 from __future__ import annotations
