@@ -120,12 +120,12 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        return self.provenance.get("model_sha256") or file_sha256(self.path / MODEL_FILE)
+        return self.record.model_sha256 or file_sha256(self.path / MODEL_FILE)
 
     @property
     def id(self) -> str:
         """Short, stable identifier recorded next to every sample: name@hash."""
-        name = self.provenance.get("name") or f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
+        name = self.record.name or f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
         return f"{name}@{self.sha256[:12]}"
 
 

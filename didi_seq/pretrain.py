@@ -183,11 +183,11 @@ class Pretrainer:
                    "grad_norm": round(grad_norm.item(), 3), "lr": self.opt.param_groups[0]["lr"],
                    "elapsed_s": round(self.clock(), 1)}
         if self.ranks.is_main and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
-            metrics["val_nelbo"] = round(self.validate(), 4)  # evaluation is rank 0's
+            metrics["val_nelbo"] = round(self.validation_nelbo(), 4)  # evaluation is rank 0's
         return metrics
 
-    def validate(self) -> float:
-        """Validation NELBO of the EMA weights."""
+    def validation_nelbo(self) -> float:
+        """Validation NELBO of the EMA weights (what checkpoints publish)."""
         ema_model = DiT(self.model_cfg).to(self.device)
         ema_model.load_state_dict(self.ema.state_for(self.model))
         self.val = evaluate_nelbo(ema_model, self.val_blocks, self.cfg, self.schedule, self.spec.mask_id, self.spec)

@@ -115,13 +115,13 @@ class Provenance:
     @classmethod
     def from_dict(cls, d: dict) -> Provenance:
         """Read a provenance.json object (any version); unknown keys land in ``extra``."""
-        d = dict(d)
+        d = dict(d) if isinstance(d, dict) else {}
         kind = d.pop("kind", "model")
         config = d.pop(CONFIG_KEYS.get(kind, "config"), None) or {}
         simple = ("name", "step", "wall_clock_s", "weights", "method", "val_nelbo", "val_ppl_bound", "last_metrics",
                   "command", "didi_seq_version", "torch_version", "created", "model_sha256")
         values = {k: d.pop(k) for k in simple if k in d}
-        teacher = TeacherRef.from_dict(d.pop("teacher", None))
+        teacher = TeacherRef.from_dict(d.pop("teacher")) if isinstance(d.get("teacher"), dict) else None
         data = {k: d.pop(k) for k in DATA_KEYS if k in d}
         values.setdefault("name", "")
         values.setdefault("step", 0)

@@ -89,8 +89,6 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
     if run.state is not None:
         _check_same_teacher(run, adapter)
-    if getattr(adapter, "model", None) is None:
-        raise DidiError("distillation needs a teacher adapter that exposes its network (.model)")
     adapter.to(device)
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
                         on_prepare=on_prepare or (lambda message: None))
