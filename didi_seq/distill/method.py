@@ -62,6 +62,20 @@ class MethodContext:
     ranks: Ranks
     on_prepare: Callable[[str], None] = lambda message: None  # progress text for slow preparation
 
+    def corpus_rows(self) -> tuple[Any, dict]:
+        """The real training rows of ``corpus`` at the teacher's length, and their provenance fields
+        (for ``MethodTrainer.data_meta``): what a method that trains on data starts from."""
+        return corpus_rows(self.domain, self.tokenizer, self.corpus, self.teacher.spec.max_length)
+
+
+def corpus_rows(domain, tokenizer, corpus: str | None, length: int) -> tuple[Any, dict]:
+    """A corpus as rows of ``length`` tokens (packed, or padded for variable-length domains; a tensor or
+    a lazy column: index it, don't ask for .shape) and the fields naming it in provenance."""
+    data = domain.load_corpus(corpus)
+    meta = {"corpus": data["name"], "validation_sha256": data["validation_sha256"],
+            **({"corpus_split": data["split"]} if data.get("split") else {})}
+    return domain.rows(data["train"], tokenizer, length), meta
+
 
 class MethodTrainer(Protocol):
     """What ``DistillMethod.build`` returns: the method's networks and optimisers, and one step."""

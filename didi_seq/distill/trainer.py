@@ -29,7 +29,7 @@ from ..ema import EMA
 from ..errors import DidiError
 from ..process import corrupt, prior
 from .config import PI_SHAPES, DistillConfig
-from .method import MethodContext
+from .method import MethodContext, corpus_rows
 from .networks import DISC_CONFIG, DISC_FILE
 from .objective import (
     discriminator_loss,
@@ -193,10 +193,7 @@ class Distiller:
 def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
     """The discriminator's positive class: packed corpus blocks or a pool of teacher samples."""
     if cfg.positive == "data":
-        data = domain.load_corpus(corpus)
-        meta = {"corpus": data["name"], "validation_sha256": data["validation_sha256"],
-                **({"corpus_split": data["split"]} if data.get("split") else {})}
-        return domain.rows(data["train"], tokenizer, length), meta
+        return corpus_rows(domain, tokenizer, corpus, length)
     from ..sampling import SamplerConfig, initial_states, sample_batches
 
     x_init, _ = initial_states(domain, tokenizer, adapter.spec, cfg.teacher_pool, cfg.seed + 7)
