@@ -107,3 +107,25 @@ def test_distill_help_lists_every_methods_options(toy_plugin):
     assert r.exit_code == 0
     assert "--method didi-instruct" in r.output and "--disc-lr FLOAT" in r.output
     assert "--method toy" in r.output and "--toy-lr FLOAT" in r.output
+
+
+def test_a_method_whose_config_lacks_the_run_settings_is_refused_by_name(tiny_ckpt, tmp_path):
+    import types
+    from dataclasses import dataclass
+
+    from didi_seq.distill.method import DistillMethod, MethodConfig
+    from didi_seq.hookspecs import hookimpl
+
+    @dataclass
+    class NoRunFields(MethodConfig):
+        lr: float = 1e-3
+
+    mod = types.ModuleType("didi_seq_broken_method")
+    mod.register_methods = hookimpl(lambda register: register(DistillMethod("broken", "no run fields", NoRunFields, None)))
+    pm = get_plugin_manager()
+    pm.register(mod, name="didi_seq_broken_method")
+    try:
+        one_error_line(distill("--teacher", tiny_ckpt, "--out", tmp_path / "x"),
+                       "method 'broken': its config lacks the run settings steps, ckpt_every, seed, threads")
+    finally:
+        pm.unregister(mod)

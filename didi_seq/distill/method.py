@@ -196,7 +196,10 @@ def flags_help(methods: dict[str, DistillMethod]) -> str:
 
 def check_config(method: DistillMethod) -> None:
     """A registered method's config must hold the run's settings."""
-    names = {f.name for f in fields(method.config)}
+    try:
+        names = {f.name for f in fields(method.config)}
+    except TypeError:
+        raise DidiError(f"distillation method {method.name!r}: its config {method.config!r} is not a dataclass") from None
     missing = [n for n in RUN_FIELDS if n not in names]
     if missing:
         raise DidiError(f"distillation method {method.name!r}: its config lacks the run settings {', '.join(missing)}")
