@@ -13,12 +13,21 @@ given with a value that differs from the saved one is an error naming it, never 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
+from .checkpoint import (
+    LATEST_FILE,
+    PROVENANCE_FILE,
+    STATE_FILE,
+    check_parent_dir,
+    load_training_state,
+    resolve_checkpoint_dir,
+    save_checkpoint,
+)
 from .distributed import Ranks
 from .errors import DidiError
 from .provenance import Provenance
@@ -85,10 +94,6 @@ class TrainingRun:
         """On resume: the corpus (by its validation split's hash) and the domain must be the run's own."""
         if self.state is None:
             return
-        import json
-
-        from .checkpoint import PROVENANCE_FILE, resolve_checkpoint_dir
-
         try:
             saved = json.loads((resolve_checkpoint_dir(self.out_dir) / PROVENANCE_FILE).read_text())
         except (OSError, ValueError, DidiError):
