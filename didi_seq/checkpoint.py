@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, DidiError
+from .provenance import Provenance
 
 FORMAT = "didi-seq"
 FORMAT_VERSION = 1
@@ -108,18 +109,23 @@ class Checkpoint:
     provenance: dict = field(default_factory=dict)
 
     @property
+    def record(self) -> Provenance:
+        """The provenance as a typed record (``provenance`` is the JSON object as read)."""
+        return Provenance.from_dict(self.provenance)
+
+    @property
     def tokenizer_file(self) -> Path | None:
         p = self.path / TOKENIZER_FILE
         return p if p.exists() else None
 
     @property
     def sha256(self) -> str:
-        return self.provenance.get("model_sha256") or file_sha256(self.path / MODEL_FILE)
+        return self.record.model_sha256 or file_sha256(self.path / MODEL_FILE)
 
     @property
     def id(self) -> str:
         """Short, stable identifier recorded next to every sample: name@hash."""
-        name = self.provenance.get("name") or f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
+        name = self.record.name or f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
         return f"{name}@{self.sha256[:12]}"
 
 

@@ -27,6 +27,11 @@ def register_scorers(register):
 
 
 @hookspec
+def register_methods(register):
+    """Register ``didi_seq.distill.method.DistillMethod`` objects: register(method)."""
+
+
+@hookspec
 def register_commands(app):
     """Add typer commands to the ``didi-seq`` app: ``@app.command()`` inside the hook.
     A ``DidiError`` raised by such a command ends as one ``error:`` line, like a built-in's."""

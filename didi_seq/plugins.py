@@ -21,7 +21,7 @@ from .errors import DidiError
 
 ENTRY_POINT_GROUP = "didi_seq"
 CORE_PREFIX = "didi_seq."
-CORE_HOOK_MODULES = ("didi_seq.builtin_formats", "didi_seq.builtin_samplers", "didi_seq.metrics")
+CORE_HOOK_MODULES = ("didi_seq.builtin_formats", "didi_seq.builtin_samplers", "didi_seq.builtin_methods", "didi_seq.metrics")
 
 
 @functools.cache
@@ -72,15 +72,21 @@ def scorers(domain_name: str | None = None) -> list:
     return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
 
 
+def _first_registered(hook_name: str) -> dict:
+    """Named objects of a hook in registration order (pluggy calls the newest plugin first): the
+    core's entry points are registered first, so their names win and a plugin cannot silently
+    replace ``ancestral`` or ``didi-instruct``."""
+    found: dict = {}
+    for impl in getattr(get_plugin_manager().hook, hook_name).get_hookimpls():
+        impl.function(register=lambda obj: found.setdefault(obj.name, obj))
+    return found
+
+
 def samplers(domain_name: str | None = None) -> dict:
     """Registered samplers by name, first registration of a name wins; optionally those for one domain."""
     from .sampler import applies_to
 
-    found: dict = {}
-    # in registration order (pluggy calls the newest plugin first): the core's names come first and
-    # win, so a plugin cannot silently replace ``ancestral``
-    for impl in get_plugin_manager().hook.register_samplers.get_hookimpls():
-        impl.function(register=lambda s: found.setdefault(s.name, s))
+    found = _first_registered("register_samplers")
     return {n: s for n, s in found.items() if domain_name is None or applies_to(s, domain_name)}
 
 
@@ -89,6 +95,23 @@ def get_sampler(name: str, domain_name: str):
     if name not in known:
         raise DidiError(f"unknown or unavailable sampler {name!r} for domain {domain_name!r}; "
                         f"available: {', '.join(known)}")
+    return known[name]
+
+
+def methods() -> dict:
+    """Registered distillation methods by name, first registration of a name wins."""
+    from .distill.method import check_config
+
+    found = _first_registered("register_methods")
+    for m in found.values():
+        check_config(m)
+    return found
+
+
+def get_method(name: str):
+    known = methods()
+    if name not in known:
+        raise DidiError(f"unknown distillation method {name!r}; known methods: {', '.join(sorted(known)) or 'none'}")
     return known[name]
 
 

@@ -79,3 +79,32 @@ def test_resume_refuses_code_executing_pickle(tmp_path, monkeypatch):
     r = run("--corpus", data, "--out", out, "--steps", 4, "--resume")
     assert r.exit_code != 0 and r.stderr.startswith("error: cannot resume from")
     assert not (tmp_path / "pwned-by-pickle").exists()
+
+
+def test_resume_refuses_a_changed_option_and_names_it(tmp_path):
+    """A resumed run keeps its settings: a different value is one error line naming the option (only
+    --steps and --threads may change); repeating the original options is fine."""
+    from conftest import one_error_line
+
+    data = corpus(tmp_path)
+    out = tmp_path / "r"
+    assert run("--corpus", data, "--out", out, "--steps", 2, "--ckpt-every", 2, "--lr", "2e-3").exit_code == 0
+    for flags, named in ((["--lr", "1e-3"], "--lr 0.001 differs"), (["--no-bf16"], "--no-bf16 differs"),
+                         (["--seed", "1"], "--seed 1 differs"), (["--length", "16"], "--length 16 differs"),
+                         (["--batch-size", "4"], "--batch-size 4 differs")):
+        one_error_line(run("--corpus", data, "--out", out, "--steps", 3, "--resume", *flags), named)
+    one_error_line(runner.invoke(app, ["pretrain", "--domain", "text", "--preset", "small", "--corpus", str(data),
+                                       "--out", str(out), "--steps", 3, "--resume"]), "--preset small differs")
+    assert (out / "LATEST").read_text().strip() == "step_0000002"
+    r = run("--corpus", data, "--out", out, "--steps", 3, "--resume", "--lr", "2e-3", "--threads", 1, "--seed", 0)
+    assert r.exit_code == 0, r.output
+
+
+def test_resume_refuses_another_corpus(tmp_path):
+    from conftest import one_error_line
+
+    data, other = corpus(tmp_path), tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"text": t}) + "\n" for t in list(topics.values())[40:80]))
+    out = tmp_path / "r"
+    assert run("--corpus", data, "--out", out, "--steps", 2, "--ckpt-every", 2).exit_code == 0
+    one_error_line(run("--corpus", other, "--out", out, "--steps", 3, "--resume"), f"--corpus {other} differs from the run")
