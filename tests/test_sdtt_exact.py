@@ -59,7 +59,7 @@ def test_step_times_follow_algorithm_1():
 def test_rounds_double_delta_from_1024_to_an_8_step_student():
     cfg = SDTTConfig()
     deltas = [round_delta(r, cfg.start_nfe, cfg.teacher_steps) for r in range(cfg.rounds)]
-    assert deltas[0] == 1 / 1024 and all(b == 2 * a for a, b in zip(deltas, deltas[1:]))
+    assert deltas[0] == 1 / 1024 and all(b == 2 * a for a, b in zip(deltas, deltas[1:], strict=False))
     assert 1 / (cfg.teacher_steps * deltas[-1]) == 8  # the last round's student takes 8 steps
     assert [round_of(s, 10, 3) for s in (0, 9, 10, 29, 30, 45)] == [0, 0, 1, 2, 2, 2]
     with pytest.raises(DidiError, match="multiple of 128"):
@@ -86,11 +86,11 @@ def test_sampled_target_matches_the_composition():
     z = STATES[states].repeat_interleave(n, 0)
     target = teacher_target(fn, z, torch.full((len(z),), T), DELTA, 2, SCHEDULE, MASK, torch.Generator().manual_seed(0))
     counts = [int(MASKED[s].sum()) for s in states]
-    per_state = [part.view(n, c, V + 1).mean(0) for part, c in zip(target.exp().split([n * c for c in counts]), counts)]
+    per_state = [part.view(n, c, V + 1).mean(0) for part, c in zip(target.exp().split([n * c for c in counts]), counts, strict=True)]
     want = [exact[s][MASKED[s]] for s in states]
-    assert max((a - b).abs().max().item() for a, b in zip(per_state, want)) < 0.015
+    assert max((a - b).abs().max().item() for a, b in zip(per_state, want, strict=True)) < 0.015
     wrong = composition_marginals(fn, T, 2 * DELTA)  # a step of 2Δ instead of Δ is visibly different
-    assert max((wrong[s][MASKED[s]] - b).abs().max().item() for s, b in zip(states, want)) > 0.05
+    assert max((wrong[s][MASKED[s]] - b).abs().max().item() for s, b in zip(states, want, strict=True)) > 0.05
 
 
 def expected_loss(theta, w, state_pos, target, divergence):
