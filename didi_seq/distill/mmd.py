@@ -31,7 +31,8 @@ import torch
 from ..distributed import RowNoise, local_mean
 from ..errors import DidiError
 from ..sampling import categorical_from_uniform
-from .objective import Mean
+from .noised_data import noised_rows
+from .objective import Mean, entropy, kl_regulariser
 
 # ids [N, L] → token features [N, L, H] (fp32) of a frozen trunk cut after one block
 Features = Callable[[torch.Tensor], torch.Tensor]
@@ -131,6 +132,13 @@ def group_rewards(real: torch.Tensor, fills: torch.Tensor, selected: torch.Tenso
     return torch.where(active[:, None], 2 * attraction - repulsion, torch.zeros_like(attraction)), active
 
 
+def resolve_alpha(alpha: float | None, features: Features, x0: torch.Tensor, maskable: torch.Tensor | None) -> float:
+    """The configured α, or the median heuristic over ``x0``'s maskable tokens (every token if None)."""
+    if alpha is not None:
+        return float(alpha)
+    return median_alpha(features(x0), torch.ones_like(x0, dtype=torch.bool) if maskable is None else maskable)
+
+
 def leave_one_out(r: torch.Tensor) -> torch.Tensor:
     """A_g = r_g − mean of the other groups' r ([N, G]): a baseline independent of group g's own draws."""
     g = r.shape[-1]
@@ -175,10 +183,10 @@ def features_of_fills(features: Features, x0: torch.Tensor, fills: torch.Tensor)
     return f[:n], f[n:].view(n, g, b, length, -1)
 
 
-def sample_stats(fills: torch.Tensor, selected: torch.Tensor) -> dict[str, float]:
-    """Cheap collapse indicators over the fills' tokens at S: mean per-fill unigram entropy (nats)
-    and repetition 1 − distinct/total (rep-1). Falling entropy or rising repetition during training
-    is the signature of the policy gradient collapsing onto frequent tokens."""
+def sample_stats(fills: torch.Tensor, selected: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cheap collapse indicators per fill over its tokens at S ([F] each, rows with |S| ≥ 2): unigram
+    entropy (nats) and repetition 1 − distinct/total (rep-1). Falling entropy or rising repetition
+    during training is the signature of the policy gradient collapsing onto frequent tokens."""
     n, g, b, _ = fills.shape
     ent, rep = [], []
     for row in range(n):
@@ -188,8 +196,40 @@ def sample_stats(fills: torch.Tensor, selected: torch.Tensor) -> dict[str, float
         for toks in fills[row].reshape(g * b, -1)[:, s]:
             _, counts = toks.unique(return_counts=True)
             p = counts.double() / counts.sum()
-            ent.append(float(-(p * p.log()).sum()))
+            ent.append(-(p * p.log()).sum())
             rep.append(1.0 - len(counts) / len(toks))
-    if not ent:
-        return {}
-    return {"fill_entropy": sum(ent) / len(ent), "fill_rep1": sum(rep) / len(rep)}
+    return {"fill_entropy": torch.tensor(ent, dtype=torch.float32), "fill_rep1": torch.tensor(rep, dtype=torch.float32)}
+
+
+def mmd_step(student, features: Features, x0: torch.Tensor, maskable: torch.Tensor | None, schedule, mask_id: int,
+             cfg: MMDConfig, alpha: float, generator: torch.Generator, noise: RowNoise, mean: Mean = local_mean,
+             teacher=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One MMD loss on real rows ``x0``: noise them, one student forward, G·B fills, features, rewards.
+
+    ``student`` and ``teacher`` are ``Denoiser``s (the teacher only for the KL guard, ``cfg.kl_coef`` > 0);
+    ``features`` the frozen trunk cut (``TeacherAdapter.trunk_features``). Returns the loss (this rank's
+    share of the global mean, with a graph into the student) and detached metrics: loss, mean reward of
+    active rows, mean |advantage|, the student's predictive entropy at S, the fills' unigram entropy and
+    rep-1 (collapse shows there first), and the KL to the teacher when guarded.
+    """
+    t, z = noised_rows(x0, maskable, schedule, mask_id, generator, noise, cfg.t_min)
+    masked = z == mask_id
+    lp = student(z, masked, t)
+    fills = draw_fills(lp, x0, masked, cfg.groups, cfg.draws, noise)
+    real, fake = features_of_fills(features, x0, fills)
+    r, active = group_rewards(real, fake, masked, alpha)
+    adv = leave_one_out(r) * active[:, None]
+    loss = reinforce_loss(lp, fills, masked, adv, mean)
+    metrics = {}
+    if cfg.kl_coef > 0:
+        with torch.no_grad():
+            teacher_lp = teacher(z, masked, t)
+        kl = kl_regulariser(teacher_lp, lp, "reverse", mean=mean)
+        loss = loss + cfg.kl_coef * kl
+        metrics["kl"] = kl.detach()
+    weight = active[:, None].expand_as(r).float()
+    with torch.no_grad():
+        metrics.update({"loss": loss.detach(), "reward": mean(r, weight=weight), "advantage_abs": mean(adv.abs(), weight=weight),
+                        "entropy": entropy(lp.detach(), mean)})
+        metrics.update({k: mean(v.to(loss.device)) for k, v in sample_stats(fills, masked).items()})
+    return loss, metrics

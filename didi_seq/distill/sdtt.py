@@ -27,7 +27,8 @@ import torch
 from ..distributed import RowNoise, local_mean
 from ..errors import DidiError
 from ..process import LogLinearSchedule
-from .objective import Denoiser, Mean, kl_regulariser, rollout
+from .noised_data import noised_rows
+from .objective import Denoiser, Mean, entropy, kl_regulariser, rollout
 
 
 @dataclass
@@ -123,3 +124,22 @@ def sdtt_loss(student_lp: torch.Tensor, target_lp: torch.Tensor, divergence: str
     if divergence == "forward":
         return kl_regulariser(target_lp, student_lp, "forward", mean=mean)
     raise ValueError(f"unknown SDTT divergence {divergence!r}")
+
+
+def sdtt_step(teacher: Denoiser, student: Denoiser, x0: torch.Tensor, maskable: torch.Tensor | None,
+              schedule: LogLinearSchedule, mask_id: int, cfg: SDTTConfig, delta: float, generator: torch.Generator,
+              noise: RowNoise, mean: Mean = local_mean) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One SDTT loss on real rows ``x0``: noise them, build the teacher's target, one student forward.
+
+    ``teacher`` is this round's teacher (the initial model, then the previous round's EMA student);
+    ``delta`` its step (``round_delta``). Returns the loss (this rank's share of the global mean,
+    with a graph into the student) and detached metrics (shares too: sum them over ranks).
+    """
+    t, z = noised_rows(x0, maskable, schedule, mask_id, generator, noise, cfg.t_min)
+    masked = z == mask_id
+    target = teacher_target(teacher, z, t, delta, cfg.teacher_steps, schedule, mask_id, noise, cfg.t_min)
+    lp = student(z, masked, t)
+    loss = sdtt_loss(lp, target, cfg.divergence, mean)
+    with torch.no_grad():
+        metrics = {"loss": loss.detach(), "entropy": entropy(lp.detach(), mean), "target_entropy": entropy(target, mean)}
+    return loss, metrics
