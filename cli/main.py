@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from didi_seq.errors import DidiError
 
@@ -74,11 +75,11 @@ def domain_or_fail(name: str):
 @app.command()
 @user_errors
 def plugins() -> None:
-    """List domains, teacher formats, scorers and the plugins that provide them."""
+    """List domains, teacher formats, scorers, distillation methods and the plugins that provide them."""
     from rich.console import Console
     from rich.table import Table
 
-    from didi_seq.plugins import domains, plugin_names, scorers, teacher_formats
+    from didi_seq.plugins import domains, methods, plugin_names, scorers, teacher_formats
 
     console = Console()
     table = Table(title="domains")
@@ -90,18 +91,21 @@ def plugins() -> None:
     console.print(table)
     console.print("teacher formats: " + (", ".join(f.name for f in teacher_formats()) or "none"))
     console.print("scorers: " + (", ".join(s.name for s in scorers()) or "none"))
+    console.print("distillation methods: " + (", ".join(sorted(methods())) or "none"))
     console.print("plugins: " + ", ".join(f"{n} ({dist})" for n, dist in plugin_names()))
 
 
 @app.command()
 @user_errors
 def pretrain(
+    ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name (see `didi-seq plugins`)."),
     corpus: str | None = typer.Option(None, help="Corpus: local file/dir (.txt/.json/.jsonl/.parquet), openwebtext "
                                       "(hub, MDLM split), owt:PATH (local OWT copy), or a datasets name; default: embedded."),
     out: Path = typer.Option(Path("runs/pretrain"), help="Run directory (checkpoints, metrics.jsonl)."),
     steps: int | None = typer.Option(None, help="Optimiser steps (default from the preset)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped (with the same "
+                                "options; only --steps and --threads may change)."),
     preset: str | None = typer.Option(None, help="Model/optimiser preset: tiny | small (default: the domain's)."),
     batch_size: int | None = typer.Option(None, help="Sequences per step."),
     lr: float | None = typer.Option(None, help="Peak learning rate."),
@@ -128,7 +132,7 @@ def pretrain(
         TimeRemainingColumn,
     )
 
-    from didi_seq.pretrain import PretrainConfig
+    from didi_seq.pretrain import PRESETS, PretrainConfig
     from didi_seq.pretrain import pretrain as run
 
     cfg = PretrainConfig.from_preset(
@@ -136,6 +140,15 @@ def pretrain(
         threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
+    chosen = {"steps": steps, "batch_size": batch_size, "lr": lr, "length": length, "ckpt_every": ckpt_every,
+              "threads": threads, "seed": seed, "bf16": bf16, "tokenizer": tokenizer}
+    given = {name: (f"--{name.replace('_', '-')} {value}", value) for name, value in chosen.items()
+             if value is not None and ctx.get_parameter_source(name).name != "DEFAULT"}
+    if "bf16" in given:
+        given["bf16"] = ("--bf16" if bf16 else "--no-bf16", bf16)
+    if preset is not None:  # what the preset sets, unless an option above overrides it
+        presets = {**PRESETS, **dom.presets}
+        given.update({k: (f"--preset {preset}", getattr(cfg, k)) for k in presets[preset] if k not in given and k != "length"})
     with distributed_run(device) as (ranks, dev), Progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as progress:
@@ -145,7 +158,7 @@ def pretrain(
             info = f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")
             progress.update(task, completed=step, total=total, info=info)
 
-        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev)
+        result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev, given=given)
     if ranks.is_main:
             typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
                    f"validation NELBO {result.val_nelbo:.4f} nats/token; checkpoint: {result.out_dir}")
@@ -255,31 +268,37 @@ def sample(
                + (f"; wrote {', '.join(map(str, written))}" if written else ""), err=True)
 
 
-@app.command()
+class DistillCommand(TyperCommand):
+    """``distill``: its help also lists every registered method's own options (parsed by the method)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        super().format_help(ctx, formatter)
+        from didi_seq.distill.method import flags_help
+        from didi_seq.plugins import methods
+
+        text = flags_help(methods())
+        if formatter.getvalue():  # click's plain help
+            formatter.write_paragraph()
+            formatter.write_text("Method options (only with their --method):")
+            formatter.write(text + "\n")
+        else:  # typer printed rich help itself
+            typer.echo("Method options (only with their --method):\n" + text)
+
+
+@app.command(cls=DistillCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @user_errors
 def distill(
+    ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name."),
+    method: str = typer.Option("didi-instruct", help="Distillation method (see `didi-seq plugins`); its own options "
+                               "are listed below."),
     teacher: str | None = typer.Option(None, help="Teacher SRC: 'teacher' (embedded, default), a checkpoint path or a hub id."),
     out: Path = typer.Option(Path("runs/distill"), help="Run directory (checkpoints, metrics.jsonl)."),
-    steps: int | None = typer.Option(None, help="Distillation iterations."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    corpus: str | None = typer.Option(None, help="Real data for the discriminator's positive class: same forms as "
-                                      "pretrain --corpus (default: embedded)."),
-    batch_size: int | None = typer.Option(None, help="Target rows per iteration (each repeated group-size times)."),
-    group_size: int | None = typer.Option(None, help="G: student samples per target row; advantages are standardised per group."),
-    student_lr: float | None = typer.Option(None, help="Student peak learning rate."),
-    disc_lr: float | None = typer.Option(None, help="Discriminator peak learning rate."),
-    disc_warmup_steps: int | None = typer.Option(None, help="Discriminator-only iterations before the student moves."),
-    target: str | None = typer.Option(None, "--positive", help="Discriminator target class: data (released code) | teacher (paper)."),
-    score_decomposition: bool | None = typer.Option(None, "--score-decomposition/--no-score-decomposition",
-                                                    help="2-step student rollout 1→τ→t0 (on) or one jump (off)."),
-    coupled_time: bool | None = typer.Option(None, "--coupled-time/--no-coupled-time",
-                                             help="Noise the discriminator's inputs at the student's τ (on) or an independent t."),
-    omega: str | None = typer.Option(None, help="Time weight ω: elbo | constant."),
-    pi: str | None = typer.Option(None, help="τ proposal π: beta22 | uniform | beta25 | beta52."),
-    regularization: str | None = typer.Option(None, help="KL to the teacher: jeffrey | forward | reverse | none."),
-    teacher_pool: int | None = typer.Option(None, help="--positive teacher: number of teacher samples drawn once."),
-    teacher_pool_nfe: int | None = typer.Option(None, help="--positive teacher: NFE of those teacher samples."),
+    steps: int | None = typer.Option(None, help="Distillation iterations (default: the method's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped (with the same "
+                                "options; only --steps and --threads may change)."),
+    corpus: str | None = typer.Option(None, help="Real data for the method (DiDi-Instruct: the discriminator's positive "
+                                      "class): same forms as pretrain --corpus (default: embedded)."),
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE",
@@ -287,36 +306,37 @@ def distill(
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling."),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
 ) -> None:
-    """DiDi-Instruct: distil the teacher into a few-step student (adversarial integral-KL policy gradient)."""
-    positive("threads", threads)  # the rest is checked by DistillConfig.validate
+    """Distil the teacher into a few-step student with a registered method (default: DiDi-Instruct)."""
+    positive("threads", threads)  # the rest is checked by the method's config
     dom = domain_or_fail(domain)
+    from didi_seq.distill.method import parse_method_flags
+    from didi_seq.plugins import get_method, methods
+
+    chosen = get_method(method)
+    given = parse_method_flags(chosen, methods(), ctx.args)
+    for name, value in (("steps", steps), ("ckpt_every", ckpt_every), ("seed", seed), ("threads", threads)):
+        if value is not None:
+            given[name] = (f"--{name.replace('_', '-')} {value}", value)
+    cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
+    cfg.validate()  # before anything loads
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from didi_seq.distill.config import DistillConfig
-    from didi_seq.distill.trainer import distill as run
+    from didi_seq.distill.run import distill as run
 
-    overrides = {k: v for k, v in {
-        "steps": steps, "batch_size": batch_size, "group_size": group_size, "student_lr": student_lr, "disc_lr": disc_lr,
-        "disc_warmup_steps": disc_warmup_steps, "positive": target, "score_decomposition": score_decomposition,
-        "coupled_time": coupled_time, "omega": omega, "pi": pi, "regularization": regularization, "ckpt_every": ckpt_every,
-        "teacher_pool": teacher_pool, "teacher_pool_nfe": teacher_pool_nfe,
-        "threads": threads, "seed": seed}.items() if v is not None}
-    cfg = DistillConfig(**overrides)
-    cfg.validate()  # before anything loads
     with distributed_run(device) as (ranks, dev), Progress(
             TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as progress:
         task = progress.add_task("distill", total=cfg.steps, info="loading")
 
         def on_step(step: int, total: int, m: dict) -> None:
-            info = f"D acc {m['disc_acc']:.2f}"
+            info = f"D acc {m['disc_acc']:.2f}" if "disc_acc" in m else f"loss {m['loss']:.3f}" if "loss" in m else ""
             if "reward" in m:
                 info += f" reward {m['reward']:+.2f} KL {m['kl']:.2e} H {m['entropy']:.2f}"
             progress.update(task, completed=step, total=total, info=info)
 
-        result = run(dom, out, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
+        result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
                      on_prepare=lambda msg: progress.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema},
-                     device=dev)
+                     device=dev, given=given)
     if ranks.is_main:
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")

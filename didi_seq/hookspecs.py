@@ -27,5 +27,10 @@ def register_scorers(register):
 
 
 @hookspec
+def register_methods(register):
+    """Register ``didi_seq.distill.method.DistillMethod`` objects: register(method)."""
+
+
+@hookspec
 def register_commands(app):
     """Add extra typer commands to the ``didi-seq`` app."""

@@ -1,8 +1,9 @@
 """The plugin manager: built-in and third-party plugins are found the same way.
 
 Built-in domains (text, protein) are entry points of the ``didi_seq`` group exactly
-like a third-party package's; only the core's own native checkpoint format and its
-domain-agnostic metrics are registered directly, because the core cannot depend on a plugin.
+like a third-party package's; only the core's own native checkpoint format, its
+domain-agnostic metrics and its distillation method (DiDi-Instruct) are registered
+directly, because the core cannot depend on a plugin.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ ENTRY_POINT_GROUP = "didi_seq"
 def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("didi_seq")
     pm.add_hookspecs(hookspecs)
-    from . import builtin_formats, metrics
+    from . import builtin_formats, builtin_methods, metrics
 
     pm.register(builtin_formats, name="didi_seq.builtin_formats")
+    pm.register(builtin_methods, name="didi_seq.builtin_methods")
     pm.register(metrics, name="didi_seq.metrics")
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
@@ -60,6 +62,24 @@ def scorers(domain_name: str | None = None) -> list:
     for s in _collect("register_scorers"):
         found.setdefault(s.name, s)
     return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
+
+
+def methods() -> dict:
+    """Registered distillation methods by name, first registration of a name wins."""
+    from .distill.method import check_config
+
+    found: dict = {}
+    for m in _collect("register_methods"):
+        check_config(m)
+        found.setdefault(m.name, m)
+    return found
+
+
+def get_method(name: str):
+    known = methods()
+    if name not in known:
+        raise DidiError(f"unknown distillation method {name!r}; known methods: {', '.join(sorted(known)) or 'none'}")
+    return known[name]
 
 
 def plugin_names() -> list[tuple[str, str]]:

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from . import __version__
 from .backbone import DiT, DiTConfig
-from .checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
 from .data import draw_batch, length_order, trim_padding
 from .devices import bf16_autocast, module_device
 from .distributed import Ranks, RowNoise
+from .ema import EMA
 from .errors import DidiError
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
-from .run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
+from .provenance import Provenance
 from .teacher import TeacherSpec
+from .training import TrainingRun
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
 # sized for ~1.5 h on one CPU core); "tiny" is for tests and CI.
@@ -75,6 +73,11 @@ class PretrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in base.items() if k in known})
 
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        """A saved configuration (JSON and torch.save turn the betas tuple into a list)."""
+        return cls(**{**d, "betas": tuple(d["betas"])})
+
     def validate(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_batches"):
             if getattr(self, name) <= 0:
@@ -88,33 +91,6 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup
     progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-class EMA:
-    """Exponential moving average of parameters, with MDLM's warm-up of the decay."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.updates = 0
-        # every name of a tied parameter (e.g. ESM's shared embedding/output matrix) gets its average,
-        # so a saved state never mixes averaged and raw copies of one tensor
-        self.shadow = {k: v.detach().clone().float() for k, v in model.named_parameters(remove_duplicate=False)}
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, p in model.named_parameters(remove_duplicate=False):
-            self.shadow[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
-
-    def load(self, shadow: dict[str, torch.Tensor], updates: int) -> None:
-        """Restore a saved average (resume states load on the CPU) onto the device the average lives on."""
-        device = next(iter(self.shadow.values())).device
-        self.shadow, self.updates = {k: v.to(device) for k, v in shadow.items()}, updates
-
-    def state_for(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        """The model's full state dict with parameters replaced by their averages."""
-        return {k: self.shadow.get(k, v) for k, v in model.state_dict().items()}
 
 
 def nelbo_loss(model: DiT, x0: torch.Tensor, t: torch.Tensor, schedule: LogLinearSchedule,
@@ -161,24 +137,87 @@ class PretrainResult:
     wall_clock_s: float
 
 
+class Pretrainer:
+    """The teacher, its optimiser, EMA and the two RNG streams (data order, noise); ``step()`` is one
+    optimiser step over this rank's rows of the global batch (``TrainingRun`` drives it)."""
+
+    def __init__(self, model_cfg: DiTConfig, spec: TeacherSpec, train_blocks: torch.Tensor, val_blocks: torch.Tensor,
+                 cfg: PretrainConfig, ranks: Ranks, device: torch.device, clock: Callable[[], float]):
+        self.model_cfg, self.spec, self.cfg, self.ranks, self.device, self.clock = model_cfg, spec, cfg, ranks, device, clock
+        self.train_blocks, self.val_blocks = train_blocks, val_blocks
+        self.schedule = LogLinearSchedule()
+        self.rows = ranks.rows(cfg.batch_size, "--batch-size")  # global batch; this rank's rows of it
+        torch.manual_seed(cfg.seed)
+        self.model = DiT(model_cfg).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                                     fused=True)
+        self.ema = EMA(self.model, cfg.ema)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.order = length_order(train_blocks, spec.pad_id)  # padded rows: batches of similar lengths
+        self.step_count = 0
+        self.model.train()
+
+    def step(self) -> dict:
+        cfg, spec, mine, device, model = self.cfg, self.spec, self.rows, self.device, self.model
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step_count, cfg)
+        # the global batch's random numbers on every rank, this rank's rows of them (distributed.py);
+        # padding columns are trimmed on the global batch so every world size sees the same shapes
+        idx = draw_batch(len(self.train_blocks), cfg.batch_size, self.data_gen, self.order)
+        t = stratified_times(cfg.batch_size, self.noise_gen)[mine].to(device)
+        x0 = trim_padding(self.train_blocks[idx], spec.pad_id).to(device)
+        u = RowNoise(self.noise_gen, cfg.batch_size, mine, device).uniform(x0.shape[1], dtype=torch.float32)
+        maskable = spec.maskable(x0)
+        tokens = x0.numel() if maskable is None else int(maskable.sum())  # global count: per-token mean over all ranks
+        total, _ = nelbo_loss(model, x0[mine], t, self.schedule, spec.mask_id, None, cfg.bf16, spec, u=u)
+        loss = total / tokens  # this rank's share of the global per-token mean
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.ranks.sum_gradients(model.parameters())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.ema.update(model)
+        self.step_count += 1
+        metrics = {"step": self.step_count, "loss": round(self.ranks.sum(loss).item(), 4),
+                   "grad_norm": round(grad_norm.item(), 3), "lr": self.opt.param_groups[0]["lr"],
+                   "elapsed_s": round(self.clock(), 1)}
+        if self.ranks.is_main and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+            metrics["val_nelbo"] = round(self.validate(), 4)  # evaluation is rank 0's
+        return metrics
+
+    def validate(self) -> float:
+        """Validation NELBO of the EMA weights."""
+        ema_model = DiT(self.model_cfg).to(self.device)
+        ema_model.load_state_dict(self.ema.state_for(self.model))
+        self.val = evaluate_nelbo(ema_model, self.val_blocks, self.cfg, self.schedule, self.spec.mask_id, self.spec)
+        return self.val
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "ema": self.ema.shadow,
+                "ema_updates": self.ema.updates, "data_rng": self.data_gen.get_state(), "noise_rng": self.noise_gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.ema.load(state["ema"], state["ema_updates"])
+        self.data_gen.set_state(state["data_rng"])
+        self.noise_gen.set_state(state["noise_rng"])
+        self.step_count = state["step"]
+
+
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
              on_step: Callable[[int, int, dict], None] | None = None, ranks: Ranks = Ranks(),
-             device: torch.device = torch.device("cpu")) -> PretrainResult:
+             device: torch.device = torch.device("cpu"), given: dict | None = None) -> PretrainResult:
     """Train (or ``resume``) a teacher into ``out_dir`` on ``device``; under torchrun every rank
-    calls this, rank 0 writes. The device is not part of the run: it may resume on another."""
+    calls this, rank 0 writes. The device is not part of the run: it may resume on another.
+    ``given``: the settings the user chose explicitly, {name: (as written, value)}; on resume
+    each must equal the saved run's (``training.check_resume_settings``)."""
     cfg.validate()
-    out_dir = Path(out_dir)
-    check_parent_dir(out_dir)
-    if out_dir.exists() and (out_dir / LATEST_FILE).exists() and not resume:
-        raise DidiError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    state = load_training_state(out_dir) if resume else None
-    if state is not None and state["step"] >= cfg.steps:
-        raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")
-    if state is not None:
-        saved = PretrainConfig(**{**state["config"], "betas": tuple(state["config"]["betas"])})
-        saved.steps, saved.threads = cfg.steps, cfg.threads  # may extend a run / change threads
-        cfg = saved
-    mine = ranks.rows(cfg.batch_size, "--batch-size")  # global batch; this rank's rows of it
+    run = TrainingRun(out_dir, resume, ranks, "training run")
+    cfg = run.settle_config(cfg, PretrainConfig.from_dict, given,
+                            view=lambda c: {**asdict(c), "length": c.model.get("length", domain.default_length)})
+    ranks.rows(cfg.batch_size, "--batch-size")  # a batch that does not split over the ranks fails before any loading
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
@@ -192,89 +231,28 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
 
     pad_id = getattr(tokenizer, "pad_id", None)
     model_cfg = DiTConfig(vocab_size=tokenizer.vocab_size, **{**cfg.model, "length": length, "pad_id": pad_id})
-    schedule = LogLinearSchedule()
     spec = TeacherSpec(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id, max_length=model_cfg.length,
                        never_emit=list(tokenizer.never_emit), time_conditioned=model_cfg.time_conditioning,
                        never_mask=list(getattr(tokenizer, "never_mask", [])), pad_id=pad_id)
-    torch.manual_seed(cfg.seed)
-    model = DiT(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=True)
-    ema = EMA(model, cfg.ema)
-    data_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    noise_gen = torch.Generator().manual_seed(cfg.seed + 2)
-    step, wall_before = 0, 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        ema.load(state["ema"], state["ema_updates"])
-        data_gen.set_state(state["data_rng"])
-        noise_gen.set_state(state["noise_rng"])
-        step, wall_before = state["step"], state["wall_clock_s"]
-        if ranks.is_main:
-            prepare_resume(out_dir, step)
-    if ranks.is_main:
-        out_dir.mkdir(exist_ok=True)
-    meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
-            **({"corpus_split": data["split"]} if data.get("split") else {}), "tokenizer": cfg.tokenizer or "embedded",
-            "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
+    trainer = Pretrainer(model_cfg, spec, train_blocks, val_blocks, cfg, ranks, device, run.elapsed)
+    if run.state is not None:
+        trainer.load_state_dict(run.state)
+    run.start(trainer.step_count)
+    data_meta = {"domain": domain.name, "corpus": data["name"], "validation_sha256": data["validation_sha256"],
+                 **({"corpus_split": data["split"]} if data.get("split") else {}), "tokenizer": cfg.tokenizer or "embedded",
+                 "train_blocks": len(train_blocks), "validation_blocks": len(val_blocks)}
 
-    def checkpoint(val: float | None) -> None:
-        provenance = {
-            "name": f"{domain.name}-teacher", "kind": "teacher", "weights": "ema", "step": step,
-            "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": round(wall_before + time.perf_counter() - t_start, 1),
-            "val_nelbo": val, "val_ppl_bound": math.exp(val) if val is not None else None,
-            "didi_seq_version": __version__, "torch_version": torch.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pretrain_config": asdict(cfg), **meta,
-        }
+    def checkpoint(last: dict) -> None:
+        val, wall = last.get("val_nelbo"), round(run.elapsed(), 1)
+        provenance = Provenance(name=f"{domain.name}-teacher", kind="teacher", step=trainer.step_count, wall_clock_s=wall,
+                                config=asdict(cfg), data=data_meta, val_nelbo=val,
+                                val_ppl_bound=math.exp(val) if val is not None else None)
         config = {"domain": domain.name, "kind": "teacher", "model": model_cfg.to_dict(),
-                  "spec": spec.to_dict(), "schedule": schedule.to_dict()}
-        training_state = {
-            "config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(), "ema": ema.shadow,
-            "ema_updates": ema.updates, "data_rng": data_gen.get_state(), "noise_rng": noise_gen.get_state(),
-            "step": step, "wall_clock_s": provenance["wall_clock_s"],
-        }
-        target = checkpoint_dir(out_dir, step)
-        target.parent.mkdir(exist_ok=True)
-        save_checkpoint(target, ema.state_for(model), config, provenance,
-                        tokenizer.to_json(), extra=lambda tmp: torch.save(training_state, tmp / STATE_FILE))
-        publish_checkpoint(out_dir, target, cfg.keep_checkpoints)
+                  "spec": spec.to_dict(), "schedule": trainer.schedule.to_dict()}
+        state = {"config": asdict(cfg), **trainer.state_dict(), "step": trainer.step_count, "wall_clock_s": wall}
+        run.save(trainer.step_count, trainer.ema.state_for(trainer.model), config, provenance, tokenizer.to_json(), state,
+                 keep=cfg.keep_checkpoints)
 
-    order = length_order(train_blocks, spec.pad_id)  # padded rows: batches of similar lengths
-    t_start = time.perf_counter()
-    val = None
-    model.train()
-    while step < cfg.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        # the global batch's random numbers on every rank, this rank's rows of them (distributed.py);
-        # padding columns are trimmed on the global batch so every world size sees the same shapes
-        idx = draw_batch(len(train_blocks), cfg.batch_size, data_gen, order)
-        t = stratified_times(cfg.batch_size, noise_gen)[mine].to(device)
-        x0 = trim_padding(train_blocks[idx], spec.pad_id).to(device)
-        u = RowNoise(noise_gen, cfg.batch_size, mine, device).uniform(x0.shape[1], dtype=torch.float32)
-        maskable = spec.maskable(x0)
-        tokens = x0.numel() if maskable is None else int(maskable.sum())  # global count: per-token mean over all ranks
-        total, _ = nelbo_loss(model, x0[mine], t, schedule, spec.mask_id, None, cfg.bf16, spec, u=u)
-        loss = total / tokens  # this rank's share of the global per-token mean
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        ranks.sum_gradients(model.parameters())
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        ema.update(model)
-        step += 1
-        metrics = {"step": step, "loss": round(ranks.sum(loss).item(), 4), "grad_norm": round(grad_norm.item(), 3),
-                   "lr": opt.param_groups[0]["lr"], "elapsed_s": round(wall_before + time.perf_counter() - t_start, 1)}
-        if not ranks.is_main:
-            continue  # evaluation, logs and checkpoints are rank 0's
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            ema_model = DiT(model_cfg).to(device)
-            ema_model.load_state_dict(ema.state_for(model))
-            val = evaluate_nelbo(ema_model, val_blocks, cfg, schedule, spec.mask_id, spec)
-            metrics["val_nelbo"] = round(val, 4)
-        append_metrics(out_dir, metrics)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            checkpoint(metrics.get("val_nelbo"))
-        if on_step:
-            on_step(step, cfg.steps, metrics)
-    return PretrainResult(out_dir, step, val if val is not None else float("nan"), wall_before + time.perf_counter() - t_start)
+    run.loop(trainer, cfg.steps, cfg.ckpt_every, checkpoint, on_step)
+    val = getattr(trainer, "val", None)
+    return PretrainResult(run.out_dir, trainer.step_count, val if val is not None else float("nan"), run.elapsed())

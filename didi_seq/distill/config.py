@@ -16,27 +16,31 @@ picks the discriminator's target class: "data" (what the released code does) or
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 from ..errors import DidiError
+from .method import MethodConfig, option
 
 PI_SHAPES = {"uniform": (1, 1), "beta22": (2, 2), "beta25": (2, 5), "beta52": (5, 2)}
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(MethodConfig):
     steps: int = 400  # [MEASURED] ~15 s/step budget on 1 CPU thread; the paper runs 10k on an H100
-    batch_size: int = 4  # real rows per step [MEASURED]; the paper's is not recovered
-    group_size: int = 4  # G [INIT/HEAD num_samples_per_prompt]
+    # real rows per step [MEASURED]; the paper's is not recovered
+    batch_size: int = option(4, "Target rows per iteration (each repeated group-size times).")
+    # G [INIT/HEAD num_samples_per_prompt]
+    group_size: int = option(4, "G: student samples per target row; advantages are standardised per group.")
     # The student must move slowly next to the discriminator, or it runs into regions where the
     # density-ratio estimate is stale and the integral KL rises (measured on the enumerable toy:
     # student/disc lr 1e-5/3e-3 lowered it 3-4x, 3e-5/3e-3 raised it). Paper: 1e-6 / 1e-5.
-    student_lr: float = 1e-5  # [MEASURED]; paper 1e-6 at 169M/10k steps [NOTES]
-    disc_lr: float = 1e-4  # [MEASURED]; paper 1e-5 [INIT/HEAD]
+    student_lr: float = option(1e-5, "Student peak learning rate.")  # [MEASURED]; paper 1e-6 at 169M/10k steps [NOTES]
+    disc_lr: float = option(1e-4, "Discriminator peak learning rate.")  # [MEASURED]; paper 1e-5 [INIT/HEAD]
     warmup_steps: int = 20  # [MEASURED]; paper 1000 of 10k, then linear decay [LATE]
     ema: float = 0.99  # [MEASURED] for a few hundred steps; paper 0.999 [INIT/HEAD]
     disc_trainable_blocks: int = 1  # paper: last 4 of 12 [INIT/HEAD]; 1 of 4 keeps the shipped pair ≤ 30 MB
-    disc_warmup_steps: int = 20  # discriminator-only steps first [NOTES: a warm-up; INIT: 0]; [MEASURED] on the toy
+    # discriminator-only steps first [NOTES: a warm-up; INIT: 0]; [MEASURED] on the toy
+    disc_warmup_steps: int = option(20, "Discriminator-only iterations before the student moves.")
     label_smoothing: float = 0.1  # [INIT/HEAD]
     reward_clip: float = 8.0  # [INIT/LATE]
     advantage_clip: float = 3.0  # [INIT/LATE]
@@ -52,15 +56,19 @@ class DistillConfig:
     student_clip: float = 0.5  # [LATE]
     disc_clip: float = 1.0  # [LATE]
     # ablation switches (all on = the paper's full method)
-    score_decomposition: bool = True
-    coupled_time: bool = True
-    omega: str = "elbo"  # "elbo" (−α'/(1−α), [INIT simplified]) | "constant"
-    pi: str = "beta22"  # τ proposal: [INIT beta22]; HEAD switched to uniform
-    regularization: str = "jeffrey"  # [INIT Jeffrey β=0.5]; [LATE] forward only
-    positive: str = "data"  # "data" [released code] | "teacher" [paper]
-    teacher_pool: int = 256  # positive="teacher": samples drawn once at the start
-    teacher_pool_nfe: int = 256
-    # bookkeeping
+    score_decomposition: bool = option(True, "2-step student rollout 1→τ→t0 (on) or one jump (off).")
+    coupled_time: bool = option(True, "Noise the discriminator's inputs at the student's τ (on) or an independent t.")
+    omega: str = option("elbo", "Time weight ω: elbo | constant.")  # "elbo" (−α'/(1−α), [INIT simplified]) | "constant"
+    # τ proposal: [INIT beta22]; HEAD switched to uniform
+    pi: str = option("beta22", "τ proposal π: beta22 | uniform | beta25 | beta52.")
+    # [INIT Jeffrey β=0.5]; [LATE] forward only
+    regularization: str = option("jeffrey", "KL to the teacher: jeffrey | forward | reverse | none.")
+    # "data" [released code] | "teacher" [paper]
+    positive: str = option("data", "Discriminator target class: data (released code) | teacher (paper).")
+    # positive="teacher": samples drawn once at the start
+    teacher_pool: int = option(256, "--positive teacher: number of teacher samples drawn once.")
+    teacher_pool_nfe: int = option(256, "--positive teacher: NFE of those teacher samples.")
+    # the run's settings (distill --steps/--ckpt-every/--seed/--threads set them) and bookkeeping
     ckpt_every: int = 25
     log_every: int = 1
     seed: int = 0
@@ -85,11 +93,3 @@ class DistillConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise DidiError(f"--{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DistillConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})

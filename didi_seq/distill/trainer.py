@@ -19,23 +19,17 @@ from __future__ import annotations
 import copy
 import json
 import math
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .. import __version__
-from ..checkpoint import LATEST_FILE, STATE_FILE, check_parent_dir, load_training_state, save_checkpoint
 from ..data import trim_padding
 from ..distributed import Ranks, RowNoise
+from ..ema import EMA
 from ..errors import DidiError
-from ..pretrain import EMA
 from ..process import corrupt, prior
-from ..run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .config import PI_SHAPES, DistillConfig
+from .method import MethodContext
 from .networks import DISC_CONFIG, DISC_FILE
 from .objective import (
     discriminator_loss,
@@ -50,14 +44,6 @@ from .objective import (
 )
 
 
-@dataclass
-class DistillResult:
-    out_dir: Path
-    step: int
-    wall_clock_s: float
-    last: dict
-
-
 def lr_scale(step: int, cfg: DistillConfig) -> float:
     """Linear warm-up, then linear decay to ~0 at the last step ([LATE] schedule)."""
     if step < cfg.warmup_steps:
@@ -66,7 +52,8 @@ def lr_scale(step: int, cfg: DistillConfig) -> float:
 
 
 class Distiller:
-    """Holds the models, optimisers and RNG streams; ``step()`` runs one iteration."""
+    """DiDi-Instruct's trainer (a ``MethodTrainer``): the student, its EMA, the discriminator, both
+    optimisers and the RNG stream; ``step()`` runs one iteration."""
 
     def __init__(self, adapter, positives: torch.Tensor, cfg: DistillConfig, ranks: Ranks = Ranks()):
         """Trains on the adapter's device (``adapter.to(device)`` first); ``positives`` stay on the host."""
@@ -86,6 +73,7 @@ class Distiller:
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
         self.teacher_fn = adapter.denoiser(adapter.model, cfg.bf16)
         self.step_count = 0
+        self.data_meta: dict = {}
 
     # -- one iteration ------------------------------------------------------------------
     def step(self) -> dict:
@@ -167,12 +155,12 @@ class Distiller:
         return {"step": self.step_count, **{k: round(v, 5) for k, v in metrics.items()}, "lr_scale": round(scale, 5)}
 
     # -- state ----------------------------------------------------------------------------
-    def training_state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"student": self.student.state_dict(), "ema": self.ema.shadow, "ema_updates": self.ema.updates,
                 "disc": self.disc.trainable_state(), "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": self.gen.get_state(), "step": self.step_count, "config": self.cfg.to_dict()}
+                "rng": self.gen.get_state(), "step": self.step_count}
 
-    def load_training_state(self, state: dict, source: str) -> None:
+    def load_state_dict(self, state: dict, source: str) -> None:
         self.student.load_state_dict(state["student"])
         self.ema.load(state["ema"], state["ema_updates"])
         self.disc.load_trainable_state(state["disc"], source)
@@ -180,6 +168,21 @@ class Distiller:
         self.opt_d.load_state_dict(state["opt_d"])
         self.gen.set_state(state["rng"])
         self.step_count = state["step"]
+
+    def student_state(self) -> dict[str, torch.Tensor]:
+        """Checkpoints publish the EMA student."""
+        return self.ema.state_for(self.student)
+
+    def save_artifacts(self, tmp: Path) -> None:
+        """The discriminator's trainable part beside the student, with the teacher it must be rebuilt on
+        (RGAS loads it from there)."""
+        from safetensors.torch import save_file
+
+        teacher = self.adapter.provenance
+        save_file(self.disc.trainable_state(), str(tmp / DISC_FILE))
+        (tmp / DISC_CONFIG).write_text(json.dumps({
+            "trainable_blocks": self.cfg.disc_trainable_blocks, "teacher_sha256": teacher.get("model_sha256"),
+            "teacher_id": teacher.get("id")}, indent=2) + "\n")
 
     def ema_student(self) -> torch.nn.Module:
         m = copy.deepcopy(self.student)
@@ -204,101 +207,13 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
     return pool.tokens, {"teacher_pool": cfg.teacher_pool, "teacher_pool_nfe": cfg.teacher_pool_nfe}
 
 
-def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = None, corpus: str | None = None,
-            resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
-            on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
-            teacher_options: dict | None = None, device: torch.device = torch.device("cpu")) -> DistillResult:
-    """Run (or ``resume``) a distillation into ``out_dir`` on ``device``; under torchrun every rank calls
-    this, rank 0 writes. ``teacher_options`` go to the teacher's format loader (e.g. ``use_ema`` for
-    Lightning files). The device is not part of the run: it may resume on another."""
-    from ..loading import load_teacher
-
-    cfg.validate()
-    out_dir = Path(out_dir)
-    check_parent_dir(out_dir)
-    if (out_dir / LATEST_FILE).exists() and not resume:
-        raise DidiError(f"{out_dir} already holds a distillation run; pass --resume to continue it or choose another --out")
-    state = load_training_state(out_dir) if resume else None
-    if state is not None:
-        if state["step"] >= cfg.steps:
-            raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")
-        saved = DistillConfig.from_dict(state["config"])
-        saved.steps, saved.threads = cfg.steps, cfg.threads
-        cfg = saved
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
-    adapter.to(device)
-    length = adapter.spec.max_length
-    if on_prepare:
-        on_prepare("preparing the discriminator's target samples")
-    positives, data_meta = target_rows(domain, adapter, tokenizer, cfg, corpus, length)
+def build_distiller(ctx: MethodContext, cfg: DistillConfig) -> Distiller:
+    """DiDi-Instruct's ``DistillMethod.build``: the discriminator's target rows, then the trainer."""
+    length = ctx.teacher.spec.max_length
+    ctx.on_prepare("preparing the discriminator's target samples")
+    positives, data_meta = target_rows(ctx.domain, ctx.teacher, ctx.tokenizer, cfg, ctx.corpus, length)
     if len(positives[0]) != length:  # positives may be a lazy datasets column: index, don't .shape
         raise DidiError(f"target rows have length {len(positives[0])}, the teacher {length}")
-    d = Distiller(adapter, positives, cfg, ranks)
-    wall_before = 0.0
-    if state is not None:
-        from ..checkpoint import load_checkpoint
-
-        was = state.get("teacher") or load_checkpoint(out_dir).provenance.get("teacher", {})
-        if was.get("sha256") != adapter.provenance.get("model_sha256"):
-            raise DidiError(f"{out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
-                            f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
-                            f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
-        d.load_training_state(state, str(out_dir))
-        wall_before = state.get("wall_clock_s", 0.0)
-        if ranks.is_main:
-            prepare_resume(out_dir, d.step_count)
-    if ranks.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    teacher_prov = adapter.provenance
-
-    def checkpoint(last: dict) -> None:
-        wall = round(wall_before + time.perf_counter() - t_start, 1)
-        provenance = {
-            "name": f"{domain.name}-student", "kind": "student", "weights": "ema", "step": d.step_count,
-            "method": "DiDi-Instruct", "command": " ".join(["didi-seq", *sys.argv[1:]]), "wall_clock_s": wall,
-            "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"), "path": teacher_prov.get("path"),
-                        **{k: teacher_prov[k] for k in ("format", "revision", "weights", "file_sha256") if k in teacher_prov}},
-            "distill_config": cfg.to_dict(), "last_metrics": last, "didi_seq_version": __version__,
-            "torch_version": torch.__version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data_meta,
-        }
-        config = {"domain": domain.name, "kind": "student", "architecture": adapter.architecture,
-                  "model": d.student.config.to_dict(),
-                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
-        train_state = {**d.training_state(), "wall_clock_s": wall,
-                       "teacher": {"id": teacher_prov.get("id"), "sha256": teacher_prov.get("model_sha256"),
-                                   "vocab_size": adapter.spec.vocab_size, "mask_id": adapter.spec.mask_id}}
-
-        def extra(tmp: Path) -> None:
-            from safetensors.torch import save_file
-
-            save_file(d.disc.trainable_state(), str(tmp / DISC_FILE))
-            (tmp / DISC_CONFIG).write_text(json.dumps({
-                "trainable_blocks": cfg.disc_trainable_blocks, "teacher_sha256": teacher_prov.get("model_sha256"),
-                "teacher_id": teacher_prov.get("id")}, indent=2) + "\n")
-            torch.save(train_state, tmp / STATE_FILE)
-
-        target = checkpoint_dir(out_dir, d.step_count)
-        target.parent.mkdir(exist_ok=True)
-        save_checkpoint(target, d.ema.state_for(d.student), config, provenance, tokenizer.to_json(), extra=extra)
-        publish_checkpoint(out_dir, target, keep=2)
-
-    last: dict = {}
-    while d.step_count < cfg.steps:
-        t0 = time.perf_counter()
-        try:
-            last = d.step()
-        except FloatingPointError as e:
-            kept = (out_dir / LATEST_FILE).read_text().strip() if (out_dir / LATEST_FILE).exists() else None
-            where = f"the last good checkpoint {out_dir / 'checkpoints' / kept} is kept" if kept else "no checkpoint was written yet"
-            raise DidiError(f"stopped at step {d.step_count + 1}: {e}; {where}; lower the learning rates and --resume") from None
-        last["s_per_step"] = round(time.perf_counter() - t0, 3)
-        if ranks.is_main:
-            append_metrics(out_dir, last)
-            if d.step_count % cfg.ckpt_every == 0 or d.step_count == cfg.steps:
-                checkpoint(last)
-        if on_step:
-            on_step(d.step_count, cfg.steps, last)
-    return DistillResult(out_dir, d.step_count, wall_before + time.perf_counter() - t_start, last)
+    d = Distiller(ctx.teacher, positives, cfg, ctx.ranks)
+    d.data_meta = data_meta
+    return d

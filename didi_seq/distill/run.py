@@ -1,0 +1,116 @@
+"""A distillation run: any registered method, on the one training run (``didi_seq/training.py``).
+
+The run loads the teacher, checks on ``--resume`` that the method, the teacher and the
+settings are the run's own, hands the method a ``MethodContext``, and writes each
+checkpoint: the method's published student as ``model.safetensors`` (a complete student
+directory every sampler loads), the method's artifacts beside it, the provenance record
+and a ``training_state.pt`` from which ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..distributed import Ranks
+from ..errors import DidiError
+from ..provenance import Provenance, TeacherRef
+from ..training import TrainingRun
+from .method import DistillMethod, MethodContext
+
+DEFAULT_METHOD = "didi-instruct"
+
+
+@dataclass
+class DistillResult:
+    out_dir: Path
+    step: int
+    wall_clock_s: float
+    last: dict
+
+
+class _Timed:
+    """A method's trainer whose metrics lines end with the step's wall time."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    @property
+    def step_count(self) -> int:
+        return self.trainer.step_count
+
+    def step(self) -> dict:
+        t0 = time.perf_counter()
+        metrics = self.trainer.step()
+        metrics["s_per_step"] = round(time.perf_counter() - t0, 3)
+        return metrics
+
+
+def _check_same_method(run: TrainingRun, method: DistillMethod) -> None:
+    was = run.state.get("method", DEFAULT_METHOD)  # runs from before the method registry are DiDi-Instruct's
+    if was != method.name:
+        raise DidiError(f"{run.out_dir} is a --method {was} run, not {method.name}; resume it with --method {was}")
+
+
+def _check_same_teacher(run: TrainingRun, adapter) -> None:
+    was = run.state.get("teacher") or load_checkpoint(run.out_dir).provenance.get("teacher", {})
+    if was.get("sha256") != adapter.provenance.get("model_sha256"):
+        raise DidiError(f"{run.out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
+                        f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
+                        f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
+
+
+def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | None = None, corpus: str | None = None,
+            resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
+            on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
+            teacher_options: dict | None = None, device: torch.device = torch.device("cpu"),
+            given: dict | None = None) -> DistillResult:
+    """Run (or ``resume``) ``method`` with config ``cfg`` into ``out_dir`` on ``device``; under torchrun
+    every rank calls this, rank 0 writes. ``teacher_options`` go to the teacher's format loader (e.g.
+    ``use_ema`` for Lightning files); ``given``: the settings chosen explicitly, {name: (as written, value)},
+    each checked against the saved run on resume. The device is not part of the run: it may resume on another."""
+    from ..loading import load_teacher
+
+    cfg.validate()
+    run = TrainingRun(out_dir, resume, ranks, "distillation run")
+    if run.state is not None:
+        _check_same_method(run, method)
+    cfg = run.settle_config(cfg, method.config.from_dict, given)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
+    if run.state is not None:
+        _check_same_teacher(run, adapter)
+    if getattr(adapter, "model", None) is None:
+        raise DidiError("distillation needs a teacher adapter that exposes its network (.model)")
+    adapter.to(device)
+    ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
+                        on_prepare=on_prepare or (lambda message: None))
+    trainer = method.build(ctx, cfg)
+    if run.state is not None:
+        trainer.load_state_dict(run.state, str(run.out_dir))
+    run.start(trainer.step_count)
+    teacher_ref = TeacherRef.of(adapter)
+
+    def checkpoint(last: dict) -> None:
+        wall = round(run.elapsed(), 1)
+        provenance = Provenance(name=f"{domain.name}-student", kind="student", step=trainer.step_count, wall_clock_s=wall,
+                                method=method.name, teacher=teacher_ref, config=cfg.to_dict(), last_metrics=last,
+                                data=trainer.data_meta)
+        config = {"domain": domain.name, "kind": "student", "architecture": adapter.architecture,
+                  "model": trainer.student.config.to_dict(),
+                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
+        state = {**trainer.state_dict(), "step": trainer.step_count, "config": cfg.to_dict(), "wall_clock_s": wall,
+                 "teacher": {"id": teacher_ref.id, "sha256": teacher_ref.sha256,
+                             "vocab_size": adapter.spec.vocab_size, "mask_id": adapter.spec.mask_id},
+                 "method": method.name}
+        run.save(trainer.step_count, trainer.student_state(), config, provenance, tokenizer.to_json(), state,
+                 artifacts=trainer.save_artifacts)
+
+    last = run.loop(_Timed(trainer), cfg.steps, cfg.ckpt_every, checkpoint, on_step)
+    return DistillResult(run.out_dir, trainer.step_count, run.elapsed(), last)
