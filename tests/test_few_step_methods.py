@@ -1,15 +1,23 @@
-"""SDTT and MMD step functions on real adapters: protein (variable length, padding) and text shapes."""
+"""SDTT and MMD on real adapters: their steps on padded protein rows, and both through the CLI on a tiny text teacher."""
+
+import json
+import math
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from conftest import one_error_line
 from didi_seq.backbone import DiT, DiTConfig
-from didi_seq.distill.mmd import MMDConfig, mmd_step, resolve_alpha
-from didi_seq.distill.sdtt import SDTTConfig, round_delta, sdtt_step
+from didi_seq.checkpoint import load_checkpoint
+from didi_seq.distill.few_step_config import MMDConfig, SDTTConfig
+from didi_seq.distill.mmd import mmd_step, resolve_alpha
+from didi_seq.distill.sdtt import round_delta, sdtt_step
 from didi_seq.distributed import RowNoise
 from didi_seq.errors import DidiError
 from didi_seq.process import LogLinearSchedule
 from didi_seq.teacher import NativeTeacher, TeacherSpec
+from didi_seq_cli.main import app
 
 
 def protein_teacher(layers=2):
@@ -95,3 +103,65 @@ def test_feature_block_beyond_the_trunk_is_one_clear_error():
     with pytest.raises(DidiError, match="at least 2 blocks; tiny-protein has 1"):
         teacher.trunk_features(1)
     assert teacher.trunk_features(0)(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 32)
+
+
+# -- through the CLI, on the tiny text checkpoint (1 block) -----------------------------------------
+runner = CliRunner()
+FAST = {"sdtt": ["--batch-size", "2", "--sdtt-steps-per-round", "1", "--sdtt-rounds", "3"],
+        "mmd": ["--batch-size", "2", "--mmd-feature-block", "0"]}
+
+
+def distill(*args):
+    return runner.invoke(app, ["distill", "--domain", "text", "--threads", "1", *map(str, args)])
+
+
+@pytest.mark.parametrize("method", ["sdtt", "mmd"])
+def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, tmp_path):
+    """4 steps straight == 2 steps, then --resume to 4 (SDTT crosses into round 2 with a saved round teacher)."""
+    from safetensors.torch import load_file
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    r = distill("--method", method, "--teacher", tiny_ckpt, "--out", straight, "--steps", 4, *FAST[method])
+    assert r.exit_code == 0, r.output
+    assert distill("--method", method, "--teacher", tiny_ckpt, "--out", split, "--steps", 2, *FAST[method]).exit_code == 0
+    r = distill("--method", method, "--teacher", tiny_ckpt, "--out", split, "--steps", 4, "--resume", *FAST[method])
+    assert r.exit_code == 0, r.output
+    a, b = (load_file(str(load_checkpoint(d).path / "model.safetensors")) for d in (straight, split))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2, 3, 4] and all(math.isfinite(m["loss"]) for m in lines)
+    ckpt = load_checkpoint(straight)
+    assert ckpt.provenance["method"] == method
+    if method == "sdtt":
+        assert [m["round"] for m in lines] == [0, 1, 2, 2] and lines[-1]["student_nfe"] == 1024 / 8
+    else:
+        assert {"reward", "fill_entropy", "fill_rep1", "entropy", "kl"} <= set(lines[-1])
+        assert ckpt.provenance["mmd_alpha"] > 0 and ckpt.provenance["mmd_feature_block"] == 0
+    s = runner.invoke(app, ["sample", "--domain", "text", "--checkpoint", str(straight), "--nfe", "2", "--num-samples", "1"])
+    assert s.exit_code == 0, s.output
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--method", "mmd"], "MMD feature block 1 (zero-based) needs a teacher trunk of at least 2 blocks"),
+    (["--method", "sdtt", "--mmd-alpha", "1e-3"], "--mmd-alpha is an option of --method mmd, not of --method sdtt"),
+    (["--method", "mmd", "--sdtt-rounds", "3"], "--sdtt-rounds is an option of --method sdtt, not of --method mmd"),
+    (["--sdtt-divergence", "forward"], "--sdtt-divergence is an option of --method sdtt, not of --method didi-instruct"),
+    (["--method", "sdtt", "--disc-lr", "1e-3"], "--disc-lr is an option of --method didi-instruct, not of --method sdtt"),
+    (["--method", "sdtt", "--sdtt-divergence", "mse"], "--sdtt-divergence must be reverse or forward"),
+    (["--method", "sdtt", "--sdtt-start-nfe", "1000"], "must divide by 2 7 times"),
+    (["--method", "mmd", "--mmd-groups", "1"], "--mmd-groups must be at least 2"),
+    (["--method", "mmd", "--mmd-alpha", "-1"], "--mmd-alpha must be positive"),
+])
+def test_bad_method_input_is_one_error_line(args, fragment, tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    one_error_line(distill("--teacher", tiny_ckpt, "--out", out, "--steps", 1, *args), fragment)
+    assert not out.exists()
+
+
+def test_resume_with_the_other_real_data_method_is_refused(tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    assert distill("--method", "sdtt", "--teacher", tiny_ckpt, "--out", out, "--steps", 1, *FAST["sdtt"]).exit_code == 0
+    before = (out / "metrics.jsonl").read_text()
+    one_error_line(distill("--method", "mmd", "--teacher", tiny_ckpt, "--out", out, "--steps", 2, "--resume", *FAST["mmd"]),
+                   "is a --method sdtt run, not mmd")
+    assert (out / "metrics.jsonl").read_text() == before

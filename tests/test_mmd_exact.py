@@ -6,8 +6,8 @@ import pytest
 import torch
 from distill_toy import MASK, L, V, denoiser, tiny_dit
 
+from didi_seq.distill.few_step_config import MMDConfig
 from didi_seq.distill.mmd import (
-    MMDConfig,
     draw_fills,
     features_of_fills,
     group_rewards,

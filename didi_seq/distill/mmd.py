@@ -24,64 +24,18 @@ the enumerable toy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 
 import torch
 
 from ..distributed import RowNoise, local_mean
 from ..errors import DidiError
 from ..sampling import categorical_from_uniform
+from .few_step_config import MMDConfig
 from .noised_data import noised_rows
 from .objective import Mean, entropy, kl_regulariser
 
 # ids [N, L] → token features [N, L, H] (fp32) of a frozen trunk cut after one block
 Features = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class MMDConfig:
-    """MMD distillation's hyperparameters; each default names its source (paper = arXiv 2610.06648,
-    code = yandex-research/dlm-mmd branch mdlm-mmd)."""
-
-    # paper/code: AdamW 1e-4, weight decay 0, batch 512. A batch-8 port at 1e-4 collapsed the
-    # embedded text teacher's sample entropy in 400 steps (4.83 → 3.90 nats, runs of newlines);
-    # 2e-5 kept 4.75 [MEASURED, throwaway probe]; so the CPU default is 2e-5.
-    lr: float = 2e-5
-    groups: int = 4  # G [code group_size=4]
-    draws: int = 2  # B fills per group [code draws_per_candidate=2]
-    # Zero-based trunk block whose output is the feature. Code: block 3 of 12 (a third of the depth);
-    # the embedded text teacher has 4 blocks, and a third of 4 lies between blocks 0 and 1: block 1
-    # (after 2 of 4) is contextual without being the last block [CHOSEN for the embedded teachers].
-    feature_block: int = 1
-    # RBF width k = exp(−α‖a − b‖²). Code: 2e-5 for 768-wide features ("fragile"). None = the median
-    # heuristic α = 1 / median ‖φ_i − φ_j‖² over the first batch's real tokens, resolved once and recorded.
-    # Embedded text teacher, block 1: median ≈ 2.1k → α ≈ 4.8e-4 [MEASURED, 8 validation blocks].
-    alpha: float | None = None
-    # KL(student ‖ initial model) at z_t's masked positions, added to the loss (0 = off, as the paper).
-    # Guard against the entropy collapse measured at small batch (see lr) [CHOSEN; see kl_coef note in README].
-    kl_coef: float = 0.0
-    ema: float = 0.999  # paper 0.9999 over ~4k steps; [CPU] runs of a few hundred steps need a shorter average
-    t_min: float = 1e-3  # t ~ antithetic U[1e-3, 1] [code]
-
-    def validate(self) -> None:
-        if self.groups < 2:
-            raise DidiError(f"--mmd-groups must be at least 2 (the baseline leaves one group out), got {self.groups}")
-        if self.draws < 2:
-            raise DidiError(f"--mmd-draws must be at least 2 (the repulsion pairs different fills), got {self.draws}")
-        if self.feature_block < 0:
-            raise DidiError(f"--mmd-feature-block is a zero-based block index, got {self.feature_block}")
-        if self.alpha is not None and not self.alpha > 0:
-            raise DidiError(f"--mmd-alpha must be positive, got {self.alpha}")
-        if not self.lr > 0 or self.kl_coef < 0 or not 0 <= self.ema < 1:
-            raise DidiError("MMD needs lr > 0, kl_coef ≥ 0 and 0 ≤ ema < 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MMDConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -20,51 +20,13 @@ drive them with the enumerable toy.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
 
 from ..distributed import RowNoise, local_mean
-from ..errors import DidiError
 from ..process import LogLinearSchedule
+from .few_step_config import SDTTConfig
 from .noised_data import noised_rows
 from .objective import Denoiser, Mean, entropy, kl_regulariser, rollout
-
-
-@dataclass
-class SDTTConfig:
-    """SDTT's hyperparameters; each default names its source (paper = arXiv 2410.21035)."""
-
-    lr: float = 6e-5  # paper: Adam 6e-5, no weight decay (repository default 3e-4)
-    warmup_steps: int = 50  # paper 500 linear of 10k per round, then constant; [CPU] scaled with the round length
-    teacher_steps: int = 2  # paper: 2 teacher steps per target (4 and 8 were worse)
-    divergence: str = "reverse"  # paper: reverse KL(student ‖ target) best; "forward" = KL(target ‖ student)
-    start_nfe: int = 1024  # round 0's teacher steps (Δ = 1/1024); paper: teacher sampled with 1024 steps
-    rounds: int = 7  # paper: 7 rounds (1024 → 8 steps)
-    steps_per_round: int = 0  # 0 = the run's --steps split evenly over the rounds; paper 10k (5k/2.5k hurt MAUVE)
-    ema: float = 0.999  # paper 0.9999, not reset between rounds; [CPU] rounds of hundreds of steps need a shorter average
-    grad_clip: float = 1.0  # paper
-    t_min: float = 1e-3  # ε of t ~ U[ε, 1] and of Algorithm 1's max(t − iΔ, ε) (MDLM's sampling ε)
-
-    def validate(self) -> None:
-        if self.divergence not in ("reverse", "forward"):
-            raise DidiError(f"--sdtt-divergence must be reverse or forward, got {self.divergence!r}")
-        for name in ("teacher_steps", "start_nfe", "rounds"):
-            if getattr(self, name) < 1:
-                raise DidiError(f"--sdtt-{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.start_nfe % self.teacher_steps ** self.rounds:
-            raise DidiError(f"--sdtt-start-nfe {self.start_nfe} must divide by {self.teacher_steps} {self.rounds} times "
-                            f"(a multiple of {self.teacher_steps ** self.rounds})")
-        if not self.lr > 0 or self.steps_per_round < 0 or self.warmup_steps < 0 or not 0 <= self.ema < 1:
-            raise DidiError("SDTT needs lr > 0, steps_per_round ≥ 0, warmup_steps ≥ 0 and 0 ≤ ema < 1")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SDTTConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 def round_of(step: int, steps_per_round: int, rounds: int) -> int:
