@@ -165,3 +165,20 @@ def test_resume_with_the_other_real_data_method_is_refused(tiny_ckpt, tmp_path):
     one_error_line(distill("--method", "mmd", "--teacher", tiny_ckpt, "--out", out, "--steps", 2, "--resume", *FAST["mmd"]),
                    "is a --method sdtt run, not mmd")
     assert (out / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sdtt", "mmd"])
+def test_two_gloo_ranks_follow_one_process(method, tmp_path):
+    """The global batch split over 2 ranks takes the 1-process trajectory (distributed.py's convention)."""
+    from test_distributed import assert_same_trajectory, assert_same_weights, corpus, in_process, torchrun
+
+    from conftest import build_tiny_checkpoint
+
+    teacher = build_tiny_checkpoint(tmp_path / "teacher")
+    common = ["distill", "--domain", "text", "--method", method, "--teacher", teacher, "--corpus", corpus(tmp_path),
+              "--steps", 4, "--ckpt-every", 2, "--threads", 1, *FAST[method]]
+    torchrun(*common, "--out", tmp_path / "two")
+    in_process(*common, "--out", tmp_path / "one")
+    assert_same_trajectory(tmp_path / "one", tmp_path / "two", ["loss", "entropy", "reward", "fill_entropy", "kl", "round"])
+    assert_same_weights(tmp_path / "one", tmp_path / "two")

@@ -5,11 +5,11 @@ iteration: real x0, t on [ε, 1], z_t = q(x0, α_t); with no gradient the teache
 ancestral steps t → t − Δ → t − 2Δ from z_t, and the *target* at each masked position of z_t
 is the teacher's x0 log-probs at the step where that position was revealed (positions still
 masked after both steps take the last step's). The student's x0 log-probs at z_t's masked
-positions are pulled to the target by a KL, reverse by default (the paper's best, §5).
+positions are pulled to the target by a KL, reverse by default (the paper's best).
 
 Only the first step's reveals shape the target: a position revealed by the *last* step gets
-that step's log-probs, and so does one that stays masked, so the last step's draw is never
-used (two teacher steps cost two teacher forwards and one draw).
+that step's log-probs, and so does one that stays masked, so the last step's draw does not
+matter (two teacher steps cost two teacher forwards; the exactness tests rely on this).
 
 Rounds: after each round the student's EMA becomes the teacher and Δ doubles, so a 1024-step
 teacher becomes a 512-, 256-, …, 8-step student in 7 rounds (the paper's schedule).
