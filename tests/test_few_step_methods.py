@@ -182,3 +182,44 @@ def test_two_gloo_ranks_follow_one_process(method, tmp_path):
     in_process(*common, "--out", tmp_path / "one")
     assert_same_trajectory(tmp_path / "one", tmp_path / "two", ["loss", "entropy", "reward", "fill_entropy", "kl", "round"])
     assert_same_weights(tmp_path / "one", tmp_path / "two")
+
+
+def esm_teacher():
+    """A tiny random EsmForMaskedLM behind the DPLM adapter (the protein domain's real teachers)."""
+    from transformers import EsmForMaskedLM
+
+    from didi_seq_protein.alphabet import ProteinTokenizer
+    from didi_seq_protein.dplm import EsmTeacher
+    from protein_models import esm_config
+
+    tok = ProteinTokenizer()
+    torch.manual_seed(0)
+    model = EsmForMaskedLM(esm_config())
+    spec = TeacherSpec(vocab_size=tok.vocab_size, mask_id=tok.mask_id, max_length=24, never_emit=list(tok.never_emit),
+                       never_mask=list(tok.never_mask), pad_id=tok.pad_id)
+    return EsmTeacher(model, spec, {"id": "tiny-esm"}), tok
+
+
+def test_both_steps_run_on_an_esm_teacher_with_its_layer_features():
+    teacher, tok = esm_teacher()
+    x0 = protein_rows(tok)
+    maskable = teacher.spec.maskable(x0)
+    feats = teacher.trunk_features(0, bf16=False)
+    with torch.no_grad():
+        full = teacher.model.esm(input_ids=x0, attention_mask=(x0 != tok.pad_id).long(), output_hidden_states=True)
+    assert torch.allclose(feats(x0), full.hidden_states[1], atol=1e-5)  # the output of layer 0, not the trunk's end
+    with pytest.raises(DidiError, match="at least 3 blocks; tiny-esm has 2"):
+        teacher.trunk_features(2)
+    for method in ("sdtt", "mmd"):
+        student = teacher.student_copy()
+        fn, gen = teacher.denoiser(student, bf16=False), torch.Generator().manual_seed(0)
+        noise = RowNoise(gen, len(x0))
+        if method == "sdtt":
+            loss, _ = sdtt_step(teacher.denoiser(teacher.model, bf16=False), fn, x0, maskable, teacher.schedule,
+                                tok.mask_id, SDTTConfig(), 0.25, gen, noise)
+        else:
+            cfg = MMDConfig(feature_block=0)
+            loss, _ = mmd_step(fn, feats, x0, maskable, teacher.schedule, tok.mask_id, cfg,
+                               resolve_alpha(None, feats, x0, maskable), gen, noise, teacher=teacher.denoiser(teacher.model, False))
+        loss.backward()
+        assert torch.isfinite(loss) and grads_stay_finite_and_reach(student)
