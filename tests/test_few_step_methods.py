@@ -107,8 +107,16 @@ def test_feature_block_beyond_the_trunk_is_one_clear_error():
 
 # -- through the CLI, on the tiny text checkpoint (1 block) -----------------------------------------
 runner = CliRunner()
-FAST = {"sdtt": ["--batch-size", "2", "--sdtt-steps-per-round", "1", "--sdtt-rounds", "3"],
+FAST = {"sdtt": ["--batch-size", "2", "--sdtt-steps-per-round", "2", "--sdtt-rounds", "2"],
         "mmd": ["--batch-size", "2", "--mmd-feature-block", "0"]}
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """A few KB of text: packing the embedded corpus would dominate these tests' time."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(100)))
+    return path
 
 
 def distill(*args):
@@ -116,15 +124,16 @@ def distill(*args):
 
 
 @pytest.mark.parametrize("method", ["sdtt", "mmd"])
-def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, tmp_path):
-    """4 steps straight == 2 steps, then --resume to 4 (SDTT crosses into round 2 with a saved round teacher)."""
+def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, small_corpus, tmp_path):
+    """4 steps straight == 3 steps, then --resume to 4 (SDTT resumes inside round 1, on its saved round teacher)."""
     from safetensors.torch import load_file
 
     straight, split = tmp_path / "straight", tmp_path / "split"
-    r = distill("--method", method, "--teacher", tiny_ckpt, "--out", straight, "--steps", 4, *FAST[method])
+    common = ("--method", method, "--teacher", tiny_ckpt, "--corpus", small_corpus, *FAST[method])
+    r = distill(*common, "--out", straight, "--steps", 4)
     assert r.exit_code == 0, r.output
-    assert distill("--method", method, "--teacher", tiny_ckpt, "--out", split, "--steps", 2, *FAST[method]).exit_code == 0
-    r = distill("--method", method, "--teacher", tiny_ckpt, "--out", split, "--steps", 4, "--resume", *FAST[method])
+    assert distill(*common, "--out", split, "--steps", 3).exit_code == 0
+    r = distill(*common, "--out", split, "--steps", 4, "--resume")
     assert r.exit_code == 0, r.output
     a, b = (load_file(str(load_checkpoint(d).path / "model.safetensors")) for d in (straight, split))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -133,7 +142,7 @@ def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, tmp_path):
     ckpt = load_checkpoint(straight)
     assert ckpt.provenance["method"] == method
     if method == "sdtt":
-        assert [m["round"] for m in lines] == [0, 1, 2, 2] and lines[-1]["student_nfe"] == 1024 / 8
+        assert [m["round"] for m in lines] == [0, 0, 1, 1] and lines[-1]["student_nfe"] == 1024 / 4
     else:
         assert {"reward", "fill_entropy", "fill_rep1", "entropy", "kl"} <= set(lines[-1])
         assert ckpt.provenance["mmd_alpha"] > 0 and ckpt.provenance["mmd_feature_block"] == 0
@@ -158,11 +167,13 @@ def test_bad_method_input_is_one_error_line(args, fragment, tiny_ckpt, tmp_path)
     assert not out.exists()
 
 
-def test_resume_with_the_other_real_data_method_is_refused(tiny_ckpt, tmp_path):
+def test_resume_with_the_other_real_data_method_is_refused(tiny_ckpt, small_corpus, tmp_path):
     out = tmp_path / "run"
-    assert distill("--method", "sdtt", "--teacher", tiny_ckpt, "--out", out, "--steps", 1, *FAST["sdtt"]).exit_code == 0
+    r = distill("--method", "sdtt", "--teacher", tiny_ckpt, "--corpus", small_corpus, "--out", out, "--steps", 1, *FAST["sdtt"])
+    assert r.exit_code == 0, r.output
     before = (out / "metrics.jsonl").read_text()
-    one_error_line(distill("--method", "mmd", "--teacher", tiny_ckpt, "--out", out, "--steps", 2, "--resume", *FAST["mmd"]),
+    one_error_line(distill("--method", "mmd", "--teacher", tiny_ckpt, "--corpus", small_corpus, "--out", out, "--steps", 2,
+                           "--resume", *FAST["mmd"]),
                    "is a --method sdtt run, not mmd")
     assert (out / "metrics.jsonl").read_text() == before
 
