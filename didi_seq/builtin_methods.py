@@ -1,4 +1,5 @@
-"""The core's own distillation method, DiDi-Instruct (arXiv 2509.25035).
+"""The core's own distillation methods: DiDi-Instruct (arXiv 2509.25035), SDTT (arXiv 2410.21035)
+and representation-space MMD (arXiv 2610.06648).
 
 Registered directly by the plugin manager like the core's checkpoint format; it is
 registered through ``register_methods`` exactly as a plugin's method would be. The
@@ -8,6 +9,7 @@ trainer (and torch) is imported only when a run builds it.
 from __future__ import annotations
 
 from .distill.config import DistillConfig
+from .distill.few_step_config import MMDConfig, SDTTConfig
 from .distill.method import DistillMethod, MethodContext
 from .hookspecs import hookimpl
 
@@ -26,6 +28,38 @@ DIDI_INSTRUCT = DistillMethod(
 )
 
 
+
+
+def _build_sdtt(ctx: MethodContext, cfg: SDTTConfig):
+    from .distill.real_data_trainer import SDTTTrainer
+
+    return SDTTTrainer(ctx, cfg)
+
+
+SDTT = DistillMethod(
+    name="sdtt",
+    description="SDTT: self-distillation through time (one student step learns two teacher steps; rounds halve the steps)",
+    config=SDTTConfig,
+    build=_build_sdtt,
+)
+
+
+def _build_mmd(ctx: MethodContext, cfg: MMDConfig):
+    from .distill.real_data_trainer import MMDTrainer
+
+    return MMDTrainer(ctx, cfg)
+
+
+MMD = DistillMethod(
+    name="mmd",
+    description="representation-space MMD: REINFORCE on an RBF-MMD reward between fills and real data in teacher features",
+    config=MMDConfig,
+    build=_build_mmd,
+)
+
+
 @hookimpl
 def register_methods(register):
     register(DIDI_INSTRUCT)
+    register(SDTT)
+    register(MMD)

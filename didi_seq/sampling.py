@@ -66,10 +66,12 @@ def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> tor
 
 
 def categorical_from_uniform(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF draw per row of ``log_probs`` [N, V] from given float64 uniforms ``u`` [N]."""
+    """Inverse-CDF draw per row of ``log_probs`` [N, V] from given float64 uniforms ``u`` [N]
+    (or [N, K]: K draws per row from one CDF, shaped like ``u``)."""
     p = log_probs.double().exp()
     cdf = p.cumsum(-1)
-    idx = torch.searchsorted(cdf, u.view(-1, 1) * cdf[:, -1:], right=True).squeeze(-1)
+    k = u.numel() // max(len(p), 1)
+    idx = torch.searchsorted(cdf, u.reshape(len(p), k) * cdf[:, -1:], right=True).view(u.shape)
     return idx.clamp_max(p.shape[-1] - 1)
 
 

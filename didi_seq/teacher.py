@@ -17,7 +17,7 @@ import torch
 from .backbone import DiT, DiTConfig
 from .checkpoint import Checkpoint, load_state_strict
 from .devices import bf16_autocast, module_device
-from .errors import CheckpointError
+from .errors import CheckpointError, DidiError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
 
 
@@ -103,6 +103,11 @@ class TeacherAdapter(ABC):
         it offers ``trainable_state()`` / ``load_trainable_state(state, source)``."""
         raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")
 
+    def trunk_features(self, block: int, bf16: bool = True):
+        """ids [N, L] → token features [N, L, H] after zero-based trunk block ``block`` of the (frozen)
+        teacher network, clean input, σ = 0: the feature map of representation-space MMD."""
+        raise CheckpointError(f"MMD distillation is not supported for {self.architecture} teachers")
+
 
 class NativeTeacher(TeacherAdapter):
     """A didi-seq DiT checkpoint. bf16 autocast for the trunk on CPU, fp32 logits out."""
@@ -159,6 +164,15 @@ class NativeTeacher(TeacherAdapter):
         from .distill.networks import Discriminator
 
         return Discriminator(self.model, trainable_blocks, self.schedule, bf16=bf16)
+
+    def trunk_features(self, block: int, bf16: bool = True):
+        from .distill.networks import dit_block_features
+
+        n = len(self.model.blocks)
+        if not 0 <= block < n:
+            raise DidiError(f"MMD feature block {block} (zero-based) needs a teacher trunk of at least {block + 1} blocks; "
+                            f"{self.provenance.get('id', 'this teacher')} has {n} (pass --mmd-feature-block 0..{n - 1})")
+        return dit_block_features(self.model, block, bf16)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> NativeTeacher:

@@ -34,7 +34,7 @@ def distill(*args):
 
 
 def test_didi_instruct_is_the_builtin_method():
-    assert list(methods()) == ["didi-instruct"]
+    assert list(methods()) == ["didi-instruct", "sdtt", "mmd"]
     flags = method_flags(methods()["didi-instruct"].config)
     assert {"--disc-lr", "--positive", "--score-decomposition", "--no-score-decomposition"} <= set(flags)
     assert "--steps" not in flags  # the run's settings are distill's own options
@@ -54,7 +54,7 @@ def test_method_flags_parse_types_and_bools(toy_plugin):
 
 def test_toy_method_from_a_test_plugin_is_listed_and_runs(toy_plugin, tiny_ckpt, tmp_path):
     listed = runner.invoke(app, ["plugins"], terminal_width=200)
-    assert listed.exit_code == 0 and "didi-instruct, toy" in listed.output and "didi_seq_toy_method" in listed.output
+    assert listed.exit_code == 0 and "didi-instruct, mmd, sdtt, toy" in listed.output and "didi_seq_toy_method" in listed.output
     out = tmp_path / "toy"
     r = distill("--method", "toy", "--teacher", tiny_ckpt, "--out", out, "--steps", 2, "--toy-lr", "0.01", "--threads", 1)
     assert r.exit_code == 0, r.output
@@ -74,7 +74,7 @@ def test_flags_of_another_method_and_unknown_methods_are_refused(toy_plugin, tin
     one_error_line(distill("--method", "toy", "--disc-lr", "1e-3", "--out", tmp_path / "a"),
                    "--disc-lr is an option of --method didi-instruct, not of --method toy")
     one_error_line(distill("--toy-lr", "1e-3", "--out", tmp_path / "b"), "--toy-lr is an option of --method toy")
-    one_error_line(distill("--method", "sdtt-typo"), "known methods: didi-instruct, toy")
+    one_error_line(distill("--method", "sdtt-typo"), "known methods: didi-instruct, mmd, sdtt, toy")
     one_error_line(distill("--no-such-flag", "1"), "no such option --no-such-flag")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -43,6 +43,25 @@ def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogL
     return run
 
 
+def dit_block_features(model: DiT, block: int, bf16: bool = True):
+    """ids [N, L] → token features [N, L, H] (fp32) after zero-based trunk block ``block`` of a
+    frozen ``model``, on clean input with σ = 0 (representation-space MMD's feature map; the
+    blocks above ``block`` and the vocabulary head are never run)."""
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with bf16_autocast(x.device.type, bf16):
+            h = model.embed(x)
+            c = model.cond(None, h.shape[0], h.device)  # σ = 0
+            rope = model.rotary_emb(h.shape[1], h.device)
+            keys = model.key_mask(x)
+            for b in model.blocks[: block + 1]:
+                h = b(h, c, rope, keys)
+        return h.float()
+
+    return run
+
+
 class TrainablePart:
     """Save and load only what a discriminator trains (its ``_trainable_prefixes()``): the
     frozen rest is the teacher's trunk, rebuilt from the teacher, so it is never stored."""

@@ -80,6 +80,11 @@ class EsmTeacher(TeacherAdapter):
 
         return EsmDiscriminator(self.model, trainable_blocks, self.schedule, self.spec.pad_id, bf16)
 
+    def trunk_features(self, block: int, bf16: bool = True):
+        from .esm_distill import esm_block_features
+
+        return esm_block_features(self.model, block, self.spec.pad_id, bf16, self.provenance.get("id", "this teacher"))
+
 
 def _read_config(path: Path) -> dict | None:
     try:

@@ -7,6 +7,7 @@
   layers learn, plus a time embedding of σ(t) added to the trunk output (ESM has no time
   input; the density ratio depends on t) and a spectral-normalised per-token head. Only the
   trainable part is saved; the frozen part is the teacher, found again by its hash.
+* ``esm_block_features``: token features after one ESM layer (representation-space MMD).
 * Student checkpoints are didi-seq directories (``architecture: "esm"``, the ESM config under
   ``model``, safetensors weights); ``didi_seq_protein.dplm.load_esm_student`` turns them back
   into an ``EsmTeacher``.
@@ -34,6 +35,40 @@ def esm_denoiser(model, mask_id: int, never_emit: list[int], pad_id: int, bf16: 
         with bf16_autocast(x.device.type, bf16):
             logits = model(input_ids=x, attention_mask=(x != pad_id).long()).logits
         return torch.log_softmax(forbid_tokens(logits[positions], mask_id, forbid.to(logits.device)), dim=-1)
+
+    return run
+
+
+class _FeaturesReady(Exception):
+    """Raised by the feature hook: nothing above the chosen layer needs to run."""
+
+
+def esm_block_features(model, block: int, pad_id: int, bf16: bool = True, name: str = "this teacher"):
+    """ids [N, L] → token features [N, L, H] (fp32) after zero-based ESM layer ``block`` of a frozen
+    ``EsmForMaskedLM`` on clean input (representation-space MMD's feature map). A forward hook
+    on the layer stops the pass there: the layers above and the vocabulary head never run."""
+    layers = model.esm.encoder.layer
+    if not 0 <= block < len(layers):
+        raise DidiError(f"MMD feature block {block} (zero-based) needs a teacher trunk of at least {block + 1} blocks; "
+                        f"{name} has {len(layers)} (pass --mmd-feature-block 0..{len(layers) - 1})")
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        got = []
+
+        def hook(_module, _inputs, output):
+            got.append(output[0] if isinstance(output, (tuple, list)) else output)
+            raise _FeaturesReady
+
+        handle = layers[block].register_forward_hook(hook)
+        try:
+            with bf16_autocast(x.device.type, bf16):
+                model.esm(input_ids=x, attention_mask=(x != pad_id).long())
+        except _FeaturesReady:
+            pass
+        finally:
+            handle.remove()
+        return got[0].float()
 
     return run
 
