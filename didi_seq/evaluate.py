@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .cache import cached_json
 from .checkpoint import atomic_write_bytes, file_sha256
 from .errors import DidiError
-from .cache import cached_json
 from .metrics import bootstrap_ci, mean_std
 from .sample_io import read_jsonl
 from .scorer import EvalContext, Scorer

@@ -12,8 +12,8 @@ token ids (padding excluded), then the mean over samples. Per sample, not pooled
 a pooled count would also call two *different* samples sharing a phrase repetitive, and the
 guardrail is meant to catch degenerate sequences (loops inside one sample); set-level
 diversity is entropy's and MAUVE's job. A sample of distinct tokens scores 0, a sentence
-repeated k times approaches 1 − 1/k. Samples shorter than n have no n-gram and are left out
-of the mean.
+repeated k times approaches 1 − 1/k. A sample shorter than n repeats no n-gram and scores 0
+(leaving it out could leave a seed or a bootstrap resample with no value at all).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .errors import DidiError
 from .hookspecs import hookimpl
 from .scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
 
@@ -84,23 +83,13 @@ def _entropy_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
     return [{"entropy": unigram_entropy(ids)} for ids in own_ids(records, ctx)]
 
 
-def _mean_of(key: str):
-    def aggregate(stats: list[dict]) -> float:
-        values = [s[key] for s in stats if s[key] is not None]
-        if not values:
-            raise DidiError(f"no sample is long enough for {key} (every sample is shorter than n)")
-        return mean_std(values)[0]
-
-    return aggregate
-
-
 def rep_scorer(n: int) -> Scorer:
     key = f"rep_{n}"
     return Scorer(
         name=key,
         description=f"rep-{n}: 1 - distinct {n}-grams / {n}-grams of each sample's own token ids, mean over samples",
-        per_sample=lambda records, ctx: [{key: repetition(ids, n)} for ids in own_ids(records, ctx)],
-        aggregate=_mean_of(key),
+        per_sample=lambda records, ctx: [{key: repetition(ids, n) or 0.0} for ids in own_ids(records, ctx)],
+        aggregate=lambda stats: mean_std([s[key] for s in stats])[0],
         bootstrap=BOOTSTRAP_RESAMPLES,
     )
 

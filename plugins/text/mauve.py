@@ -22,7 +22,10 @@ Protocol, every setting recorded in the result's scorer info:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import sys
 
 from didi_seq.errors import DidiError
 
@@ -62,12 +65,27 @@ def mauve_score(features: list[list[float]], reference: list[list[float]], clust
     from mauve.compute_mauve import cluster_feats, get_divergence_curve_for_multinomials
 
     faiss.omp_set_num_threads(1)  # ms-scale k-means; OpenMP spin-waiting on busy cores made it 100× slower
-    p_hist, q_hist, _, _ = cluster_feats(np.asarray(reference, dtype=np.float32), np.asarray(features, dtype=np.float32),
-                                         num_clusters=k, norm="l2", whiten=False, explained_variance=EXPLAINED_VARIANCE,
-                                         num_redo=KMEANS_REDO, max_iter=KMEANS_ITERS, seed=KMEANS_SEED)
+    with _quiet_stderr():  # faiss prints a C-level warning below 39 points per cluster, the usual case here
+        p_hist, q_hist, _, _ = cluster_feats(np.asarray(reference, dtype=np.float32), np.asarray(features, dtype=np.float32),
+                                             num_clusters=k, norm="l2", whiten=False, explained_variance=EXPLAINED_VARIANCE,
+                                             num_redo=KMEANS_REDO, max_iter=KMEANS_ITERS, seed=KMEANS_SEED)
     weights = np.linspace(1e-6, 1 - 1e-6, DIVERGENCE_CURVE_POINTS)
     curve = get_divergence_curve_for_multinomials(p_hist, q_hist, weights, SCALING_FACTOR)
     return frontier_area(curve[:, 0], curve[:, 1])
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C code's stderr) for the duration; Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def frontier_area(x, y) -> float:
