@@ -158,9 +158,10 @@ def main(argv=None) -> None:
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(table)
-    plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
-                        title=f"{label}: Gen PPL vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
-    print(f"wrote {args.out}.json/.md/.png")
+    if len(rows) > 1:  # one NFE is a table row, not a "vs NFE" plot
+        plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
+                            title=f"{label}: Gen PPL and entropy vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
+    print(f"wrote {args.out}.json/.md" + (".png" if len(rows) > 1 else ""))
     return out
 
 
