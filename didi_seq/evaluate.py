@@ -30,7 +30,7 @@ from .sample_io import read_jsonl
 from .scorer import EvalContext, Scorer
 
 # Fields that must agree across all samples of one evaluation: one configuration per record.
-CONFIG_FIELDS = ("nfe", "sampler", "final", "dtype", "checkpoint")
+CONFIG_FIELDS = ("nfe", "sampler", "final", "temperature", "dtype", "checkpoint")
 BOOTSTRAP_SEED = 0  # every CI is reproducible from the record alone
 # bump when the reference blocks or the cached stats change meaning: old cache entries stop matching
 REFERENCE_CACHE_VERSION = 1
