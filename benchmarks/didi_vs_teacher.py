@@ -117,14 +117,17 @@ def main(argv=None) -> None:
     targets["speed"] = {"wall_clock_speedup": speedup, "network_call_ratio": call_ratio,
                         "speedup_ge_0.9x_call_ratio": speedup >= 0.9 * call_ratio}
 
-    lines = ["| model | NFE | Gen PPL (mean ± std) | entropy | s/sample (batch 32) | seq evals/sample | disc calls/sample |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | NFE | Gen PPL (mean ± std over seeds) | pooled [95 % bootstrap CI] | entropy | s/sample (batch 32) "
+             "| seq evals/sample | disc calls/sample |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, by_nfe in rows.items():
         for nfe, r in sorted(by_nfe.items()):
-            lines.append(f"| {name} | {nfe} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['entropy']:.3f} | "
+            ci = f" [{r['gen_ppl_ci'][0]:.1f}, {r['gen_ppl_ci'][1]:.1f}]" if r.get("gen_ppl_ci") else ""
+            lines.append(f"| {name} | {nfe} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['gen_ppl_pooled']:.1f}{ci} | "
+                         f"{r['entropy']:.3f} | "
                          f"{r['s_per_sample']:.3f} | {r['sequence_evaluations_per_sample']:.1f} | "
                          f"{r['discriminator_calls_per_sample']:.2f} |")
-    lines.append(f"| real validation text | – | {ref['gen_ppl']:.1f} | {ref['entropy']:.3f} | | | |")
+    lines.append(f"| real validation text | – | {ref['gen_ppl']:.1f} | | {ref['entropy']:.3f} | | | |")
     lines += ["", f"Per sequence (batch 1, exact cache): teacher@1024 {tt['s_per_sequence']:.2f} s with "
               f"{tt['network_calls_per_sequence']:.1f} network calls; student@16 {ts['s_per_sequence']:.3f} s with "
               f"{ts['network_calls_per_sequence']:.1f} calls → wall-clock speed-up {speedup:.1f}× vs call ratio {call_ratio:.1f}× "
