@@ -35,3 +35,29 @@ def test_matched_entropy_on_a_grid_point_and_outside_the_curve():
 
 def test_default_grid_is_the_papers():
     assert TEMPERATURES == [0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.95, 0.975, 1.00, 1.05, 1.10, 1.20]
+
+
+from test_evaluate import tiny_judge  # noqa: E402,F401  (the fixture)
+
+
+def test_frontier_end_to_end_is_resumable(tiny_ckpt, tiny_judge, tmp_path):  # noqa: F811
+    """Two temperatures, one NFE, a tiny checkpoint and judge: cells land in --work and are reused."""
+    import json
+
+    import frontier
+
+    argv = ["--checkpoints", str(tiny_ckpt), "--labels", "tiny", "--nfe", "4", "--temperatures", "0.8", "1.0",
+            "--samples", "4", "--seeds", "0", "1", "--judge", str(tiny_judge), "--reference-samples", "4", "--no-mauve",
+            "--bootstrap", "20", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out" / "frontier")]
+    out = frontier.main(argv)
+    cells = sorted(p.name for p in (tmp_path / "work" / "tiny").glob("*.json"))
+    assert cells == ["nfe4_T0.8.json", "nfe4_T1.json"]
+    rec = json.loads((tmp_path / "work" / "tiny" / "nfe4_T0.8.json").read_text())
+    assert rec["temperature"] == 0.8 and rec["num_samples"] == 4 and rec["metrics"]["gen_ppl"]["ci"]["resamples"] == 20
+    (row,) = out["matched"]
+    assert row["curve"] == "tiny @ NFE 4" and row["target_entropy"] == out["reference"]["values"]["entropy"]
+    assert {p["temperature"] for p in out["curves"]["tiny @ NFE 4"]} == {0.8, 1.0}
+    for ext in (".json", ".md", ".png"):
+        assert (tmp_path / "out" / f"frontier{ext}").exists()
+    (tmp_path / "work" / "tiny" / "nfe4_T1_seed0.jsonl").unlink()  # a finished cell is not resampled
+    assert frontier.main(argv)["curves"] == out["curves"]
