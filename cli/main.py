@@ -338,7 +338,8 @@ def evaluate(
     from didi_seq.evaluate import evaluate as run
 
     records = load_samples(samples, dom)  # bad files fail before any model loads
-    real = load_samples(reference, dom) if reference else None
+    if reference:
+        load_samples(reference, dom)  # checked before any model loads, like the samples
     from didi_seq.devices import resolve_device
 
     dev = resolve_device(device)
@@ -356,13 +357,11 @@ def evaluate(
             progress.update(tasks[name], completed=done)
 
         record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
-                     reference_samples=reference_samples, reference=real, bootstrap=bootstrap, on_progress=on_progress,
+                     reference_samples=reference_samples, reference=reference or None, bootstrap=bootstrap, on_progress=on_progress,
                      options={"judge_batch_size": judge_batch_size, "judge_context": judge_context,
                               "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size,
                               "mauve_clusters": mauve_clusters, "device": str(dev)})
     record["samples_files"] = describe_files(samples)
-    if reference:
-        record["reference"]["files"] = describe_files(reference)
     if output is not None:
         write_result(output, record)
     _print_record(Console(), record)

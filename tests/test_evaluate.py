@@ -247,6 +247,11 @@ def test_evaluate_reference_cache_hit_and_invalidation(tiny_ckpt, tiny_judge, tm
     assert second["reference"]["values"] == first["reference"]["values"]
     assert run("--judge-context", "64")["scorers"]["gen_ppl"]["reference_cached"] is False  # another protocol
     assert run("--reference-samples", "3")["scorers"]["gen_ppl"]["reference_cached"] is False  # other reference data
+    ref = tmp_path / "real.jsonl"  # a reference file is keyed by its sha256
+    ref.write_text(f.read_text())
+    assert run("--reference", str(ref))["scorers"]["gen_ppl"]["reference_cached"] is False
+    rec = run("--reference", str(ref))
+    assert rec["scorers"]["gen_ppl"]["reference_cached"] is True and rec["reference"]["files"][0]["path"] == str(ref)
     assert "ci" in first["metrics"]["gen_ppl"] and first["metrics"]["gen_ppl"]["ci"]["resamples"] == 1000
 
 

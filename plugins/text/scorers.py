@@ -19,6 +19,7 @@ GEN_PPL_VERSION = 1  # bump when the scoring above changes: cached reference sta
 MAUVE_VERSION = 1
 MAUVE_BOOTSTRAP = 200  # each resample re-clusters (PCA + 5 k-means restarts, ~0.15 s per 256 + 64 texts on one core)
 _FEATURES: dict[tuple, list[float]] = {}  # (judge id, revision, context, text) → last-token features
+MEMO_LIMIT = 20_000  # texts (~45 MB of features at the default judge's width 576)
 
 
 def _judge(ctx: EvalContext):
@@ -39,6 +40,8 @@ def _gen_ppl_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
     ctx.info["protocol"] = GEN_PPL_PROTOCOL
     texts = [r["text"] for r in records]
     out = judge.score(texts, batch_size=_batch_size(ctx), advance=ctx.tick, features=True)
+    if len(_FEATURES) > MEMO_LIMIT:  # MAUVE did not run to consume them (e.g. --metrics gen_ppl): stay bounded
+        _FEATURES.clear()
     for text, o in zip(texts, out, strict=True):
         _FEATURES[_feature_key(judge, text)] = o.pop("features")
     return out
@@ -100,7 +103,8 @@ def _mauve_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
         _FEATURES[_feature_key(judge, text)] = o["features"]
     ctx.tick(len(texts))
     clusters = _mauve_clusters(ctx)
-    return [{"features": _FEATURES[_feature_key(judge, t)], "clusters": clusters} for t in texts]
+    features = {t: _FEATURES.pop(_feature_key(judge, t)) for t in dict.fromkeys(texts)}  # consumed: the memo stays small
+    return [{"features": features[t], "clusters": clusters} for t in texts]
 
 
 def _mauve_compare(stats: list[dict], reference: list[dict]) -> float:
