@@ -23,6 +23,18 @@ def _pyplot():
     return plt
 
 
+def _log_y(ax) -> None:
+    """Log y axis labelled at 1, 2, 5 × 10^k in plain numbers (a narrow range still gets several labels)."""
+    import matplotlib.ticker
+
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    subs = (1.0, 2.0, 5.0) if high / low > 10 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)  # under a decade: denser labels
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _save(fig, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -42,8 +54,6 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     """
     if max((len(points) for points in series.values()), default=0) < 2:
         raise DidiError("a Gen PPL vs NFE plot needs at least two NFE values in some series; report one NFE as a table")
-    import matplotlib.ticker
-
     plt = _pyplot()
     fig, (ax, ax_h) = plt.subplots(2, 1, figsize=(7.5, 7), sharex=True, height_ratios=[3, 2], layout="constrained")
     for label, points in series.items():
@@ -65,9 +75,7 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     ticks = sorted({p["nfe"] for points in series.values() for p in points})
     ax_h.set_xticks(ticks, [str(t) for t in ticks])
     ax_h.minorticks_off()
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _log_y(ax)
     ax_h.set_xlabel("NFE (network function evaluations = sampling steps)")
     ax.set_ylabel("Gen PPL (judge)")
     ax_h.set_ylabel("unigram entropy (nats)")
@@ -101,11 +109,9 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
         if reference_entropy is not None:
             ax.axvline(reference_entropy, ls="--", c="gray", label=f"reference entropy {reference_entropy:.3f}")
         if log:
-            import matplotlib.ticker
-
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            _log_y(ax)
+        else:  # MAUVE lives in [0, 1]: a fixed scale keeps plots comparable
+            ax.set_ylim(0, 1.02)
         ax.set_xlabel("unigram entropy (nats)  ▼ lowest T, ▲ highest T")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
