@@ -63,7 +63,6 @@ def mauve_score(features: list[list[float]], reference: list[list[float]], clust
     import faiss
     import numpy as np
     from mauve.compute_mauve import cluster_feats, get_divergence_curve_for_multinomials
-
     from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
     # one thread for faiss's k-means and the PCA's BLAS: at these sizes (hundreds of points) threads only
