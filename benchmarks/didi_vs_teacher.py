@@ -53,7 +53,17 @@ def parse_args(argv=None):
     ap.add_argument("--timing-samples", type=int, default=8, help="sequences timed one at a time per model")
     ap.add_argument("--work", type=Path, default=Path("runs/nfe_sweep"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/didi_vs_teacher"))
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON written by an earlier run")
     return ap.parse_args(argv)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Both series' Gen PPL and entropy vs NFE, with teacher@1024 (the target) as a dotted line."""
+    t1024 = next((r for r in result["series"]["teacher"] if r["nfe"] == 1024), None)
+    baseline = {"label": "teacher@1024", "gen_ppl": t1024["gen_ppl"], "entropy": t1024["entropy"]} if t1024 else None
+    judge = result["reference"].get("judge", {}).get("id", "").split(" ")[0].split("/")[-1]
+    plot_gen_ppl_vs_nfe(result["series"], path, result["reference"], baseline=baseline,
+                        title=f"DiDi-Instruct student vs teacher ({judge} judge, mean ± std over seeds)")
 
 
 def sweep(args, checkpoint: str, nfes: list[int], label: str, sampler: str = "ancestral") -> dict:
@@ -76,6 +86,9 @@ def per_sequence_timing(model, nfe: int, n: int) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.replot:
+        plot(json.loads(args.out.with_suffix(".json").read_text()), args.out.with_suffix(".png"))
+        return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     series = {"teacher": sweep(args, args.teacher, args.teacher_nfe, "teacher"),
@@ -104,14 +117,17 @@ def main(argv=None) -> None:
     targets["speed"] = {"wall_clock_speedup": speedup, "network_call_ratio": call_ratio,
                         "speedup_ge_0.9x_call_ratio": speedup >= 0.9 * call_ratio}
 
-    lines = ["| model | NFE | Gen PPL (mean ± std) | entropy | s/sample (batch 32) | seq evals/sample | disc calls/sample |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | NFE | Gen PPL (mean ± std over seeds) | pooled [95 % bootstrap CI] | entropy | s/sample (batch 32) "
+             "| seq evals/sample | disc calls/sample |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, by_nfe in rows.items():
         for nfe, r in sorted(by_nfe.items()):
-            lines.append(f"| {name} | {nfe} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['entropy']:.3f} | "
+            ci = f" [{r['gen_ppl_ci'][0]:.1f}, {r['gen_ppl_ci'][1]:.1f}]" if r.get("gen_ppl_ci") else ""
+            lines.append(f"| {name} | {nfe} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['gen_ppl_pooled']:.1f}{ci} | "
+                         f"{r['entropy']:.3f} | "
                          f"{r['s_per_sample']:.3f} | {r['sequence_evaluations_per_sample']:.1f} | "
                          f"{r['discriminator_calls_per_sample']:.2f} |")
-    lines.append(f"| real validation text | – | {ref['gen_ppl']:.1f} | {ref['entropy']:.3f} | | | |")
+    lines.append(f"| real validation text | – | {ref['gen_ppl']:.1f} | | {ref['entropy']:.3f} | | | |")
     lines += ["", f"Per sequence (batch 1, exact cache): teacher@1024 {tt['s_per_sequence']:.2f} s with "
               f"{tt['network_calls_per_sequence']:.1f} network calls; student@16 {ts['s_per_sequence']:.3f} s with "
               f"{ts['network_calls_per_sequence']:.1f} calls → wall-clock speed-up {speedup:.1f}× vs call ratio {call_ratio:.1f}× "
@@ -119,13 +135,13 @@ def main(argv=None) -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_result(args.out.with_suffix(".json"), {
+    result = {
         "benchmark": "didi_vs_teacher", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "targets": targets,
         "timing": timing, "series": {k: v["rows"] for k, v in series.items()}, "reference": ref, "threads": args.threads,
-        "didi_seq_version": __version__, "wall_clock_s": round(time.perf_counter() - t0, 1)})
+        "didi_seq_version": __version__, "wall_clock_s": round(time.perf_counter() - t0, 1)}
+    write_result(args.out.with_suffix(".json"), result)
     args.out.with_suffix(".md").write_text(table)
-    plot_gen_ppl_vs_nfe({k: v["rows"] for k, v in series.items()}, args.out.with_suffix(".png"), ref,
-                        title="DiDi-Instruct student vs teacher")
+    plot(result, args.out.with_suffix(".png"))
     print(f"wrote {args.out}.json/.md/.png")
 
 

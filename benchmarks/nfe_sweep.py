@@ -72,6 +72,7 @@ def samples_for(model, sampler, nfe: int, seed: int, n: int, args, path: Path) -
 def row_of(nfe: int, rec: dict) -> dict:
     g, h, cost = rec["metrics"]["gen_ppl"], rec["metrics"]["entropy"], rec["sampling"]
     return {"nfe": nfe, "gen_ppl": g["mean"], "gen_ppl_std": g["std"], "gen_ppl_pooled": g["pooled"],
+            "gen_ppl_ci": [g["ci"]["low"], g["ci"]["high"]] if g.get("ci") else None,
             "entropy": h["mean"], "entropy_std": h["std"], "samples": rec["num_samples"], "seeds": rec["seeds"],
             "s_per_sample": cost["s_per_sample"], "network_calls_per_sample": cost["network_calls_per_sample"],
             "sequence_evaluations_per_sample": cost["sequence_evaluations_per_sample"],
@@ -80,13 +81,16 @@ def row_of(nfe: int, rec: dict) -> dict:
 
 def markdown(rows: list[dict], reference: dict, header: str) -> str:
     lines = [header, "",
-             "| NFE | Gen PPL (mean ± std) | entropy (nats) | samples × seeds | s/sample | network calls/sample | sequence evals/sample |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| NFE | Gen PPL (mean ± std over seeds) | pooled [95 % bootstrap CI] | entropy (nats) | samples × seeds | s/sample "
+             "| network calls/sample | sequence evals/sample |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['nfe']} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['entropy']:.3f} ± {r['entropy_std'] or 0:.3f} "
+        ci = f" [{r['gen_ppl_ci'][0]:.1f}, {r['gen_ppl_ci'][1]:.1f}]" if r.get("gen_ppl_ci") else ""
+        lines.append(f"| {r['nfe']} | {r['gen_ppl']:.1f} ± {r['gen_ppl_std'] or 0:.1f} | {r['gen_ppl_pooled']:.1f}{ci} "
+                     f"| {r['entropy']:.3f} ± {r['entropy_std'] or 0:.3f} "
                      f"| {r['samples'] // len(r['seeds'])} × {len(r['seeds'])} | {r['s_per_sample']:.3f} "
                      f"| {r['network_calls_per_sample']:.2f} | {r['sequence_evaluations_per_sample']:.1f} |")
-    lines.append(f"| real validation text ({reference['num_blocks']} blocks) | {reference['gen_ppl']:.1f} | {reference['entropy']:.3f} "
+    lines.append(f"| real validation text ({reference['num_blocks']} blocks) | {reference['gen_ppl']:.1f} | | {reference['entropy']:.3f} "
                  "| | | | |")
     return "\n".join(lines) + "\n"
 
@@ -157,9 +161,10 @@ def main(argv=None) -> None:
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(table)
-    plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
-                        title=f"{label}: Gen PPL vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
-    print(f"wrote {args.out}.json/.md/.png")
+    if len(rows) > 1:  # one NFE is a table row, not a "vs NFE" plot
+        plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
+                            title=f"{label}: Gen PPL and entropy vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
+    print(f"wrote {args.out}.json/.md" + (".png" if len(rows) > 1 else ""))
     return out
 
 

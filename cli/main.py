@@ -319,6 +319,11 @@ def evaluate(
     output: Path | None = typer.Option(None, help="Write the result record (JSON) here."),
     metrics: str | None = typer.Option(None, help="Comma-separated metric names (default: all the domain's scorers)."),
     reference_samples: int = typer.Option(64, help="Validation blocks scored as the real-data reference (0: none)."),
+    reference: list[Path] | None = typer.Option(None, help="Real-data reference: a JSONL file of this domain's records "
+                                                "(repeatable), instead of the corpus's validation blocks."),
+    bootstrap: int | None = typer.Option(None, help="Bootstrap resamples for the confidence intervals (default: each "
+                                         "metric's own, 1000 for Gen PPL, 200 for MAUVE; 0: none)."),
+    mauve_clusters: int | None = typer.Option(None, help="Text: MAUVE k-means clusters (default max(2, round(n/10)))."),
     judge_batch_size: int = typer.Option(8, help="Texts per judge forward pass."),
     judge_context: int = typer.Option(1024, help="Truncate re-tokenised samples to this many judge tokens."),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
@@ -330,8 +335,11 @@ def evaluate(
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + " (for the judge / ESMFold)."),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
-    for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads)):
+    for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context), ("threads", threads),
+                    ("mauve-clusters", mauve_clusters)):
         positive(name, v)
+    if bootstrap is not None and bootstrap < 0:
+        raise DidiError(f"--bootstrap must be 0 or positive, got {bootstrap}")
     positive("fold-batch-size", fold_batch_size)
     if pdb_dir is not None and (plddt_model is None or not pdb_dir.is_dir()):
         raise DidiError(f"--pdb-dir {pdb_dir} needs --plddt-model and an existing directory")
@@ -349,6 +357,8 @@ def evaluate(
     from didi_seq.evaluate import evaluate as run
 
     records = load_samples(samples, dom)  # bad files fail before any model loads
+    if reference:
+        load_samples(reference, dom)  # checked before any model loads, like the samples
     from didi_seq.devices import resolve_device
 
     dev = resolve_device(device)
@@ -366,10 +376,10 @@ def evaluate(
             progress.update(tasks[name], completed=done)
 
         record = run(dom, records, judge=judge, metrics=metrics.split(",") if metrics else None,
-                     reference_samples=reference_samples, on_progress=on_progress,
+                     reference_samples=reference_samples, reference=reference or None, bootstrap=bootstrap, on_progress=on_progress,
                      options={"judge_batch_size": judge_batch_size, "judge_context": judge_context,
                               "plddt_model": plddt_model, "pdb_dir": pdb_dir, "fold_batch_size": fold_batch_size,
-                              "device": str(dev)})
+                              "mauve_clusters": mauve_clusters, "device": str(dev)})
     record["samples_files"] = describe_files(samples)
     if output is not None:
         write_result(output, record)
@@ -381,25 +391,23 @@ def evaluate(
 def _print_record(console, record: dict) -> None:
     from rich.table import Table
 
+    from didi_seq.plugins import scorers
+
     table = Table(title=f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
                         f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}")
-    for col in ("metric", "mean ± std over seeds", "pooled", "real data"):
+    for col in ("metric", "mean ± std over seeds", "pooled", "95% CI (bootstrap)", "real data"):
         table.add_column(col)
     ref = (record.get("reference") or {}).get("values", {})
     for name, m in record["metrics"].items():
         spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
-        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}",
+        ci = f"{m['ci']['low']:.3f} – {m['ci']['high']:.3f}" if m.get("ci") else "-"
+        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
                       f"{ref[name]:.3f}" if name in ref else "-")
     console.print(table)
-    judge = record["scorers"].get("gen_ppl", {}).get("judge")
-    if judge:
-        console.print(f"judge: {judge['id']} (revision {str(judge['revision'])[:19]}, context {judge['context']})")
-    for name, info in record["scorers"].items():
-        for key in ("by_length", "reference_by_length"):
-            if info.get(key):  # a scorer's per-length-bucket table (protein pLDDT)
-                cells = "; ".join(f"{bucket}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items())
-                                  for bucket, row in info[key].items())
-                console.print(f"{name} {key.replace('_', ' ')}: {cells}")
+    reporters = {s.name: s.report for s in scorers(record["domain"]) if s.report}
+    lines = [line for name, info in record["scorers"].items() if name in reporters for line in reporters[name](info)]
+    for line in dict.fromkeys(lines):  # scorers sharing a judge or a fold report it once
+        console.print(line)
     if record.get("skipped_metrics"):
         console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
     cost = record["sampling"]

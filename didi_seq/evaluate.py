@@ -1,16 +1,20 @@
 """The evaluation harness: read samples, apply the domain's scorers, write one JSON record.
 
 Every claim in didi-seq is a record made here, so records are complete on their own:
-metric values (per seed, mean ± std over seeds, pooled over all samples), the number of
+metric values (per seed, mean ± std over seeds, pooled over all samples, and for the scorers
+that ask for one a percentile bootstrap CI of the pooled value over samples), the number of
 samples and seeds, the sampler, NFE, sampling dtype, checkpoint id and weight hash, the
 real network calls and wall-clock of the sampling runs, the scorers' provenance (judge
 id and revision), the reference values of real validation data scored the same way,
-and the package version. The text domain's Gen PPL protocol is documented where it is
-implemented (``didi_seq_text.judge``); entropy lives in ``didi_seq.metrics``.
+and the package version. The reference's per-sample stats are cached (``didi_seq.cache``)
+under the reference data's hash and the scorer's protocol, for the scorers that name one.
+The text domain's Gen PPL and MAUVE protocols are documented where they are implemented
+(``didi_seq_text.judge``, ``didi_seq_text.mauve``); entropy and rep-n live in ``didi_seq.metrics``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -18,14 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
+from .cache import cached_json
 from .checkpoint import atomic_write_bytes, file_sha256
 from .errors import DidiError
-from .metrics import mean_std
+from .metrics import bootstrap_ci, mean_std
 from .sample_io import read_jsonl
 from .scorer import EvalContext, Scorer
 
 # Fields that must agree across all samples of one evaluation: one configuration per record.
-CONFIG_FIELDS = ("nfe", "sampler", "final", "dtype", "checkpoint")
+CONFIG_FIELDS = ("nfe", "sampler", "final", "temperature", "dtype", "checkpoint")
+BOOTSTRAP_SEED = 0  # every CI is reproducible from the record alone
+# bump when the reference blocks or the cached stats change meaning: old cache entries stop matching
+REFERENCE_CACHE_VERSION = 1
 
 
 def load_samples(paths: list[Path], domain) -> list[dict]:
@@ -79,31 +87,59 @@ def reference_records(domain, tokenizer, length: int, n: int, corpus: str | None
                      "num_blocks": len(records), "length": length}
 
 
-def _summarise(scorer: Scorer, stats: list[dict], seeds: list) -> dict:
+def _reference_identity(ref_info: dict, tokenizer) -> dict | None:
+    """What the reference records are determined by (None: unknown, so never cached)."""
+    if ref_info.get("files"):
+        return {"files": [f["sha256"] for f in ref_info["files"]], "num_blocks": ref_info["num_blocks"]}
+    if not ref_info.get("validation_sha256"):
+        return None
+    to_json = getattr(tokenizer, "to_json", None)
+    tok = hashlib.sha256(to_json().encode()).hexdigest() if to_json else None
+    return {k: ref_info.get(k) for k in ("corpus", "validation_sha256", "num_blocks", "length")} | {"tokenizer": tok}
+
+
+def _reference_stats(scorer: Scorer, refs: list[dict], ctx: EvalContext, identity: dict | None) -> list[dict]:
+    """The scorer's per-sample stats of the reference, from the cache when its protocol is known."""
+    protocol = scorer.cache_key(ctx) if scorer.cache_key and identity else None
+    if protocol is None:
+        return scorer.per_sample(refs, ctx)
+    key = {"version": REFERENCE_CACHE_VERSION, "scorer": scorer.name, "protocol": protocol, "reference": identity}
+    stats, hit = cached_json("reference", key, lambda: scorer.per_sample(refs, ctx))
+    ctx.info["reference_cached"] = hit
+    if hit:
+        ctx.tick(len(refs))
+    return stats
+
+
+def _summarise(scorer: Scorer, stats: list[dict], seeds: list, ref_stats: list[dict], resamples: int) -> dict:
+    """Mean ± std over seeds, the pooled value and (when the scorer asks) its bootstrap CI."""
+    aggregate = scorer.aggregate if scorer.compare is None else lambda st: scorer.compare(st, ref_stats)
     per_seed = {}
     for seed in sorted(set(seeds), key=str):
-        per_seed[str(seed)] = scorer.aggregate([s for s, k in zip(stats, seeds, strict=True) if k == seed])
+        per_seed[str(seed)] = aggregate([s for s, k in zip(stats, seeds, strict=True) if k == seed])
     mean, std = mean_std(list(per_seed.values()))
-    return {"mean": mean, "std": std, "pooled": scorer.aggregate(stats), "per_seed": per_seed, "unit": scorer.unit}
+    out = {"mean": mean, "std": std, "pooled": aggregate(stats), "per_seed": per_seed, "unit": scorer.unit}
+    if resamples:
+        out["ci"] = bootstrap_ci(aggregate, stats, resamples, seed=BOOTSTRAP_SEED)
+    return out
 
 
 def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = None, metrics: list[str] | None = None,
              reference_samples: int = 64, tokenizer=None, options: dict | None = None,
+             reference: list[Path] | list[dict] | None = None, bootstrap: int | None = None,
              on_progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Score samples of ``domain`` and return the result record (see module docstring).
 
     ``samples`` are JSONL paths or already-loaded records; ``judge`` is passed to the
     scorers that use one; ``reference_samples`` validation blocks (0: none) are scored
-    as the reference line; ``on_progress(scorer, done, total)`` reports progress.
+    as the reference line, or ``reference`` (real records of this domain, or JSONL paths)
+    when given; ``bootstrap`` resamples replace each scorer's own count (0: no CIs);
+    ``on_progress(scorer, done, total)`` reports progress.
     """
     from .plugins import scorers as registered
 
     start = time.perf_counter()
-    if samples and isinstance(samples[0], dict):
-        records, files = list(samples), []
-    else:
-        files = [Path(p) for p in samples]
-        records = load_samples(files, domain)
+    records, files = _records(samples, domain)
     if not records:
         raise DidiError("no samples to evaluate")
     available = registered(domain.name)
@@ -114,20 +150,26 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
             raise DidiError(f"unknown metric(s) {', '.join(unknown)} for domain {domain.name!r}; available: {names}")
         available = [s for s in available if s.name in metrics]
     opts = {"judge": judge, **(options or {})}
-    unmet = {s.name: [o for o in s.requires if not opts.get(o)] for s in available}
-    if metrics:
-        asked = [f"{name} (needs --{', --'.join(o.replace('_', '-') for o in need)})" for name, need in unmet.items() if need]
-        if asked:
-            raise DidiError(f"metric(s) {', '.join(asked)} cannot run without those options")
-    skipped = sorted(name for name, need in unmet.items() if need)
-    available = [s for s in available if not unmet[s.name]]
+    has_reference = bool(reference) or reference_samples > 0
+    unmet = {s.name: why for s in available if (why := _cannot_run(s, opts, has_reference))}
+    if metrics and unmet:
+        raise DidiError(f"metric(s) {', '.join(f'{name} ({why})' for name, why in unmet.items())} cannot run")
+    skipped = sorted(unmet)
+    available = [s for s in available if s.name not in unmet]
     tokenizer = tokenizer or domain.load_tokenizer(None)
     first = records[0]
     # packed rows: the samples' width; variable-length rows: the domain's full width, so that
     # real sequences of every length can enter the reference, not only those as short as the samples
     fixed = isinstance(first.get("tokens"), list) and domain.length_model is None
     length = len(first["tokens"]) if fixed else domain.default_length
-    refs, ref_info = reference_records(domain, tokenizer, length, reference_samples) if reference_samples > 0 else ([], {})
+    if reference:
+        refs, ref_files = _records(reference, domain)
+        ref_info = {"source": "records", "files": describe_files(ref_files), "num_blocks": len(refs)}
+    elif reference_samples > 0:
+        refs, ref_info = reference_records(domain, tokenizer, length, reference_samples)
+    else:
+        refs, ref_info = [], {}
+    identity = _reference_identity(ref_info, tokenizer) if refs else None
     seeds = [r.get("seed") for r in records]
     out_metrics, out_reference, provenance = {}, {}, {}
     for scorer in available:
@@ -143,9 +185,11 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
 
         ctx.advance = advance
         stats = scorer.per_sample(records, ctx)
-        out_metrics[scorer.name] = _summarise(scorer, stats, seeds)
-        if refs:
-            out_reference[scorer.name] = scorer.aggregate(scorer.per_sample(refs, ctx))
+        ref_stats = _reference_stats(scorer, refs, ctx, identity) if refs else []
+        resamples = scorer.bootstrap if bootstrap is None or not scorer.bootstrap else bootstrap
+        out_metrics[scorer.name] = _summarise(scorer, stats, seeds, ref_stats, resamples)
+        if refs and scorer.compare is None:
+            out_reference[scorer.name] = scorer.aggregate(ref_stats)
         provenance[scorer.name] = ctx.info
     return {
         "domain": domain.name,
@@ -165,6 +209,24 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _cannot_run(scorer: Scorer, opts: dict, has_reference: bool) -> str | None:
+    """Why a scorer cannot run with these options here (None: it can)."""
+    need = [o for o in scorer.requires if not opts.get(o)]
+    if need:
+        return f"needs --{', --'.join(o.replace('_', '-') for o in need)}"
+    if scorer.compare is not None and not has_reference:
+        return "compares with real data: needs --reference-samples > 0 or --reference"
+    return scorer.missing() if scorer.missing else None
+
+
+def _records(items: list[Path] | list[dict], domain) -> tuple[list[dict], list[Path]]:
+    """(records, files): already-loaded records, or the records of JSONL paths (checked)."""
+    if items and isinstance(items[0], dict):
+        return list(items), []
+    files = [Path(p) for p in items]
+    return load_samples(files, domain), files
 
 
 def describe_files(paths: list[Path]) -> list[dict]:

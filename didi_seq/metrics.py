@@ -5,6 +5,15 @@ nats of the empirical distribution of its own token ids (all positions, specials
 included), then the mean over samples. A constant sequence scores 0, a sequence of
 L distinct ids scores log L; repetition and mode collapse show up as low values, which
 is why it is always reported next to Gen PPL.
+
+Repetition rep-n (n = 2, 3, 4; the seq-rep-n of Welleck et al. 2019, "Neural Text Generation
+with Unlikelihood Training", §5): for each sample, 1 − distinct n-grams / n-grams of its own
+token ids (padding excluded), then the mean over samples. Per sample, not pooled over the set:
+a pooled count would also call two *different* samples sharing a phrase repetitive, and the
+guardrail is meant to catch degenerate sequences (loops inside one sample); set-level
+diversity is entropy's and MAUVE's job. A sample of distinct tokens scores 0, a sentence
+repeated k times approaches 1 − 1/k. A sample shorter than n repeats no n-gram and scores 0
+(leaving it out could leave a seed or a bootstrap resample with no value at all).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import math
 from collections import Counter
 
 from .hookspecs import hookimpl
-from .scorer import EvalContext, Scorer
+from .scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
 
 
 def unigram_entropy(ids: list[int]) -> float:
@@ -23,12 +32,34 @@ def unigram_entropy(ids: list[int]) -> float:
     return -sum(c / n * math.log(c / n) for c in Counter(ids).values())
 
 
+def repetition(ids: list[int], n: int) -> float | None:
+    """1 − distinct n-grams / n-grams of one sequence; None when it has no n-gram."""
+    grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else None
+
+
 def mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     m = sum(values) / len(values)
     if len(values) < 2:
         return m, None
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def bootstrap_ci(aggregate, stats: list, resamples: int, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile bootstrap CI of ``aggregate(stats)``: resample the samples with replacement.
+
+    The aggregate is recomputed on each resample (for Gen PPL: the token-weighted pool over the
+    resampled sequences, not a mean of per-sample perplexities), so the interval is for the
+    pooled value. Fixed seed: the same stats give the same interval.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = [aggregate([stats[i] for i in rng.integers(0, len(stats), len(stats))]) for _ in range(resamples)]
+    low, high = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return {"low": float(low), "high": float(high), "level": level, "resamples": resamples, "seed": seed,
+            "method": "percentile bootstrap over samples"}
 
 
 def sample_token_ids(records: list[dict], ctx: EvalContext) -> list[list[int]]:
@@ -42,9 +73,25 @@ def sample_token_ids(records: list[dict], ctx: EvalContext) -> list[list[int]]:
     return [r["tokens"] for r in records]
 
 
+def own_ids(records: list[dict], ctx: EvalContext) -> list[list[int]]:
+    """Each sample's own ids without padding (variable-length rows: padding is not part of a sample)."""
+    pad = getattr(ctx.tokenizer, "pad_id", None)
+    return [[i for i in ids if i != pad] for ids in sample_token_ids(records, ctx)]
+
+
 def _entropy_per_sample(records: list[dict], ctx: EvalContext) -> list[dict]:
-    pad = getattr(ctx.tokenizer, "pad_id", None)  # variable-length rows: padding is not part of a sample
-    return [{"entropy": unigram_entropy([i for i in ids if i != pad])} for ids in sample_token_ids(records, ctx)]
+    return [{"entropy": unigram_entropy(ids)} for ids in own_ids(records, ctx)]
+
+
+def rep_scorer(n: int) -> Scorer:
+    key = f"rep_{n}"
+    return Scorer(
+        name=key,
+        description=f"rep-{n}: 1 - distinct {n}-grams / {n}-grams of each sample's own token ids, mean over samples",
+        per_sample=lambda records, ctx: [{key: repetition(ids, n) or 0.0} for ids in own_ids(records, ctx)],
+        aggregate=lambda stats: mean_std([s[key] for s in stats])[0],
+        bootstrap=BOOTSTRAP_RESAMPLES,
+    )
 
 
 ENTROPY = Scorer(
@@ -53,9 +100,13 @@ ENTROPY = Scorer(
     per_sample=_entropy_per_sample,
     aggregate=lambda stats: mean_std([s["entropy"] for s in stats])[0],
     unit="nats",
+    bootstrap=BOOTSTRAP_RESAMPLES,
 )
+REPETITION = [rep_scorer(n) for n in (2, 3, 4)]
 
 
 @hookimpl
 def register_scorers(register):
     register(ENTROPY)
+    for scorer in REPETITION:
+        register(scorer)

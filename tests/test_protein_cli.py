@@ -114,6 +114,7 @@ def test_evaluate_offline_metrics_and_plddt(work):
             "mean_pairwise_identity", "length_w1", "plddt", "plddt_above_70", "entropy"} <= names
     assert 0 <= rec["metrics"]["plddt"]["mean"] <= 100 and "skipped_metrics" not in rec
     assert set(rec["scorers"]["plddt"]["by_length"]) == {"1-100"} and rec["scorers"]["plddt"]["by_length"]["1-100"]["n"] == 6
+    assert "plddt by length: 1-100" in r.stdout  # printed by the plddt scorer's report, not by keys in the CLI
     assert not any("plddt" in n for n in names - {"plddt", "plddt_above_70"})  # no proxy is called pLDDT
     r = cli("evaluate", "--domain", "protein", "--samples", samples, "--reference-samples", 3, "--output", work / "r.json")
     assert r.exit_code == 0, r.output

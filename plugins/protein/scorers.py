@@ -118,9 +118,19 @@ def plddt_fraction_above_70(stats: list[dict]) -> float:
     return sum(s["plddt"] > 70 for s in stats) / len(stats)
 
 
+def report_by_length(info: dict) -> list[str]:
+    """The per-length-bucket tables of the samples and of the reference, one line each."""
+    lines = []
+    for key in ("by_length", "reference_by_length"):
+        if info.get(key):
+            cells = "; ".join(f"{bucket}: " + ", ".join(f"{k} {v:.3g}" for k, v in row.items()) for bucket, row in info[key].items())
+            lines.append(f"plddt {key.replace('_', ' ')}: {cells}")
+    return lines
+
+
 PLDDT = [
     Scorer("plddt", "ESMFold mean pLDDT per sequence (all-atom mean, 0-100), mean over samples", _plddt_per_sample,
-           _mean("plddt"), ("protein",), "0-100", expensive=True, requires=("plddt_model",)),
+           _mean("plddt"), ("protein",), "0-100", expensive=True, requires=("plddt_model",), report=report_by_length),
     Scorer("plddt_above_70", "fraction of samples whose ESMFold mean pLDDT exceeds 70",
            lambda records, ctx: _plddt_per_sample(records, ctx, table=False),
            plddt_fraction_above_70, ("protein",), expensive=True, requires=("plddt_model",)),

@@ -71,13 +71,12 @@ class Judge:
         ids = ids[: self.context]
         return ids, [k > 0 and t not in skip for k, t in enumerate(ids)]
 
-    def score(self, texts: list[str], batch_size: int = 8, advance=None) -> list[dict]:
-        """Per text: summed NLL (nats) over the scored tokens and their count."""
+    def _batches(self, texts: list[str], batch_size: int, advance=None):
+        """(text indices, ids, attention, scored positions) per padded batch, shortest texts together."""
         import torch
 
         prepared = [self.prepare(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(prepared[i][0]))  # less padding per batch
-        out: list[dict] = [{"nll": 0.0, "tokens": 0} for _ in texts]
         for b in range(0, len(order), batch_size):
             idx = [i for i in order[b:b + batch_size] if len(prepared[i][0]) > 1]
             if idx:
@@ -91,15 +90,34 @@ class Judge:
                     attn[row, : len(seq)] = 1
                     scored[row, : len(seq)] = torch.tensor(mask)
                 dev = self.model.device
-                ids, attn, scored = ids.to(dev), attn.to(dev), scored.to(dev)
-                with torch.no_grad():
-                    logits = self.model(input_ids=ids, attention_mask=attn).logits.float()
-                logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-                nll = -(logp * scored[:, 1:]).sum(-1)
-                for row, i in enumerate(idx):
-                    out[i] = {"nll": float(nll[row]), "tokens": int(scored[row, 1:].sum())}
+                yield idx, ids.to(dev), attn.to(dev), scored.to(dev)
             if advance:
                 advance(len(order[b:b + batch_size]))
+
+    def score(self, texts: list[str], batch_size: int = 8, advance=None, features: bool = False) -> list[dict]:
+        """Per text: summed NLL (nats) over the scored tokens and their count; with ``features``
+        also the last hidden layer at the last token (MAUVE's featurisation, see ``mauve.py``),
+        from the same forward pass. A text with nothing after the start token scores no token
+        and gets the start token's state as its feature."""
+        import torch
+
+        out: list[dict] = [{"nll": 0.0, "tokens": 0} for _ in texts]
+        for idx, ids, attn, scored in self._batches(texts, batch_size, advance):
+            with torch.no_grad():
+                result = self.model(input_ids=ids, attention_mask=attn, output_hidden_states=features)
+            logp = torch.log_softmax(result.logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            nll = -(logp * scored[:, 1:]).sum(-1)
+            last = attn.sum(-1) - 1  # right padding: the last real position of each row
+            for row, i in enumerate(idx):
+                out[i] = {"nll": float(nll[row]), "tokens": int(scored[row, 1:].sum())}
+                if features:
+                    out[i]["features"] = result.hidden_states[-1][row, last[row]].float().tolist()
+        if features and any("features" not in o for o in out):
+            start = torch.tensor([[self._specials[0]]], device=self.model.device)
+            with torch.no_grad():
+                state = self.model(input_ids=start, output_hidden_states=True).hidden_states[-1][0, 0].float().tolist()
+            for o in out:
+                o.setdefault("features", state)
         return out
 
 
@@ -165,6 +183,12 @@ def _resolve(name: str) -> tuple[str, dict]:
                         f"is set); download it where there is network (`huggingface-cli download {name}`) or use the "
                         f"offline default --judge {DEFAULT_JUDGE}")
     return name, {"id": name, "revision": None, "source": "hub"}
+
+
+def judge_identity(name: str | None = None) -> dict:
+    """Id and revision of a judge without loading it (a hub download has no known revision: None)."""
+    _, info = _resolve(name or DEFAULT_JUDGE)
+    return {"id": info["id"], "revision": info.get("revision")}
 
 
 @functools.cache

@@ -55,6 +55,7 @@ def register_teacher_formats(register):
 
 @hookimpl
 def register_scorers(register):
-    from .scorers import GEN_PPL
+    from .scorers import GEN_PPL, MAUVE
 
     register(GEN_PPL)
+    register(MAUVE)

@@ -1,0 +1,212 @@
+"""The Gen PPL–entropy frontier: each model × NFE swept over the sampling temperature T.
+
+Gen PPL alone can be bought by sampling at lower entropy ("Hacking Generative Perplexity",
+arXiv 2606.08417), so few-step methods are compared at *matched entropy* (arXiv 2610.06648,
+yandex-research/dlm-mmd ``mmd/owt_pareto.py``): the x0 prediction's logits are divided by T
+at every ancestral step, T runs over a grid (default that script's: 0.75 … 1.20), and each
+model × NFE is reported where its mean per-sample unigram entropy meets a reference entropy
+(default: the real validation text's, scored the same way). Two readings of "meets":
+
+* nearest: the grid point whose entropy is nearest the reference (what ``owt_pareto.py`` does);
+* interpolated: linear interpolation in entropy between the two grid points that bracket it
+  (what that paper's text describes); absent when no pair brackets it (never extrapolated).
+
+For every cell (model, NFE, T) ``--samples`` sequences are drawn over ``--seeds`` and scored by
+``didi_seq.evaluate`` (Gen PPL with its bootstrap CI, entropy, rep-n and, with the
+``mauve`` extra, MAUVE against the real-data reference). Entropy here is of the model's own
+tokens, not the judge's (``didi_seq.metrics``). Each cell is one JSON in --work, so an
+interrupted sweep continues where it stopped; the reference's scoring is cached by evaluate.
+
+Writes ``<out>.json`` (every cell and the matched-entropy table), ``<out>.md`` and ``<out>.png``
+(Gen PPL and MAUVE against entropy, one curve per model × NFE, the reference entropy as a line).
+
+    python benchmarks/frontier.py --checkpoints teacher student --nfe 16 1024 --samples 258
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from didi_seq import __version__
+from didi_seq.evaluate import evaluate, write_result
+from didi_seq.plots import plot_frontier
+from didi_seq.plugins import get_domain
+from didi_seq.sample_io import read_jsonl, write_jsonl
+
+# arXiv 2610.06648's temperature grid (yandex-research/dlm-mmd, mmd/owt_pareto.py)
+TEMPERATURES = [0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.95, 0.975, 1.00, 1.05, 1.10, 1.20]
+VALUES = ("gen_ppl", "mauve", "temperature")  # what the matched-entropy table reads off the curve
+
+
+def matched_entropy(points: list[dict], target: float) -> dict:
+    """Read one curve (points with entropy and VALUES) at entropy ``target``.
+
+    ``nearest``: the point whose entropy is nearest ``target``. ``interpolated``: the values
+    linearly interpolated in entropy between the two points that bracket ``target`` (adjacent
+    once sorted by entropy), or None when the curve does not reach it on both sides.
+    """
+    if not points:
+        raise ValueError("no points")
+    nearest = min(points, key=lambda p: abs(p["entropy"] - target))
+    ordered = sorted(points, key=lambda p: p["entropy"])
+    interpolated = None
+    for lo, hi in zip(ordered, ordered[1:], strict=False):
+        if lo["entropy"] <= target <= hi["entropy"]:
+            w = 0.0 if hi["entropy"] == lo["entropy"] else (target - lo["entropy"]) / (hi["entropy"] - lo["entropy"])
+            interpolated = {"entropy": target, "between_temperatures": [lo["temperature"], hi["temperature"]]}
+            for key in VALUES:
+                if lo.get(key) is not None and hi.get(key) is not None:
+                    interpolated[key] = lo[key] + w * (hi[key] - lo[key])
+            break
+    return {"target_entropy": target, "nearest": {**{k: nearest.get(k) for k in (*VALUES, "entropy")},
+                                                  "entropy_gap": nearest["entropy"] - target},
+            "interpolated": interpolated}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--domain", default="text")
+    ap.add_argument("--checkpoints", nargs="+", default=["teacher"], help="'teacher', 'student', paths or hub ids")
+    ap.add_argument("--labels", nargs="+", default=None, help="one label per checkpoint (default: the checkpoint ids)")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[16, 1024])
+    ap.add_argument("--temperatures", type=float, nargs="+", default=TEMPERATURES)
+    ap.add_argument("--samples", type=int, default=258, help="samples per cell, split evenly over the seeds")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--judge", default=None, help="judge name/path (default: the harness's offline default)")
+    ap.add_argument("--reference-samples", type=int, default=256, help="real validation blocks: reference entropy, MAUVE")
+    ap.add_argument("--target-entropy", type=float, default=None, help="match here instead of the reference's entropy")
+    ap.add_argument("--no-mauve", action="store_true", help="skip MAUVE (it needs the mauve extra)")
+    ap.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: each metric's own)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path("runs/frontier"), help="sample files and per-cell records")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/frontier"), help="output prefix (.json/.md/.png)")
+    return ap.parse_args(argv)
+
+
+def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int, path: Path) -> list[dict]:
+    """One seed's samples of one cell, written as the CLI writes them (or read back when already there)."""
+    from didi_seq.generate import generate, sampler_config
+
+    if path.exists():
+        return read_jsonl(path)
+    cfg = sampler_config("ancestral", model.domain.name, nfe=nfe, temperature=temperature)
+    records = generate(model, cfg, num_samples=n, seed=seed, batch_size=batch_size).records
+    write_jsonl(path, records)
+    return records
+
+
+def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
+    """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
+    work = args.work / label.replace("/", "_")
+    rec_file = work / f"nfe{nfe}_T{temperature:g}.json"
+    if rec_file.exists():
+        return json.loads(rec_file.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    per_seed = -(-args.samples // len(args.seeds))
+    samples, t0 = [], time.perf_counter()
+    for seed in args.seeds:
+        samples += draw(model, nfe, temperature, seed, per_seed, args.batch_size, work / f"nfe{nfe}_T{temperature:g}_seed{seed}.jsonl")
+    sampled = time.perf_counter() - t0
+    rec = evaluate(model.domain, samples, judge=args.judge, metrics=metrics, reference_samples=args.reference_samples,
+                   tokenizer=model.tokenizer, bootstrap=args.bootstrap, options={"judge_batch_size": 8})
+    rec["frontier"] = {"label": label, "nfe": nfe, "temperature": temperature, "sampling_wall_clock_s": round(sampled, 2)}
+    write_result(rec_file, rec)
+    return rec
+
+
+def point_of(rec: dict) -> dict:
+    m = rec["metrics"]
+    g = m["gen_ppl"]
+    point = {"temperature": rec["frontier"]["temperature"], "entropy": m["entropy"]["mean"],
+             "entropy_std": m["entropy"]["std"], "gen_ppl": g["pooled"], "gen_ppl_std": g["std"],
+             "gen_ppl_ci": [g["ci"]["low"], g["ci"]["high"]] if g.get("ci") else None,
+             "rep_4": m.get("rep_4", {}).get("pooled"), "samples": rec["num_samples"], "seeds": rec["seeds"]}
+    if "mauve" in m:
+        point["mauve"] = m["mauve"]["pooled"]
+        point["mauve_ci"] = [m["mauve"]["ci"]["low"], m["mauve"]["ci"]["high"]] if m["mauve"].get("ci") else None
+    return point
+
+
+def fmt(x, spec=".1f"):
+    return "–" if x is None else format(x, spec)
+
+
+def markdown(table: list[dict], curves: dict, header: str) -> str:
+    lines = [header, "", "Matched entropy: nearest grid point, and linear interpolation between the two grid points that "
+             "bracket the target (– when none do).", "",
+             "| model × NFE | target H | nearest T | its H | Gen PPL | MAUVE | interpolated T | Gen PPL | MAUVE |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in table:
+        n, i = row["nearest"], row["interpolated"] or {}
+        lines.append(f"| {row['curve']} | {row['target_entropy']:.3f} | {n['temperature']:g} | {n['entropy']:.3f} | "
+                     f"{fmt(n['gen_ppl'])} | {fmt(n.get('mauve'), '.3f')} | {fmt(i.get('temperature'), '.3f')} | "
+                     f"{fmt(i.get('gen_ppl'))} | {fmt(i.get('mauve'), '.3f')} |")
+    lines += ["", "Every grid point (Gen PPL pooled over samples with its 95 % bootstrap CI; entropy mean ± std over seeds):",
+              "", "| model × NFE | T | entropy | Gen PPL | 95 % CI | MAUVE | rep-4 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, points in curves.items():
+        for p in sorted(points, key=lambda p: p["temperature"]):
+            ci = f"{p['gen_ppl_ci'][0]:.1f}–{p['gen_ppl_ci'][1]:.1f}" if p["gen_ppl_ci"] else "–"
+            lines.append(f"| {name} | {p['temperature']:g} | {p['entropy']:.3f} ± {p['entropy_std'] or 0:.3f} | "
+                         f"{p['gen_ppl']:.1f} | {ci} | {fmt(p.get('mauve'), '.3f')} | {fmt(p['rep_4'], '.3f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    from didi_seq.generate import load_model
+
+    args = parse_args(argv)
+    if args.labels and len(args.labels) != len(args.checkpoints):
+        raise SystemExit("error: --labels needs one label per checkpoint")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    dom = get_domain(args.domain)
+    metrics = ["gen_ppl", "entropy", "rep_2", "rep_3", "rep_4"] + ([] if args.no_mauve else ["mauve"])
+    curves, records, reference = {}, [], None
+    for k, checkpoint in enumerate(args.checkpoints):
+        model = load_model(dom, checkpoint)
+        label = args.labels[k] if args.labels else model.adapter.provenance.get("id", checkpoint)
+        for nfe in sorted(args.nfe):
+            name = f"{label} @ NFE {nfe}"
+            for temperature in sorted(args.temperatures):
+                rec = cell(model, label, nfe, temperature, args, metrics)
+                records.append(rec)
+                curves.setdefault(name, []).append(point_of(rec))
+                reference = reference or rec["reference"]
+                p = curves[name][-1]
+                print(f"{name}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
+                      + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
+    target = args.target_entropy if args.target_entropy is not None else reference["values"]["entropy"]
+    table = [{"curve": name, **matched_entropy(points, target)} for name, points in curves.items()]
+    judge = records[0]["scorers"]["gen_ppl"]["judge"]
+    grid = ", ".join(f"{t:g}" for t in sorted(args.temperatures))
+    header = (f"Gen PPL–entropy frontier ({args.domain}): ancestral sampler, T ∈ {{{grid}}}, "
+              f"{args.samples} samples over seeds {args.seeds} per cell; judge {judge['id']} (revision "
+              f"{str(judge['revision'])[:19]}); reference: {reference['num_blocks']} real validation blocks "
+              f"(entropy {reference['values']['entropy']:.3f}, Gen PPL {reference['values']['gen_ppl']:.1f}); didi-seq {__version__}")
+    text = markdown(table, curves, header)
+    print(text)
+    out = {"benchmark": "frontier", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+           "protocol": "arXiv 2610.06648 matched entropy (yandex-research/dlm-mmd mmd/owt_pareto.py): logits / T at every "
+                       "ancestral step; nearest grid point and linear interpolation in entropy",
+           "target_entropy": target, "temperatures": sorted(args.temperatures), "matched": table, "curves": curves,
+           "reference": reference, "threads": args.threads, "machine": platform.platform(), "torch": torch.__version__,
+           "didi_seq_version": __version__, "wall_clock_s": round(time.perf_counter() - t0, 1), "records": records}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_result(args.out.with_suffix(".json"), out)
+    args.out.with_suffix(".md").write_text(text)
+    plot_frontier(curves, args.out.with_suffix(".png"), target,
+                  title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
+    print(f"wrote {args.out}.json/.md/.png")
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""benchmarks/frontier.py's matched-entropy reading, checked by hand."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from frontier import TEMPERATURES, matched_entropy  # noqa: E402
+
+CURVE = [  # deliberately not in temperature order
+    {"temperature": 1.1, "entropy": 5.0, "gen_ppl": 400.0, "mauve": 0.8},
+    {"temperature": 0.9, "entropy": 4.0, "gen_ppl": 100.0, "mauve": 0.5},
+    {"temperature": 1.0, "entropy": 4.5, "gen_ppl": 200.0, "mauve": 0.7},
+]
+
+
+def test_matched_entropy_nearest_and_interpolated_by_hand():
+    out = matched_entropy(CURVE, 4.6)
+    assert out["nearest"]["temperature"] == 1.0 and out["nearest"]["entropy_gap"] == pytest.approx(-0.1)
+    i = out["interpolated"]  # 4.6 is 1/5 of the way from H 4.5 (T 1.0) to H 5.0 (T 1.1)
+    assert i["between_temperatures"] == [1.0, 1.1]
+    assert i["gen_ppl"] == pytest.approx(200 + 0.2 * 200) and i["mauve"] == pytest.approx(0.72)
+    assert i["temperature"] == pytest.approx(1.02)
+
+
+def test_matched_entropy_on_a_grid_point_and_outside_the_curve():
+    on = matched_entropy(CURVE, 4.0)
+    assert on["interpolated"]["gen_ppl"] == pytest.approx(100.0) and on["nearest"]["entropy_gap"] == 0
+    out = matched_entropy(CURVE, 5.5)  # never extrapolated
+    assert out["interpolated"] is None and out["nearest"]["temperature"] == 1.1
+    no_mauve = matched_entropy([{k: v for k, v in p.items() if k != "mauve"} for p in CURVE], 4.25)
+    assert "mauve" not in no_mauve["interpolated"] and no_mauve["interpolated"]["gen_ppl"] == pytest.approx(150.0)
+
+
+def test_default_grid_is_the_papers():
+    assert TEMPERATURES == [0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.95, 0.975, 1.00, 1.05, 1.10, 1.20]
+
+
+from test_evaluate import tiny_judge  # noqa: E402,F401  (the fixture)
+
+
+def test_frontier_end_to_end_is_resumable(tiny_ckpt, tiny_judge, tmp_path):  # noqa: F811
+    """Two temperatures, one NFE, a tiny checkpoint and judge: cells land in --work and are reused."""
+    import json
+
+    import frontier
+
+    argv = ["--checkpoints", str(tiny_ckpt), "--labels", "tiny", "--nfe", "4", "--temperatures", "0.8", "1.0",
+            "--samples", "4", "--seeds", "0", "1", "--judge", str(tiny_judge), "--reference-samples", "4", "--no-mauve",
+            "--bootstrap", "20", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out" / "frontier")]
+    out = frontier.main(argv)
+    cells = sorted(p.name for p in (tmp_path / "work" / "tiny").glob("*.json"))
+    assert cells == ["nfe4_T0.8.json", "nfe4_T1.json"]
+    rec = json.loads((tmp_path / "work" / "tiny" / "nfe4_T0.8.json").read_text())
+    assert rec["temperature"] == 0.8 and rec["num_samples"] == 4 and rec["metrics"]["gen_ppl"]["ci"]["resamples"] == 20
+    (row,) = out["matched"]
+    assert row["curve"] == "tiny @ NFE 4" and row["target_entropy"] == out["reference"]["values"]["entropy"]
+    assert {p["temperature"] for p in out["curves"]["tiny @ NFE 4"]} == {0.8, 1.0}
+    for ext in (".json", ".md", ".png"):
+        assert (tmp_path / "out" / f"frontier{ext}").exists()
+    (tmp_path / "work" / "tiny" / "nfe4_T1_seed0.jsonl").unlink()  # a finished cell is not resampled
+    assert frontier.main(argv)["curves"] == out["curves"]
