@@ -23,7 +23,6 @@ from .few_step_config import MMDConfig, SDTTConfig
 from .method import MethodContext
 from .mmd import mmd_step, resolve_alpha
 from .sdtt import round_delta, round_of, sdtt_step
-from .trainer import corpus_rows
 
 
 class RealDataTrainer:
@@ -34,7 +33,7 @@ class RealDataTrainer:
         self.adapter, self.cfg, self.spec, self.schedule, self.ranks = adapter, cfg, adapter.spec, adapter.schedule, ctx.ranks
         self.device = adapter.device
         ctx.on_prepare("loading the training rows")
-        self.data, self.data_meta = corpus_rows(ctx.domain, ctx.tokenizer, ctx.corpus, self.spec.max_length)
+        self.data, self.data_meta = ctx.corpus_rows()
         self.rows = ctx.ranks.rows(cfg.batch_size, "--batch-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()

@@ -190,14 +190,6 @@ class Distiller:
         return m.eval()
 
 
-def corpus_rows(domain, tokenizer, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
-    """The domain's training rows of ``corpus`` (None: its embedded corpus) and provenance naming them."""
-    data = domain.load_corpus(corpus)
-    meta = {"corpus": data["name"], "validation_sha256": data["validation_sha256"],
-            **({"corpus_split": data["split"]} if data.get("split") else {})}
-    return domain.rows(data["train"], tokenizer, length), meta
-
-
 def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
     """The discriminator's positive class: packed corpus blocks or a pool of teacher samples."""
     if cfg.positive == "data":
