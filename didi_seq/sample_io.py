@@ -1,7 +1,7 @@
 """Sample files: JSONL, one self-describing object per sample, written atomically.
 
 Each record carries what ``evaluate`` must report without guessing: the decoded sample
-(``text`` / ``sequence``), the model's own token ids (entropy is computed on those, not
+(``decoded`` in every domain, and again under the domain's own name: ``text``, ``sequence``), the model's own token ids (entropy is computed on those, not
 on a re-tokenisation), the domain, sampler settings, the checkpoint id and weight hash,
 and the cost of the run that produced it (real network calls and wall-clock).
 """
@@ -15,6 +15,17 @@ from . import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
 
+DECODED = "decoded"  # the decoded sample's key in every domain; Domain.sample_field names its alias
+
+
+def with_decoded(record: dict, field: str) -> dict:
+    """Fill whichever of ``decoded`` / the domain's ``field`` a record lacks from the other, so
+    readers accept files written by any version and plugins keep their own name for the sample."""
+    for have, missing in ((field, DECODED), (DECODED, field)):
+        if missing not in record and have in record:
+            record[missing] = record[have]
+    return record
+
 
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict,
                    extra: dict | None = None) -> list[dict]:
@@ -24,7 +35,7 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
            "discriminator_calls": result.aux_calls}
     records = []
     for i, ids in enumerate(result.tokens.tolist()):
-        rec = domain.sample_record(ids, tokenizer)
+        rec = with_decoded(domain.sample_record(ids, tokenizer), domain.sample_field)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
                     "final": final, "dtype": "float64", "checkpoint": provenance.get("id"),
                     "checkpoint_sha256": provenance.get("model_sha256"), "tokens": ids, "run": run,
