@@ -1,9 +1,9 @@
 """Sample files: JSONL, one self-describing object per sample, written atomically.
 
 Each record carries what ``evaluate`` must report without guessing: the decoded sample
-(``decoded`` in every domain, and again under the domain's own name: ``text``, ``sequence``), the model's own token ids (entropy is computed on those, not
-on a re-tokenisation), the domain, sampler settings, the checkpoint id and weight hash,
-and the cost of the run that produced it (real network calls and wall-clock).
+(``decoded`` in every domain, and again under the domain's own name: ``text``, ``sequence``),
+the model's own token ids (entropy is computed on those, not on a re-tokenisation), the
+domain, sampler settings, the checkpoint id and weight hash, and the cost of the run that produced it (real network calls and wall-clock).
 """
 
 from __future__ import annotations
@@ -44,9 +44,12 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
     return records
 
 
+def jsonl_text(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_bytes(Path(path), payload.encode("utf-8"))
+    atomic_write_bytes(Path(path), jsonl_text(records).encode("utf-8"))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -77,3 +77,114 @@ def test_with_decoded_keeps_both_when_present():
 
     assert with_decoded({"sequence": "MKV"}, "sequence") == {"sequence": "MKV", "decoded": "MKV"}
     assert with_decoded({"decoded": "a", "text": "b"}, "text") == {"decoded": "a", "text": "b"}
+
+
+# -- CLI conventions --------------------------------------------------------------------------------
+
+
+def test_sample_output_dash_is_jsonl_on_stdout_and_nothing_else(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 2, "--num-samples", 3, "--threads", 1,
+               "--output", "-")
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in r.stdout.splitlines()]  # every stdout line is a record: no progress bar
+    assert [rec["index"] for rec in recs] == [0, 1, 2]
+    assert list(tmp_path.iterdir()) == []  # no file named '-'
+    assert "3 samples, NFE 2" in r.stderr and "sample" in r.stderr  # summary and progress went to stderr
+
+
+def test_protein_output_dash_writes_no_fasta(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sample", "--domain", "protein", "--checkpoint", "teacher", "--nfe", 2, "--num-samples", 2,
+               "--lengths", 12, "--threads", 1, "--output", "-")
+    assert r.exit_code == 0, r.output
+    assert all(len(json.loads(line)["decoded"]) == 12 for line in r.stdout.splitlines())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_and_progress_on_stderr_and_quiet_silences_them(tiny_ckpt, tmp_path):
+    out = tmp_path / "s.jsonl"
+    args = ["sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 2, "--num-samples", 2, "--threads", 1]
+    r = invoke(*args, "--output", out)
+    assert r.exit_code == 0 and r.stdout == "" and "wrote" in r.stderr
+    r = invoke("--quiet", *args, "--output", out)
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+    r = invoke("-q", *args)  # results still print
+    assert r.exit_code == 0 and r.stdout.count("--- sample") == 2 and r.stderr == ""
+
+
+def test_no_wrapping_when_not_a_terminal(capsys):
+    from didi_seq_cli.console import console, set_quiet
+
+    set_quiet(False)  # the CLI sets it on every invocation; a direct call sees the last one's
+    long = " ".join(f"value{i} 0.603 s/sample" for i in range(40))
+    console().print(long)
+    console(stderr=True).print(long)
+    captured = capsys.readouterr()
+    assert captured.out == long + "\n" and captured.err == long + "\n"
+
+
+def test_version_completion_and_python_m():
+    import subprocess
+    import sys
+
+    from didi_seq import __version__
+
+    assert invoke("--version").stdout.strip() == f"didi-seq {__version__}"
+    assert "--install-completion" in invoke("--help", terminal_width=200).stdout
+    for module in ("didi_seq", "didi_seq_cli"):
+        r = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip() == f"didi-seq {__version__}", r.stderr
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    ("distill", ["[default: (400)]", "[default: (20)]", "≈ 33 min", "--disc-warmup-steps", "--allow-no-student-steps"]),
+    ("pretrain", ["small 2000", "≈ 50 min", "[default: runs/pretrain]"]),
+    ("sample", ["[default: ancestral]", "half the cores"]),
+])
+def test_help_shows_defaults_and_cost(command, shown):
+    text = invoke(command, "--help", terminal_width=200).stdout
+    for fragment in shown:
+        assert fragment in text, fragment
+
+
+def test_threads_env_var_and_default(monkeypatch, tiny_ckpt):
+    from conftest import one_error_line
+    from didi_seq.devices import default_threads
+
+    for cores, expected in ((1, 1), (2, 1), (8, 4), (64, 4), (None, 1)):
+        monkeypatch.setattr("os.cpu_count", lambda c=cores: c)
+        assert default_threads() == expected
+    r = invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 2, env={"DIDI_SEQ_THREADS": "0"})
+    one_error_line(r, "--threads must be a positive integer")
+
+
+# -- distill: a student that never steps ----------------------------------------------------------
+
+
+def test_distill_refuses_a_run_where_the_student_never_steps(tiny_ckpt, tmp_path):
+    from conftest import one_error_line
+
+    r = invoke("distill", "--domain", "text", "--teacher", tiny_ckpt, "--steps", 5, "--out", tmp_path / "run")
+    one_error_line(r, "--steps 5 ≤ --disc-warmup-steps 20: the student would never take a step")
+    assert not (tmp_path / "run").exists()
+
+
+def test_check_student_steps():
+    from didi_seq.distill.config import DistillConfig
+    from didi_seq.distill.preflight import check_student_steps, student_steps
+    from didi_seq.errors import DidiError
+
+    assert student_steps(DistillConfig(steps=21, disc_warmup_steps=20)) == 1
+    assert check_student_steps(DistillConfig(steps=21, disc_warmup_steps=20)) is None
+    with pytest.raises(DidiError, match="--allow-no-student-steps"):
+        check_student_steps(DistillConfig(steps=20, disc_warmup_steps=20))
+    assert "never take a step" in check_student_steps(DistillConfig(steps=3, disc_warmup_steps=20), allow=True)
+
+
+def test_distill_progress_shows_student_loss_and_discriminator_accuracy():
+    from didi_seq_cli.main import distill_progress
+
+    assert distill_progress({"disc_acc": 0.5}) == "D acc 0.50 (discriminator warm-up: student not stepping yet)"
+    shown = distill_progress({"disc_acc": 0.75, "loss": -0.1234, "reward": 0.5, "kl": 1e-3, "entropy": 4.2})
+    assert shown.startswith("D acc 0.75 student loss -0.123 reward +0.50")
