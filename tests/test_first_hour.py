@@ -188,3 +188,74 @@ def test_distill_progress_shows_student_loss_and_discriminator_accuracy():
     assert distill_progress({"disc_acc": 0.5}) == "D acc 0.50 (discriminator warm-up: student not stepping yet)"
     shown = distill_progress({"disc_acc": 0.75, "loss": -0.1234, "reward": 0.5, "kl": 1e-3, "entropy": 4.2})
     assert shown.startswith("D acc 0.75 student loss -0.123 reward +0.50")
+
+
+# -- training runs: --out parents, model cards, TensorBoard ------------------------------------------
+
+
+def _card(checkpoint_dir):
+    import yaml
+
+    text = (checkpoint_dir / "README.md").read_text()
+    assert text.startswith("---\n")
+    front, body = text[4:].split("\n---\n", 1)
+    return yaml.safe_load(front), body
+
+
+def _tiny_corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"line {i} of a small corpus for a tiny model\n" for i in range(40)))
+    return path
+
+
+def test_pretrain_creates_out_parents_writes_a_model_card_and_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "missing" / "deeper" / "run"
+    r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--steps", 2, "--corpus", _tiny_corpus(tmp_path),
+               "--threads", 1, "--out", out, "--log", "tensorboard")
+    assert r.exit_code == 0, r.output
+    assert str(out) in r.stdout and "pretrain" in r.stderr  # the result on stdout, the progress on stderr
+    meta, body = _card(out / "checkpoints" / "step_0000002")
+    prov = json.loads((out / "checkpoints" / "step_0000002" / "provenance.json").read_text())
+    assert meta["library_name"] == "didi-seq" and meta["license"] == "apache-2.0"
+    assert {"didi-seq", "masked-diffusion", "text", "teacher"} <= set(meta["tags"])
+    assert "base_model" not in meta and "datasets" not in meta  # a local corpus is no hub dataset
+    assert meta["didi_seq"]["headline"]["val_nelbo_nats_per_token"] == prov["val_nelbo"]
+    assert meta["didi_seq"]["step"] == 2 and "didi-seq sample --domain text" in body
+    # TensorBoard mirrors metrics.jsonl: same steps, same loss values
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("loss")] == [(m["step"], m["loss"]) for m in logged]
+
+
+def test_unknown_log_kind_is_refused(tmp_path):
+    from conftest import one_error_line
+
+    r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--steps", 1, "--out", tmp_path / "r", "--log", "wandb")
+    one_error_line(r, "unknown --log 'wandb'; known: tensorboard")
+
+
+def test_student_card_names_method_teacher_and_base_model(tiny_ckpt, tmp_path):
+    out = tmp_path / "student"
+    r = invoke("distill", "--domain", "text", "--teacher", tiny_ckpt, "--corpus", _tiny_corpus(tmp_path), "--out", out,
+               "--steps", 2, "--batch-size", 2, "--group-size", 2, "--disc-warmup-steps", 1, "--threads", 1)
+    assert r.exit_code == 0, r.output
+    assert "student loss" in r.stderr  # the progress shows it once the student steps
+    meta, body = _card(out / "checkpoints" / "step_0000002")
+    assert meta["didi_seq"]["method"] == "DiDi-Instruct" and {"distillation", "student"} <= set(meta["tags"])
+    assert {"disc_acc", "reward"} <= set(meta["didi_seq"]["headline"]) and "tiny-test@" in body
+    assert "base_model" not in meta  # a local teacher is no hub model
+
+
+def test_card_metadata_for_hub_teacher_and_dataset():
+    from didi_seq.model_card import metadata
+
+    prov = {"corpus": "openwebtext", "method": "DiDi-Instruct", "step": 10,
+            "teacher": {"id": "kuleshov-group/mdlm-owt@abc123", "path": "/cache/models--kuleshov-group--mdlm-owt/x"}}
+    meta = metadata({"kind": "student", "domain": "text"}, prov)
+    assert meta["base_model"] == "kuleshov-group/mdlm-owt" and meta["datasets"] == ["openwebtext"]
+    meta = metadata({"kind": "teacher", "domain": "text"}, {"corpus": "embedded:python3.11-doc"})
+    assert "datasets" not in meta and meta["didi_seq"]["method"] == "MDLM NELBO pretraining"
