@@ -259,3 +259,66 @@ def test_card_metadata_for_hub_teacher_and_dataset():
     assert meta["base_model"] == "kuleshov-group/mdlm-owt" and meta["datasets"] == ["openwebtext"]
     meta = metadata({"kind": "teacher", "domain": "text"}, {"corpus": "embedded:python3.11-doc"})
     assert "datasets" not in meta and meta["didi_seq"]["method"] == "MDLM NELBO pretraining"
+
+
+# -- plugin kit -------------------------------------------------------------------------------------
+
+
+def test_small_preset_takes_the_domains_default_length(tmp_path):
+    """A preset that sets no length defers to Domain.default_length (the tiny preset is a fixed test shape)."""
+    import dataclasses
+
+    from didi_seq.checkpoint import load_checkpoint
+    from didi_seq.plugins import get_domain
+    from didi_seq.pretrain import PretrainConfig, pretrain
+
+    dom = dataclasses.replace(get_domain("text"), default_length=24)
+    cfg = PretrainConfig.from_preset("small", steps=1, batch_size=2, eval_batches=1, threads=1,
+                                     model={"hidden": 32, "layers": 1, "heads": 2, "cond_dim": 16})
+    assert "length" not in cfg.model
+    pretrain(dom, tmp_path / "run", cfg, corpus=str(_tiny_corpus(tmp_path)))
+    assert load_checkpoint(tmp_path / "run").config["model"]["length"] == 24
+    assert PretrainConfig.from_preset("tiny").model["length"] == 32
+
+
+def test_char_tokenizer_ids_round_trip_and_errors(tmp_path):
+    from didi_seq.char_tokenizer import CharTokenizer
+    from didi_seq.errors import DidiError
+
+    tok = CharTokenizer("ACGU", upper=True, symbol="base")
+    assert (tok.bos_id, tok.eos_id, tok.mask_id, tok.vocab_size) == (4, 4, 5, 6)
+    assert tok.encode_batch(["acgu", "UA"]) == [[0, 1, 2, 3], [3, 0]]
+    assert tok.decode([0, 1, 4, 3, 5]) == "AC|U?"  # padding/separators are decoded too
+    with pytest.raises(DidiError, match="'T' is not a base"):
+        tok.encode_batch(["ACT"])
+    (tmp_path / "tokenizer.json").write_text(tok.to_json())
+    assert CharTokenizer.saved_alphabet(tmp_path / "tokenizer.json") == "ACGU"
+    with pytest.raises(DidiError, match="distinct"):
+        CharTokenizer("AAB")
+
+
+def test_length_models_live_in_the_core_and_read_fasta(tmp_path):
+    import torch
+
+    from didi_seq.lengths import EmpiricalLengths, parse_lengths
+
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">a\nACGT\n>b\nACGTACGT\nAC\n")  # wrapped lines count once: lengths 4 and 10
+    model = parse_lengths(str(fasta), 50, corpus_lengths=None)
+    assert isinstance(model, EmpiricalLengths) and model.counts == [(4, 1), (10, 1)]
+    assert set(model.draw(20, torch.Generator().manual_seed(0))) == {4, 10}
+
+
+def test_core_imports_no_plugin():
+    """didi_seq/ never imports a plugin package (or the CLI), lazily or not."""
+    import ast
+    from pathlib import Path
+
+    import didi_seq
+
+    for path in Path(didi_seq.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                assert not name.startswith(("didi_seq_text", "didi_seq_protein", "didi_seq_cli")), (path, name)
