@@ -258,8 +258,9 @@ def sample(
         check_parent_dir(output)
     if checkpoint is None:
         has_student = dom.embedded_student is not None and Path(dom.embedded_student).exists()
+        has_teacher = dom.embedded_teacher is not None and Path(dom.embedded_teacher).exists()
         checkpoint = "student" if has_student else "teacher"
-        if not has_student:
+        if not has_student and has_teacher:  # with neither, loading names both ways to get one
             status(f"note: domain {dom.name!r} ships no distilled student yet; sampling the embedded teacher")
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn

@@ -18,7 +18,10 @@ def resolve_source(src: str | None, domain, default: str = "teacher") -> Path:
     if src in EMBEDDED:
         path = domain.embedded_teacher if src == "teacher" else domain.embedded_student
         if path is None or not Path(path).exists():
-            raise DidiError(f"domain {domain.name!r} ships no embedded {src}; pass a checkpoint path instead")
+            make = (f"didi-seq pretrain --domain {domain.name}" if src == "teacher"
+                    else f"didi-seq distill --domain {domain.name} --teacher TEACHER")
+            raise DidiError(f"domain {domain.name!r} ships no embedded {src}; pass a checkpoint path or hub id, "
+                            f"or train one: `{make} --out runs/{domain.name}-{src}`")
         return Path(path)
     p = Path(src)
     if p.exists():

@@ -322,3 +322,16 @@ def test_core_imports_no_plugin():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             for name in names:
                 assert not name.startswith(("didi_seq_text", "didi_seq_protein", "didi_seq_cli")), (path, name)
+
+
+def test_a_domain_without_embedded_models_suggests_pretrain(monkeypatch):
+    import dataclasses
+
+    from conftest import one_error_line
+    from didi_seq import plugins
+
+    bare = dataclasses.replace(plugins.get_domain("text"), embedded_teacher=None, embedded_student=None)
+    monkeypatch.setattr(plugins, "get_domain", lambda name: bare)
+    r = invoke("sample", "--domain", "text", "--nfe", 2)
+    one_error_line(r, "ships no embedded teacher; pass a checkpoint path or hub id, or train one: "
+                      "`didi-seq pretrain --domain text --out runs/text-teacher`")
