@@ -533,6 +533,22 @@ def _print_record(console, record: dict) -> None:
                       f"{cost['s_per_sample']:.3f} s/sample")
 
 
+@app.command("new-plugin")
+@user_errors
+def new_plugin(
+    name: str = typer.Argument(..., help="Domain name (lower-case letters, digits, '_'); the package is didi_seq_NAME."),
+    alphabet: str = typer.Option("ACGT", help="The domain's characters, one token each."),
+    out: Path | None = typer.Option(None, help="Directory to create.", show_default="./didi-seq-NAME"),
+) -> None:
+    """Write a working domain-plugin package (character tokenizer, corpus, entry point, a test) to start from."""
+    from .new_plugin import write_skeleton
+
+    target = out or Path(f"didi-seq-{name.replace('_', '-')}")
+    files = write_skeleton(name, alphabet, target)
+    typer.echo(target)
+    status(f"wrote {len(files)} files; next: pip install -e '{target}[test]' && python -m pytest -q {target}/tests")
+
+
 def _register_plugin_commands() -> None:
     from didi_seq.plugins import get_plugin_manager
 

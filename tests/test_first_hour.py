@@ -335,3 +335,26 @@ def test_a_domain_without_embedded_models_suggests_pretrain(monkeypatch):
     r = invoke("sample", "--domain", "text", "--nfe", 2)
     one_error_line(r, "ships no embedded teacher; pass a checkpoint path or hub id, or train one: "
                       "`didi-seq pretrain --domain text --out runs/text-teacher`")
+
+
+@pytest.mark.slow  # a pytest subprocess that pretrains: ~15 s quiet, ~50 s on busy cores
+def test_new_plugin_writes_a_skeleton_whose_own_tests_pass(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import one_error_line
+
+    target = tmp_path / "smiles-plugin"
+    r = invoke("new-plugin", "smiles", "--alphabet", "CNOS()=#123", "--out", target)
+    assert r.exit_code == 0, r.output
+    assert (target / "didi_seq_smiles" / "plugin.py").exists() and 'smiles = "didi_seq_smiles.plugin"' in \
+        (target / "pyproject.toml").read_text()
+    env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    t = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(target / "tests")],
+                       cwd=target, env=env, capture_output=True, text=True, timeout=300)
+    assert t.returncode == 0, t.stdout[-2000:] + t.stderr[-2000:]
+    assert "3 passed" in t.stdout
+    one_error_line(invoke("new-plugin", "smiles", "--out", target), "already exists")
+    one_error_line(invoke("new-plugin", "Bad-Name", "--out", tmp_path / "x"), "plugin name 'Bad-Name'")
