@@ -46,8 +46,19 @@ def status(message: str) -> None:
 
 
 def progress(*columns, **options) -> Progress:
-    """A rich progress bar on stderr; hidden under --quiet (``disable=`` still applies, e.g. rank > 0)."""
+    """A rich progress bar on stderr; hidden under --quiet (``disable=`` still applies, e.g. rank > 0).
+
+    A run that fails takes its bar away, so what stays on stderr is the one ``error:`` line (the bar's
+    last state is in the run's metrics.jsonl); a finished run leaves its final bar."""
     from rich.progress import Progress
 
+    class ClearedOnError(Progress):
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None:
+                return super().__exit__(exc_type, exc, tb)
+            if not self.disable:  # Progress.stop would also print a blank line into a file or pipe
+                self.live.transient = True
+                self.live.stop()
+
     options["disable"] = options.get("disable", False) or _quiet
-    return Progress(*columns, console=console(stderr=True), **options)
+    return ClearedOnError(*columns, console=console(stderr=True), **options)

@@ -190,7 +190,7 @@ def test_corpus_jsonl_with_a_broken_line(work):
     fails_cleanly(work, ["pretrain", "--domain", "text", "--preset", "tiny", "--corpus", bad, "--out", work / "o"],
                   "line 2 is not valid JSON")
     fails_cleanly(work, ["distill", "--domain", "text", "--teacher", work / "good", "--corpus", bad, "--out", work / "o",
-                         "--steps", 1], "line 2 is not valid JSON")
+                         "--steps", 1, "--disc-warmup-steps", 0], "line 2 is not valid JSON")
 
 
 def test_samples_jsonl_with_a_broken_line(work):
@@ -207,7 +207,7 @@ def test_empty_corpus(work, content):
         fails_cleanly(work, ["pretrain", "--domain", "text", "--preset", "tiny", "--corpus", work / name, "--out", work / "o"],
                       "empty")
     fails_cleanly(work, ["distill", "--domain", "text", "--teacher", work / "good", "--corpus", work / "empty.txt",
-                         "--out", work / "o", "--steps", 1], "empty")
+                         "--out", work / "o", "--steps", 1, "--disc-warmup-steps", 0], "empty")
 
 
 def test_empty_samples_file(work):
