@@ -63,3 +63,33 @@ def test_rgas_needs_a_student_with_a_discriminator(tiny_ckpt):
     assert r.exit_code != 0 and "holds no discriminator" in r.stderr
     r = runner.invoke(app, ["sample", "--domain", "text", "--nfe", "4", "--sampler", "magic"])
     assert r.exit_code != 0 and "unknown or unavailable sampler" in r.stderr
+
+
+def test_rgas_cache_is_exact_and_temperature_flows_through(student_dir):
+    """RGAS runs on the ancestral loop: the per-sequence cache (of the untilted prediction) changes the cost,
+    never the samples; the temperature reaches its draws (h = 0, M = 1: the tempered ancestral sampler)."""
+    dom = get_domain("text")
+    student, _ = load_teacher(str(student_dir), dom)
+    disc = load_discriminator(student.provenance["path"], dom)
+    cfg = dict(nfe=32, guidance_start=2.0, guidance_end=1.0, rerank_ratio=0.5, candidates=2)
+    cached = rgas_sample(student, disc, 3, RGASConfig(**cfg), torch.Generator().manual_seed(5))
+    uncached = rgas_sample(student, disc, 3, RGASConfig(**cfg, cache=False), torch.Generator().manual_seed(5))
+    assert torch.equal(cached.tokens, uncached.tokens) and cached.aux_calls == uncached.aux_calls
+    assert cached.rows_evaluated < uncached.rows_evaluated  # L = 16 over 32 steps: most steps change few rows
+    plain = ancestral_sample(student, 4, SamplerConfig(nfe=6, temperature=0.5, cache=False), torch.Generator().manual_seed(1))
+    guided = rgas_sample(student, disc, 4, RGASConfig(nfe=6, temperature=0.5, guidance_start=0.0, guidance_end=0.0, candidates=1),
+                         torch.Generator().manual_seed(1))
+    untempered = rgas_sample(student, disc, 4, RGASConfig(nfe=6, guidance_start=0.0, guidance_end=0.0, candidates=1),
+                             torch.Generator().manual_seed(1))
+    assert torch.equal(plain.tokens, guided.tokens) and not torch.equal(guided.tokens, untempered.tokens)
+
+
+def test_rgas_starts_from_given_states(student_dir):
+    dom = get_domain("text")
+    student, _ = load_teacher(str(student_dir), dom)
+    disc = load_discriminator(student.provenance["path"], dom)
+    x0 = torch.full((2, student.spec.max_length), student.spec.mask_id)
+    prefix = torch.tensor([t for t in range(10) if t != student.spec.mask_id][:5])
+    x0[:, :5] = prefix  # a given prefix is kept (infilling the rest)
+    r = rgas_sample(student, disc, 2, RGASConfig(nfe=4), torch.Generator().manual_seed(0), x_init=x0)
+    assert torch.equal(r.tokens[:, :5], x0[:, :5]) and not (r.tokens == student.spec.mask_id).any()
