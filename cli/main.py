@@ -38,6 +38,7 @@ THREADS_DEFAULT = "half the cores, at most 4"  # didi_seq.devices.default_thread
 RUN = "Run and output"
 HARDWARE = "Hardware"
 METHOD = "DiDi-Instruct method (each default names its source in didi_seq/distill/config.py)"
+SWITCHES = "Ablation switches (on: the paper's full method)"  # own panel: their long names need the width
 
 
 def _version(value: bool) -> None:
@@ -314,10 +315,10 @@ def distill(
                                       "teacher (paper).", show_default=DistillConfig.positive, rich_help_panel=METHOD),
     score_decomposition: bool | None = typer.Option(None, "--score-decomposition/--no-score-decomposition",
                                                     help="2-step student rollout 1→τ→t0 (on) or one jump (off).",
-                                                    show_default="on", rich_help_panel=METHOD),
+                                                    show_default="on", rich_help_panel=SWITCHES),
     coupled_time: bool | None = typer.Option(None, "--coupled-time/--no-coupled-time", show_default="on",
                                              help="Noise the discriminator's inputs at the student's τ (on) or an "
-                                             "independent t.", rich_help_panel=METHOD),
+                                             "independent t.", rich_help_panel=SWITCHES),
     omega: str | None = typer.Option(None, help="Time weight ω: elbo | constant.", show_default=DistillConfig.omega,
                                      rich_help_panel=METHOD),
     pi: str | None = typer.Option(None, help="τ proposal π: beta22 | uniform | beta25 | beta52.",
