@@ -185,13 +185,14 @@ def pretrain(
 
     from didi_seq.pretrain import PretrainConfig
     from didi_seq.pretrain import pretrain as run
-    from didi_seq.training_log import training_logger
+    from didi_seq.training_log import check_logger, training_logger
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
         threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
+    check_logger(log)
     make_run_parent(out)
     with distributed_run(device) as (ranks, dev), training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -353,7 +354,7 @@ def distill(
 
     from didi_seq.distill.preflight import check_student_steps
     from didi_seq.distill.trainer import distill as run
-    from didi_seq.training_log import training_logger
+    from didi_seq.training_log import check_logger, training_logger
 
     overrides = {k: v for k, v in {
         "steps": steps, "batch_size": batch_size, "group_size": group_size, "student_lr": student_lr, "disc_lr": disc_lr,
@@ -366,6 +367,7 @@ def distill(
     warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
     if warning:
         status(f"warning: {warning}")
+    check_logger(log)
     make_run_parent(out)
     with distributed_run(device) as (ranks, dev), training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

@@ -54,6 +54,11 @@ def make_logger(kind: str | None, run_dir: Path) -> NullLogger | TensorBoardLogg
     return TensorBoardLogger(Path(run_dir) / TENSORBOARD_DIR)
 
 
+def check_logger(kind: str | None) -> None:
+    """Fail before a run starts (and before --out's parents are made): an unknown kind, a missing package."""
+    make_logger(kind, Path(".")).close()  # nothing is written: a writer opens at the first step
+
+
 @contextlib.contextmanager
 def training_logger(kind: str | None, run_dir: Path, enabled: bool = True) -> Iterator[NullLogger | TensorBoardLogger]:
     """A mirror for the run in ``run_dir`` (only where ``enabled``: rank 0 of a torchrun group); closed on exit."""

@@ -234,8 +234,10 @@ def test_pretrain_creates_out_parents_writes_a_model_card_and_tensorboard(tmp_pa
 def test_unknown_log_kind_is_refused(tmp_path):
     from conftest import one_error_line
 
-    r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--steps", 1, "--out", tmp_path / "r", "--log", "wandb")
+    r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--steps", 1, "--out", tmp_path / "a" / "r",
+               "--log", "wandb")
     one_error_line(r, "unknown --log 'wandb'; known: tensorboard")
+    assert not (tmp_path / "a").exists()  # refused before anything was created
 
 
 def test_student_card_names_method_teacher_and_base_model(tiny_ckpt, tmp_path):
