@@ -9,8 +9,10 @@ from importlib.metadata import entry_points
 
 
 def main() -> None:
-    (script,) = entry_points(group="console_scripts", name="didi-seq")
-    script.load()()
+    scripts = list(entry_points(group="console_scripts", name="didi-seq"))
+    if not scripts:
+        raise SystemExit("error: the didi-seq command is not installed (pip install -e . in the repository)")
+    scripts[0].load()()
 
 
 if __name__ == "__main__":
