@@ -6,6 +6,7 @@ Layout (one directory per checkpoint)::
     config.json         {"format": "didi-seq", "domain": ..., "kind": ..., "model": {...}, ...}
     tokenizer.json      the domain tokenizer, so a checkpoint is self-contained
     provenance.json     where the weights came from: command, step, data hash, metrics
+    README.md           a Hugging Face-style model card generated from the two above (model_card.py)
 
 Why directories are written to a temporary sibling and renamed into place: a crash or
 a full disk must never leave a half-written checkpoint where a good one was.
@@ -140,6 +141,8 @@ def save_checkpoint(
     """Write a checkpoint directory atomically; ``extra(tmp)`` may add files (training state)."""
     from safetensors.torch import save_file
 
+    from .model_card import write_model_card
+
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, **config}
 
     def write(tmp: Path) -> None:
@@ -148,6 +151,7 @@ def save_checkpoint(
         prov["model_sha256"] = file_sha256(tmp / MODEL_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n")
+        write_model_card(tmp, config, prov)
         if tokenizer_json is not None:
             (tmp / TOKENIZER_FILE).write_text(tokenizer_json)
         if extra is not None:

@@ -11,12 +11,20 @@ their samples back to it; only the float arithmetic of the networks differs by d
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
 from .errors import DidiError
 
 EXPECTED = "auto, cpu, cuda or cuda:N"
+
+
+def default_threads() -> int:
+    """torch CPU threads when none are asked for: half the cores, at most 4. torch's own default (every
+    core) oversubscribes a shared machine: the quick-start sample took 18 s with it on a busy 2-core box
+    and 2 s with one thread; the embedded models gain little beyond a few threads."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def resolve_device(name: str | None = "auto", local_rank: int = 0) -> torch.device:

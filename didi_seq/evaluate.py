@@ -26,7 +26,7 @@ from .cache import cached_json
 from .checkpoint import atomic_write_bytes, file_sha256
 from .errors import DidiError
 from .metrics import bootstrap_ci, mean_std
-from .sample_io import read_jsonl
+from .sample_io import DECODED, read_jsonl, with_decoded
 from .scorer import EvalContext, Scorer
 
 # Fields that must agree across all samples of one evaluation: one configuration per record.
@@ -45,8 +45,9 @@ def load_samples(paths: list[Path], domain) -> list[dict]:
             other = rec.get("domain")
             if other is not None and other != domain.name:
                 raise DidiError(f"{where} is a {other!r} sample, not {domain.name!r}; pass --domain {other}")
-            if not isinstance(rec.get(domain.sample_field), str):
-                raise DidiError(f"{where} has no string field {domain.sample_field!r}: not a {domain.name} samples file")
+            if not isinstance(with_decoded(rec, domain.sample_field).get(domain.sample_field), str):
+                raise DidiError(f"{where} has no string field {DECODED!r} or {domain.sample_field!r}: "
+                                f"not a {domain.name} samples file")
             tokens = rec.get("tokens")
             if tokens is not None and not (isinstance(tokens, list) and all(isinstance(t, int) for t in tokens)):
                 raise DidiError(f"{where}: 'tokens' must be a list of integer token ids")

@@ -46,6 +46,8 @@ def default_checkpoint(domain) -> tuple[str, str | None]:
     """('student' | 'teacher', a note for the user or None): the embedded student, else the teacher."""
     if domain.embedded_student is not None and Path(domain.embedded_student).exists():
         return "student", None
+    if domain.embedded_teacher is None or not Path(domain.embedded_teacher).exists():
+        return "teacher", None  # no note: loading fails with how to train or pass one
     return "teacher", f"domain {domain.name!r} ships no distilled student yet; sampling the embedded teacher"
 
 

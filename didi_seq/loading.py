@@ -20,7 +20,10 @@ def resolve_source(src: str | None, domain, default: str = "teacher") -> Path:
     if src in EMBEDDED:
         path = domain.embedded_teacher if src == "teacher" else domain.embedded_student
         if path is None or not Path(path).exists():
-            raise DidiError(f"domain {domain.name!r} ships no embedded {src}; pass a checkpoint path instead")
+            make = (f"didi-seq pretrain --domain {domain.name}" if src == "teacher"
+                    else f"didi-seq distill --domain {domain.name} --teacher TEACHER")
+            raise DidiError(f"domain {domain.name!r} ships no embedded {src}; pass a checkpoint path or hub id, "
+                            f"or train one: `{make} --out runs/{domain.name}-{src}`")
         return Path(path)
     p = Path(src)
     if p.exists():
@@ -40,10 +43,11 @@ def _from_hub_cache(repo_id: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception:  # noqa: BLE001 - hub raises many types; all mean "not cached"
-        rev = f" --revision {revision}" if revision else ""
+        from .hub import download_command
+
         raise DidiError(
             f"{repo_id}{'@' + revision if revision else ''} is not a local path and is not in the local Hugging Face "
-            f"cache; run `huggingface-cli download {repo_id}{rev}` where there is network (it fetches config.json "
+            f"cache; run `{download_command(repo_id, revision=revision)}` where there is network (it fetches config.json "
             f"and model.safetensors), then retry"
         ) from None
 

@@ -30,11 +30,12 @@ from .teacher import TeacherSpec
 from .training import TrainingRun
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
-# sized for ~1.5 h on one CPU core); "tiny" is for tests and CI.
+# sized for ~1.5 h on one CPU core) and takes the domain's ``default_length`` (text: 256);
+# "tiny" is for tests and CI, a fixed 32-token shape in every domain.
 PRESETS: dict[str, dict] = {
     "tiny": {"model": {"length": 32, "hidden": 64, "layers": 2, "heads": 2, "cond_dim": 32},
              "batch_size": 8, "steps": 20, "warmup": 5, "eval_every": 10, "ckpt_every": 10, "eval_batches": 2},
-    "small": {"model": {"length": 256, "hidden": 256, "layers": 4, "heads": 4, "cond_dim": 128},
+    "small": {"model": {"hidden": 256, "layers": 4, "heads": 4, "cond_dim": 128},
               "batch_size": 32, "steps": 2000, "warmup": 100, "eval_every": 250, "ckpt_every": 100, "eval_batches": 8},
 }
 

@@ -1,10 +1,11 @@
 """Sample files: JSONL, one self-describing object per sample, written atomically.
 
 Each record carries what ``evaluate`` must report without guessing: the decoded sample
-(``text`` / ``sequence``), the model's own token ids (entropy is computed on those, not
-on a re-tokenisation), the domain, sampler settings (NFE, temperature, final step, the
-sampler's own options under its name), the checkpoint id and weight hash,
-and the cost of the run that produced it (real network calls and wall-clock).
+(``decoded`` in every domain, and again under the domain's own name: ``text``, ``sequence``),
+the model's own token ids (entropy is computed on those, not on a re-tokenisation), the
+domain, sampler settings (NFE, temperature, final step, the sampler's own options under its
+name), the checkpoint id and weight hash, and the cost of the run that produced it (real
+network calls and wall-clock).
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ from . import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
 
+DECODED = "decoded"  # the decoded sample's key in every domain; Domain.sample_field names its alias
+
+
+def with_decoded(record: dict, field: str) -> dict:
+    """Fill whichever of ``decoded`` / the domain's ``field`` a record lacks from the other, so
+    readers accept files written by any version and plugins keep their own name for the sample."""
+    for have, missing in ((field, DECODED), (DECODED, field)):
+        if missing not in record and have in record:
+            record[missing] = record[have]
+    return record
+
 
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict,
                    extra: dict | None = None, temperature: float = 1.0) -> list[dict]:
@@ -25,7 +37,7 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
            "discriminator_calls": result.aux_calls}
     records = []
     for i, ids in enumerate(result.tokens.tolist()):
-        rec = domain.sample_record(ids, tokenizer)
+        rec = with_decoded(domain.sample_record(ids, tokenizer), domain.sample_field)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
                     "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": provenance.get("id"),
                     "checkpoint_sha256": provenance.get("model_sha256"), "tokens": ids, "run": run,
@@ -34,9 +46,12 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
     return records
 
 
+def jsonl_text(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_bytes(Path(path), payload.encode("utf-8"))
+    atomic_write_bytes(Path(path), jsonl_text(records).encode("utf-8"))
 
 
 def read_jsonl(path: Path) -> list[dict]:

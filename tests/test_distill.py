@@ -135,8 +135,9 @@ def test_bad_inputs(tiny_ckpt, tmp_path):
     one_error_line(distill("--teacher", other, "--out", tmp_path / "x"), "is a 'protein' checkpoint")
     wrong = build_tiny_checkpoint(tmp_path / "vocab", vocab_size=100, mask_id=99)
     one_error_line(distill("--teacher", wrong, "--out", tmp_path / "y"), "vocabulary mismatch")
-    assert distill("--teacher", tiny_ckpt, "--out", tmp_path / "z", "--steps", 1, "--ckpt-every", 1, *FAST).exit_code == 0
-    one_error_line(distill("--teacher", tiny_ckpt, "--out", tmp_path / "z", "--steps", 1), "--resume")
+    one_step = ["--steps", 1, "--disc-warmup-steps", 0]  # else refused: the student would never step
+    assert distill("--teacher", tiny_ckpt, "--out", tmp_path / "z", "--ckpt-every", 1, *FAST, *one_step).exit_code == 0
+    one_error_line(distill("--teacher", tiny_ckpt, "--out", tmp_path / "z", *one_step), "--resume")
     # resuming with a different teacher (other weights) is refused before any tensor is touched
     other_vocab = build_tiny_checkpoint(tmp_path / "v2", vocab_size=4096, seed=3)
     one_error_line(distill("--teacher", other_vocab, "--out", tmp_path / "z", "--steps", 2, "--resume"), "resume with the same --teacher")

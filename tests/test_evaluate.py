@@ -144,7 +144,7 @@ def test_missing_default_judge_names_the_install_step(monkeypatch):
     ("", "is empty"),
     ("\n\n", "is empty"),
     ('{"sequence": "MKV", "domain": "protein"}\n', "is a 'protein' sample, not 'text'"),
-    ('{"sequence": "MKV"}\n', "has no string field 'text'"),
+    ('{"sequence": "MKV"}\n', "has no string field 'decoded' or 'text'"),
     ('[1, 2]\n', "line 1 is a JSON list"),
     ('{"text": "a", "nfe": 8}\n{"text": "b", "nfe": 16}\n', "mix several values of 'nfe'"),
     ('{"text": "a", "tokens": ["x"]}\n', "'tokens' must be a list of integer"),

@@ -8,11 +8,11 @@ import torch
 
 from didi_seq.data import pad_rows, trim_padding
 from didi_seq.errors import DidiError
+from didi_seq.lengths import EmpiricalLengths, parse_lengths
 from didi_seq.process import framed_prior
 from didi_seq_protein import metrics as m
 from didi_seq_protein.alphabet import STANDARD, ProteinTokenizer
 from didi_seq_protein.fasta import read_fasta, write_fasta
-from didi_seq_protein.lengths import EmpiricalLengths, parse_lengths
 
 
 def test_esm_alphabet_ids_and_special_sets(tmp_path):

@@ -209,7 +209,7 @@ def test_hub_id_from_local_cache_and_cli_sample(dit, tmp_path):
 def test_hub_id_with_missing_files_names_them(dit):
     _cache_snapshot("test-org/mdlm-partial", ("config.json",), dit)
     r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", "test-org/mdlm-partial", "--nfe", "2"])
-    one_error_line(r, "lacks model.safetensors; download the complete checkpoint (`huggingface-cli download "
+    one_error_line(r, "lacks model.safetensors; download the complete checkpoint (`hf download "
                       "test-org/mdlm-partial model.safetensors --revision 0123456789abcdef")
     r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", "test-org/not-cached", "--nfe", "2"])
     one_error_line(r, "not in the local Hugging Face cache")

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from didi_seq.errors import DidiError
+from didi_seq.hub import download_command
 
 CA = 1  # atom37 index of Cα
 
@@ -134,7 +135,7 @@ def _hf_dir(spec: str) -> Path:
             return Path(snapshot_download(spec, local_files_only=True))
         except Exception:  # noqa: BLE001 - every hub error here means "not cached"
             raise DidiError(f"--plddt-model {spec}: not a local directory and not in the local Hugging Face cache; "
-                            f"run `huggingface-cli download {spec}` where there is network") from None
+                            f"run `{download_command(spec)}` where there is network") from None
     raise DidiError(f"--plddt-model {spec}: expected an ESMFold directory, a cached hub id (facebook/esmfold_v1), "
                     "or fair-esm[:TORCH_HUB_DIR]")
 

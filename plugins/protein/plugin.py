@@ -39,10 +39,12 @@ def _pad_rows(dataset, tokenizer, length: int):
 
 
 def _length_model(spec: str | None, max_residues: int):
-    from .corpus import corpus_lengths
-    from .lengths import parse_lengths
+    from didi_seq.lengths import parse_lengths
 
-    return parse_lengths(spec, max_residues, corpus_lengths)
+    from .corpus import corpus_lengths
+    from .fasta import read_fasta
+
+    return parse_lengths(spec, max_residues, corpus_lengths, lambda path: [len(s) for _, s in read_fasta(path)])
 
 
 def _write_fasta(jsonl: Path, records: list[dict]) -> list[Path]:

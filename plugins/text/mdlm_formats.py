@@ -22,6 +22,7 @@ from pathlib import Path
 
 from didi_seq.errors import CheckpointError
 from didi_seq.formats import TeacherFormat
+from didi_seq.hub import download_command
 
 from . import mdlm_dit
 
@@ -59,9 +60,8 @@ def _require(directory: Path, *names: str) -> None:
         in_cache = any(part.startswith("models--") for part in directory.absolute().parts)
         repo = mdlm_dit.display_name(directory) if in_cache else "<repo>"
         rev = mdlm_dit.hub_revision(directory / missing[0])
-        rev = f" --revision {rev}" if rev else ""
         raise CheckpointError(f"{directory} lacks {', '.join(missing)}; download the complete checkpoint "
-                              f"(`huggingface-cli download {repo} {' '.join(missing)}{rev}`) and retry")
+                              f"(`{download_command(repo, *missing, revision=rev)}`) and retry")
 
 
 def _safetensors(path: Path) -> dict:

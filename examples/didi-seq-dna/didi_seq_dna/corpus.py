@@ -1,4 +1,4 @@
-"""DNA corpora from FASTA: the embedded phage lambda genome, or any local FASTA file.
+"""DNA corpora from FASTA (read with Biopython): the embedded phage lambda genome, or any local FASTA file.
 
 Records are cut into fixed-size documents (``FRAGMENT`` bases) so that even a single
 genome gives a held-out validation split: the last 5 % of documents, as the text
@@ -16,31 +16,26 @@ from didi_seq.errors import DidiError
 EMBEDDED_FASTA = Path(__file__).resolve().parent / "assets" / "lambda_phage.fa.gz"
 FRAGMENT = 1000
 VALIDATION_FRACTION = 0.05
-VALID = set("ACGTacgt")
+VALID = set("ACGT")
 
 
 def read_fasta(path: Path) -> list[tuple[str, str]]:
-    """(header, sequence) records; any letter outside A/C/G/T is an error naming its line."""
+    """(record id, upper-case sequence) records read by Biopython; a letter outside A/C/G/T is an error naming its record."""
+    from Bio import SeqIO
+
     opener = gzip.open if path.suffix == ".gz" else open
-    records: list[tuple[str, list[str]]] = []
+    records = []
     try:
         with opener(path, "rt", encoding="ascii") as f:
-            for n, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                if line.startswith(">"):
-                    records.append((line[1:].strip(), []))
-                    continue
-                if not records:
-                    raise DidiError(f"{path} line {n}: sequence before the first '>' header: not FASTA")
-                bad = sorted(set(line) - VALID)
+            for rec in SeqIO.parse(f, "fasta"):
+                seq = str(rec.seq).upper()
+                bad = sorted(set(seq) - VALID)
                 if bad:
-                    raise DidiError(f"{path} line {n}: invalid letter(s) {''.join(bad)!r}; only A, C, G, T are allowed")
-                records[-1][1].append(line.upper())
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as e:
-        raise DidiError(f"cannot read FASTA {path}: {type(e).__name__}: {e}") from None
-    records = [(h, "".join(parts)) for h, parts in records if parts]
+                    raise DidiError(f"{path}: record {rec.id!r}: invalid letter(s) {''.join(bad)!r}; only A, C, G, T are allowed")
+                if seq:
+                    records.append((rec.id, seq))
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError, ValueError) as e:
+        raise DidiError(f"cannot read FASTA {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     if not records:
         raise DidiError(f"{path} holds no FASTA records with a sequence")
     return records

@@ -1,4 +1,8 @@
-"""Length models: how long each generated protein is, decided before sampling (as DPLM does).
+"""Length models: how long each generated sequence is, decided before sampling (as DPLM does).
+
+For variable-length domains (one record per row: BOS, tokens, EOS, padding), which plug one in
+as ``Domain.length_model``; the protein domain uses them, and any other domain can (they live
+in the core so a new domain never imports another plugin).
 
 * ``EmpiricalLengths``: the length histogram of a corpus (the default: the training split),
   drawn with replacement — generated lengths follow the data's distribution.
@@ -7,24 +11,25 @@
   (e.g. 100,200,300 with N=30 gives ten of each).
 
 Draws take a torch generator so a seed fixes them; lengths above the teacher's capacity
-(``max_residues``) are an error for fixed/list models and are left out of a fitted histogram.
+(``max_length``, in domain units: residues, bases) are an error for fixed/list models and are left out of a fitted histogram.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from didi_seq.errors import DidiError
+from .errors import DidiError
 
 
 class EmpiricalLengths:
-    def __init__(self, lengths: list[int], source: str, max_residues: int):
-        kept = [n for n in lengths if 1 <= n <= max_residues]
+    def __init__(self, lengths: list[int], source: str, max_length: int):
+        kept = [n for n in lengths if 1 <= n <= max_length]
         if not kept:
-            raise DidiError(f"no length of {source} fits the teacher's {max_residues} residues")
+            raise DidiError(f"no length of {source} fits the teacher's {max_length} positions")
         self.counts = sorted(Counter(kept).items())
         self.source, self.left_out = source, len(lengths) - len(kept)
 
@@ -63,22 +68,32 @@ class LengthList:
         return {"kind": "list", "lengths": self.lengths}
 
 
-def parse_lengths(spec: str | None, max_residues: int, corpus_lengths) -> EmpiricalLengths | FixedLength | LengthList:
+def fasta_lengths(path: Path) -> list[int]:
+    """Record lengths of a FASTA file (Biopython): any alphabet, so any sequence domain can fit a length model."""
+    from Bio import SeqIO
+
+    try:
+        return [len(rec.seq) for rec in SeqIO.parse(str(path), "fasta")]
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DidiError(f"{path} is not a readable FASTA file ({e})") from None
+
+
+def parse_lengths(spec: str | None, max_length: int, corpus_lengths: Callable[[], tuple[list[int], str]],
+                  file_lengths: Callable[[Path], list[int]] = fasta_lengths) -> EmpiricalLengths | FixedLength | LengthList:
     """``None``/"corpus" → fitted on the domain corpus (``corpus_lengths()`` → (lengths, name));
-    "120" → fixed; "100,200,300" → list; a FASTA path → fitted on that file."""
+    "120" → fixed; "100,200,300" → list; a file → fitted on it (``file_lengths``: FASTA by default,
+    a domain passes its own reader to check its alphabet)."""
     if spec is None or spec == "corpus":
         lengths, name = corpus_lengths()
-        return EmpiricalLengths(lengths, name, max_residues)
+        return EmpiricalLengths(lengths, name, max_length)
     if Path(spec).is_file():
-        from .fasta import read_fasta
-
-        return EmpiricalLengths([len(s) for _, s in read_fasta(Path(spec))], spec, max_residues)
+        return EmpiricalLengths(file_lengths(Path(spec)), spec, max_length)
     try:
         values = [int(v) for v in spec.split(",") if v.strip()]
     except ValueError:
         raise DidiError(f"--lengths {spec!r}: expected a length, a comma-separated list of lengths, "
                         "'corpus' or a FASTA file") from None
-    bad = [v for v in values if not 1 <= v <= max_residues]
+    bad = [v for v in values if not 1 <= v <= max_length]
     if not values or bad:
-        raise DidiError(f"--lengths {spec!r}: lengths must lie in 1..{max_residues} (the teacher's capacity)")
+        raise DidiError(f"--lengths {spec!r}: lengths must lie in 1..{max_length} (the teacher's capacity)")
     return FixedLength(values[0]) if len(values) == 1 else LengthList(values)

@@ -1,0 +1,126 @@
+"""The Python API: one object for a teacher or student, as Hugging Face users expect it.
+
+    model = MaskedDiffusionModel.from_pretrained("student", domain="text")
+    records = model.sample(nfe=16, num_samples=4, seed=0)
+    result = model.evaluate(records, metrics=["entropy"])
+    model.save_pretrained("my-student")
+
+A thin layer over what the CLI runs (``didi_seq.generate``, ``didi_seq.evaluate``,
+``didi_seq.checkpoint``): the same records, the same numbers for the same seed. Documented
+(and tested block by block) in docs/python-api.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from .errors import DidiError
+
+DISCRIMINATOR_FILES = ("discriminator.safetensors", "discriminator.json")  # a student's, for --sampler rgas
+
+
+def _domain_of(src: str, domain):
+    """A Domain from ``domain`` (a name or a Domain), else from a native checkpoint's config.json."""
+    from .plugins import get_domain
+
+    if domain is not None:
+        return get_domain(domain) if isinstance(domain, str) else domain
+    from .checkpoint import read_config, resolve_checkpoint_dir
+
+    if src not in ("teacher", "student") and Path(src).exists():
+        name = read_config(resolve_checkpoint_dir(src)).get("domain")
+        if name:
+            return get_domain(name)
+    raise DidiError(f"cannot tell the domain of {src!r}; pass domain= (see `didi-seq plugins`)")
+
+
+class MaskedDiffusionModel:
+    """A loaded masked-diffusion teacher or distilled student, its domain and tokenizer."""
+
+    def __init__(self, model):
+        self._model = model  # didi_seq.generate.Model
+
+    @classmethod
+    def from_pretrained(cls, src: str | Path, domain=None, *, device: str = "cpu", use_ema: bool = True) -> MaskedDiffusionModel:
+        """``src``: 'teacher' / 'student' (the domain's embedded ones), a checkpoint or run directory, a
+        file another format reads (.ckpt), or a hub id (``owner/name[@revision]``, from the local cache).
+        ``domain``: a name or Domain; optional for didi-seq checkpoints, whose config names it."""
+        from .devices import resolve_device
+        from .generate import load_model
+
+        src = str(src)
+        dom = _domain_of(src, domain)
+        return cls(load_model(dom, src, device=resolve_device(device), use_ema=use_ema))
+
+    @property
+    def domain(self):
+        return self._model.domain
+
+    @property
+    def tokenizer(self):
+        return self._model.tokenizer
+
+    @property
+    def provenance(self) -> dict:
+        return self._model.adapter.provenance
+
+    @property
+    def id(self) -> str:
+        """name@weight-hash, as recorded next to every sample."""
+        return self.provenance.get("id", "?")
+
+    def __repr__(self) -> str:
+        return f"MaskedDiffusionModel({self.id!r}, domain={self.domain.name!r})"
+
+    def sample(self, nfe: int = 16, num_samples: int = 4, seed: int = 0, *, sampler: str = "ancestral",
+               temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32, **options) -> list[dict]:
+        """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
+        ``options``: the sampler's own (``final="greedy"``, ``cache=False``, RGAS's ``candidates=``, …)."""
+        from .generate import generate, sampler_config
+
+        cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
+        return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
+                        batch_size=batch_size).records
+
+    def evaluate(self, samples: list[dict] | list[str | Path], *, metrics: list[str] | None = None, judge: str | None = None,
+                 reference_samples: int = 0, **options) -> dict:
+        """The evaluation record ``didi-seq evaluate --output`` writes, for records or JSONL paths of this domain."""
+        from .evaluate import evaluate
+
+        if samples and not isinstance(samples[0], dict):
+            samples = [Path(p) for p in samples]
+        return evaluate(self.domain, samples, judge=judge, metrics=metrics, reference_samples=reference_samples,
+                        options=options or None)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write a didi-seq checkpoint directory (weights, config, tokenizer, provenance, model card) that
+        ``from_pretrained`` and ``--checkpoint`` load; a student's discriminator files are copied along."""
+        from .checkpoint import save_checkpoint
+
+        adapter, directory = self._model.adapter, Path(directory)
+        config_of = getattr(getattr(getattr(adapter, "model", None), "config", None), "to_dict", None)
+        if config_of is None:
+            raise DidiError(f"save_pretrained: a {adapter.architecture} model cannot be written as a didi-seq checkpoint")
+        if directory.exists() and any(directory.iterdir()):
+            raise DidiError(f"{directory} exists and is not empty; choose a new directory")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        prov = adapter.provenance
+        kind = prov.get("kind") or "teacher"
+        config = {"domain": self.domain.name, "kind": kind, "architecture": adapter.architecture, "model": config_of(),
+                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
+        provenance = {k: v for k, v in prov.items() if k not in ("path", "id", "model_sha256", "tokenizer_file")}
+        provenance.update({"name": prov.get("name") or f"{self.domain.name}-{kind}", "kind": kind, "saved_from": self.id})
+        source = Path(prov["path"]) if prov.get("path") and Path(prov["path"]).is_dir() else None
+
+        def extra(tmp: Path) -> None:
+            for name in DISCRIMINATOR_FILES:
+                if source is not None and (source / name).is_file():
+                    shutil.copyfile(source / name, tmp / name)
+
+        if directory.exists():
+            directory.rmdir()  # empty: atomic_write_dir renames the finished checkpoint into its place
+        save_checkpoint(directory, adapter.model.state_dict(), config, json.loads(json.dumps(provenance, default=str)),
+                        self.tokenizer.to_json(), extra=extra)
+        return directory

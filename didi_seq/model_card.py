@@ -1,0 +1,107 @@
+"""A Hugging Face-style model card (``README.md`` with YAML metadata) for every checkpoint.
+
+Checkpoint directories already look like hub repositories (``config.json``,
+``model.safetensors``); the card makes one uploadable as it is and tells a reader what the
+weights are without opening JSON: library, license, data, the teacher a student was distilled
+from, the method and the numbers known when it was saved. Everything comes from the
+checkpoint's own ``config.json`` and ``provenance.json`` (written beside it, same values), so
+the card never disagrees with them; the hand-written ``TRAINING.md`` of a shipped model
+stays the long story.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CARD_FILE = "README.md"
+LICENSE = "apache-2.0"  # didi-seq's own; a card notes that the training data may carry another
+
+
+def _yaml(value) -> str:
+    """A YAML flow value: JSON scalars and lists are valid YAML, and quoting every string keeps it unambiguous."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _hub_id(name: str | None) -> str | None:
+    """``owner/name`` when ``name`` (possibly ``owner/name@revision``) is a hub id, not a local path or a label."""
+    if not name:
+        return None
+    repo = name.split("@", 1)[0]
+    if repo.count("/") == 1 and not repo.startswith((".", "/", "~")) and " " not in repo and not Path(repo).exists():
+        return repo
+    return None
+
+
+def _dataset_id(corpus: str | None) -> str | None:
+    """A corpus the hub knows by name (``openwebtext``, ``owner/name``), not an embedded or local one."""
+    if not corpus or corpus.startswith(("embedded:", "owt:")) or corpus.startswith((".", "/", "~")) or Path(corpus).exists():
+        return None
+    return corpus
+
+
+def headline(provenance: dict) -> dict:
+    """The numbers known at save time: a teacher's validation NELBO, a student's last training metrics."""
+    numbers = {}
+    if provenance.get("val_nelbo") is not None:
+        numbers["val_nelbo_nats_per_token"] = provenance["val_nelbo"]
+    last = provenance.get("last_metrics") or {}
+    for key in ("disc_acc", "reward", "kl", "entropy"):
+        if key in last:
+            numbers[key] = last[key]
+    return numbers
+
+
+def metadata(config: dict, provenance: dict) -> dict:
+    kind, domain = config.get("kind", "model"), config.get("domain", "unknown")
+    method = provenance.get("method") or ("MDLM NELBO pretraining" if kind == "teacher" else None)
+    meta: dict = {"library_name": "didi-seq", "license": LICENSE,
+                  "tags": ["didi-seq", "masked-diffusion", "discrete-diffusion", domain, kind]}
+    if kind == "student":
+        meta["tags"] += ["distillation", "few-step-generation"]
+    dataset = _dataset_id(provenance.get("corpus"))
+    if dataset:
+        meta["datasets"] = [dataset]
+    teacher = provenance.get("teacher") or {}
+    base = (_hub_id(teacher.get("path")) or _hub_id(teacher.get("id"))) if kind == "student" else None
+    if base:
+        meta["base_model"] = base
+    meta["didi_seq"] = {"kind": kind, "domain": domain, "method": method, "step": provenance.get("step"),
+                        "headline": headline(provenance)}
+    return meta
+
+
+def render(config: dict, provenance: dict) -> str:
+    meta = metadata(config, provenance)
+    lines = ["---"]
+    for key, value in meta.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k}: {_yaml(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key}: {_yaml(value)}")
+    lines.append("---")
+    info = meta["didi_seq"]
+    name = provenance.get("name") or f"{info['domain']}-{info['kind']}"
+    teacher = provenance.get("teacher") or {}
+    about = [f"# {name}", "",
+             f"A masked (absorbing-state) discrete diffusion **{info['kind']}** for the `{info['domain']}` domain, "
+             f"made with didi-seq ({info['method'] or 'imported'}, step {info['step']}).", ""]
+    if teacher:
+        about += [f"Distilled from the teacher `{teacher.get('id')}` (sha256 `{str(teacher.get('sha256'))[:12]}…`) with "
+                  "DiDi-Instruct (arXiv 2509.25035): it is meant to be sampled in few steps (8–16).", ""]
+    about += ["## Use", "", "    pip install didi-seq",
+              f"    didi-seq sample --domain {info['domain']} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4", "",
+              "## Training", ""]
+    rows = [("command", provenance.get("command")), ("data", provenance.get("corpus") or provenance.get("teacher_pool")),
+            ("wall-clock (s)", provenance.get("wall_clock_s")), ("didi-seq", provenance.get("didi_seq_version")),
+            ("torch", provenance.get("torch_version")), ("created", provenance.get("created"))]
+    rows += [(k, v) for k, v in info["headline"].items()]
+    about += ["| | |", "|---|---|", *(f"| {k} | `{v}` |" for k, v in rows if v is not None), ""]
+    about += ["Full provenance (every hyperparameter, data hashes) is in `provenance.json`; the architecture in "
+              "`config.json`. License: the didi-seq code license; the training data may carry its own terms.", ""]
+    return "\n".join(lines + [""] + about)
+
+
+def write_model_card(directory: Path, config: dict, provenance: dict) -> None:
+    (Path(directory) / CARD_FILE).write_text(render(config, provenance), encoding="utf-8")
