@@ -45,6 +45,35 @@ class DiTConfig:
             raise ValueError(f"unknown DiT config fields: {sorted(unknown)}")
         return cls(**d)
 
+    def validate(self) -> None:
+        """Every field of the right type and range (a config from an untrusted checkpoint is checked
+        before a network is built from it); raises ValueError naming the field."""
+        for name in ("vocab_size", "length", "hidden", "layers", "heads", "cond_dim", "mlp_ratio"):
+            require_int(name, getattr(self, name), 1)
+        if self.hidden % self.heads or (self.hidden // self.heads) % 2:
+            raise ValueError(f"hidden {self.hidden} must split into {self.heads} heads of even size")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.time_conditioning, bool):
+            raise ValueError(f"time_conditioning must be true or false, got {self.time_conditioning!r}")
+        if self.pad_id is not None:
+            require_int("pad_id", self.pad_id, 0, self.vocab_size - 1)
+
+    def num_parameters(self) -> int:
+        """Parameters a DiT of this config holds, by arithmetic alone: a checkpoint's weights file
+        must hold exactly this many before the network is built (a bounded-memory check)."""
+        h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
+        freq = TimestepEmbedder.FREQ_DIM
+        block = 2 * h + 3 * h * h + h * h + (h * m + m + m * h + h) + (c * 6 * h + 6 * h)
+        return v * h + (freq * c + c + c * c + c) + self.layers * block + (h + h * v + v + c * 2 * h + 2 * h)
+
+
+def require_int(name: str, value, low: int, high: int | None = None) -> None:
+    """``value`` is an int (not a bool) in [low, high]; else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
 
 class LayerNorm(nn.Module):
     """Bias-free LayerNorm computed in fp32 (as MDLM does, for bf16 stability)."""
@@ -80,7 +109,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class TimestepEmbedder(nn.Module):
     """Sinusoidal features of σ → 2-layer MLP → conditioning vector."""
 
-    def __init__(self, cond_dim: int, freq_dim: int = 256):
+    FREQ_DIM = 256
+
+    def __init__(self, cond_dim: int, freq_dim: int = FREQ_DIM):
         super().__init__()
         self.freq_dim = freq_dim
         self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))

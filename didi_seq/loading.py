@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import CheckpointError, DidiError
+from .untrusted import check_bounded_file
 
 EMBEDDED = ("teacher", "student")
 
@@ -62,8 +63,14 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
     trained_for = adapter.provenance.get("domain")
     if trained_for not in (None, domain.name):
         raise CheckpointError(f"{path} is a {trained_for!r} checkpoint, not {domain.name!r}; pass --domain {trained_for}")
+    try:
+        adapter.spec.validate()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its teacher spec is invalid ({e})") from None
     # a checkpoint's own tokenizer.json, or a tokenizer the format names (e.g. "gpt2")
     tok_file = adapter.provenance.get("tokenizer_file")
+    if tok_file:
+        check_bounded_file(Path(tok_file), "tokenizer file", error=CheckpointError)  # before a tokenizer library reads it
     tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else adapter.provenance.get("tokenizer"))
     if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
         raise CheckpointError(

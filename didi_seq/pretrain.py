@@ -27,6 +27,7 @@ from .data import draw_batch, length_order, trim_padding
 from .devices import bf16_autocast, module_device
 from .distributed import Ranks, RowNoise
 from .errors import DidiError
+from .numbers import check_float_fields, check_range
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from .run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
 from .teacher import TeacherSpec
@@ -79,8 +80,11 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise DidiError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise DidiError(f"learning rate must be positive, got {self.lr}")
+        check_float_fields(self)
+        check_range("--lr", self.lr, 0, low_open=True)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_range("ema", self.ema, 0, 1)
+        check_range("grad_clip", self.grad_clip, 0, low_open=True)
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:

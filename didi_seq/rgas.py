@@ -25,7 +25,8 @@ import torch
 from .devices import host_rand
 from .errors import DidiError
 from .process import prior
-from .sampling import SampleResult, draw_categorical, in_batches, time_grid
+from .numbers import check_range
+from .sampling import SampleResult, check_nfe, draw_categorical, in_batches, time_grid
 
 
 @dataclass
@@ -39,12 +40,13 @@ class RGASConfig:
     length: int | None = None
 
     def validate(self) -> None:
-        if self.nfe <= 0:
-            raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
+        check_nfe(self.nfe)
         if self.candidates <= 0:
             raise DidiError(f"--candidates must be a positive integer, got {self.candidates}")
-        if not 0.0 <= self.rerank_ratio <= 1.0:
-            raise DidiError(f"--rerank-ratio must be in [0, 1], got {self.rerank_ratio}")
+        check_range("--rerank-ratio", self.rerank_ratio, 0.0, 1.0)
+        check_range("--guidance-start", self.guidance_start)
+        check_range("--guidance-end", self.guidance_end)
+        check_range("grad_clip", self.grad_clip, 0, low_open=True)
 
     def record(self) -> dict:
         """The settings a sample record must carry to be reproducible."""

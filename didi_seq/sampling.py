@@ -31,6 +31,20 @@ from .errors import DidiError
 from .process import prior
 
 
+# The time grid is 1 > 1 − 1/nfe > … > 0 and reaches the networks (and the training times they
+# saw) in float32, whose spacing just below 1 is 2^-24: more steps than that are not distinct
+# times. The bound also keeps the grid itself (nfe + 1 float64s) small.
+MAX_NFE = 1 << 24
+
+
+def check_nfe(nfe: int) -> None:
+    if nfe <= 0:
+        raise DidiError(f"--nfe must be a positive integer, got {nfe}")
+    if nfe > MAX_NFE:
+        raise DidiError(f"--nfe {nfe} is more steps than the noise schedule can resolve: time reaches the network in "
+                        f"float32, whose steps below t = 1 are 2^-24 apart, so --nfe is at most {MAX_NFE}")
+
+
 @dataclass
 class SamplerConfig:
     nfe: int
@@ -39,8 +53,7 @@ class SamplerConfig:
     length: int | None = None  # default: the teacher's max length
 
     def validate(self) -> None:
-        if self.nfe <= 0:
-            raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
+        check_nfe(self.nfe)
         if self.final not in ("ancestral", "greedy"):
             raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from ..errors import DidiError
+from ..numbers import check_float_fields, check_range
 
 PI_SHAPES = {"uniform": (1, 1), "beta22": (2, 2), "beta25": (2, 5), "beta52": (5, 2)}
 
@@ -68,6 +69,10 @@ class DistillConfig:
     bf16: bool = True
 
     def validate(self) -> None:
+        check_float_fields(self)
+        for name in ("label_smoothing", "t0"):
+            check_range(name, getattr(self, name), 0, 1, high_open=True)
+        check_range("ema", self.ema, 0, 1)
         if self.steps <= 0:
             raise DidiError(f"--steps must be a positive integer, got {self.steps}")
         for name in ("batch_size", "ckpt_every", "disc_trainable_blocks", "teacher_pool", "teacher_pool_nfe"):

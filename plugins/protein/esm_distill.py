@@ -90,6 +90,7 @@ def load_esm_student(path, domain=None, **_):
     try:
         config = EsmConfig.from_dict(ckpt.config["model"])
         spec = TeacherSpec(**ckpt.config["spec"])
+        spec.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
     model = EsmForMaskedLM(config)

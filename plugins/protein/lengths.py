@@ -63,13 +63,21 @@ class LengthList:
         return {"kind": "list", "lengths": self.lengths}
 
 
+def _is_file(spec: str) -> bool:
+    """Whether ``spec`` names a file; a long length list is not a path (the OS refuses names over 255 bytes)."""
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_lengths(spec: str | None, max_residues: int, corpus_lengths) -> EmpiricalLengths | FixedLength | LengthList:
     """``None``/"corpus" → fitted on the domain corpus (``corpus_lengths()`` → (lengths, name));
     "120" → fixed; "100,200,300" → list; a FASTA path → fitted on that file."""
     if spec is None or spec == "corpus":
         lengths, name = corpus_lengths()
         return EmpiricalLengths(lengths, name, max_residues)
-    if Path(spec).is_file():
+    if _is_file(spec):
         from .fasta import read_fasta
 
         return EmpiricalLengths([len(s) for _, s in read_fasta(Path(spec))], spec, max_residues)
