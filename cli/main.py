@@ -193,10 +193,10 @@ def sample(
     rgas = RGASConfig(nfe=nfe, guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
                       candidates=candidates)
     rgas.validate()
-    if output is not None:
-        from didi_seq.checkpoint import check_parent_dir
+    if output is not None:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
+        from didi_seq.outputs import input_paths, plan_outputs
 
-        check_parent_dir(output)
+        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, teacher))
     if checkpoint is None:
         has_student = dom.embedded_student is not None and Path(dom.embedded_student).exists()
         checkpoint = "student" if has_student else "teacher"
@@ -208,7 +208,7 @@ def sample(
 
     from didi_seq.devices import resolve_device
     from didi_seq.loading import load_teacher
-    from didi_seq.sample_io import sample_records, write_jsonl
+    from didi_seq.sample_io import jsonl_bytes, sample_records
 
     if threads:
         torch.set_num_threads(threads)
@@ -247,8 +247,10 @@ def sample(
         for rec in records:
             typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
     else:
-        write_jsonl(output, records)
-        written = [output, *(dom.write_samples(output, records) if dom.write_samples else [])]
+        from didi_seq.outputs import write_all
+
+        write_all(zip(outputs, [jsonl_bytes(records), *(render(records) for render in dom.sample_files.values())]))
+        written = outputs
     aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
                f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
@@ -352,9 +354,9 @@ def evaluate(
         raise DidiError(f"--reference-samples must be 0 or positive, got {reference_samples}")
     dom = domain_or_fail(domain)
     if output is not None:
-        from didi_seq.checkpoint import check_parent_dir
+        from didi_seq.outputs import check_output, input_paths
 
-        check_parent_dir(output)
+        output = check_output(output, input_paths(samples, judge, plddt_model))
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

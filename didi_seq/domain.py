@@ -54,8 +54,9 @@ class Domain:
     # domain samplers besides ancestral/rgas: name → fn(adapter, x_init, nfe, generator, on_step,
     # **options) → didi_seq.sampling.SampleResult
     samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    # writes extra sample files next to the JSONL (e.g. FASTA): (jsonl path, records) → paths
-    write_samples: Callable[[Path, list[dict]], list[Path]] | None = None
+    # extra sample files beside the JSONL (e.g. FASTA): suffix → records → file bytes; the core picks
+    # each file's name (never an input's or another output's) and writes all of them together
+    sample_files: dict[str, Callable[[list[dict]], bytes]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def rows(self, dataset, tokenizer, length: int):

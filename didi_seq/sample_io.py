@@ -33,9 +33,12 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
     return records
 
 
+def jsonl_bytes(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    atomic_write_bytes(Path(path), payload.encode("utf-8"))
+    atomic_write_bytes(Path(path), jsonl_bytes(records))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -55,15 +55,13 @@ def _native_sampler(adapter, x_init, nfe, generator, on_step=None, **options):
     return dplm_sample(adapter, x_init, nfe, generator, suppress=list(tok.never_emit), on_step=on_step, **options)
 
 
-def _write_fasta(jsonl: Path, records: list[dict]) -> list[Path]:
-    """``x.jsonl`` → ``x.fasta`` with one record per sample, named by index and seed."""
-    from .fasta import write_fasta
+def _fasta_bytes(records: list[dict]) -> bytes:
+    """The samples as FASTA, one record per sample, named by index and seed (written beside the JSONL)."""
+    from .fasta import fasta_bytes
 
-    path = Path(jsonl).with_suffix(".fasta")
-    write_fasta(path, [(f"sample{r['index']}_seed{r['seed']}", r["sequence"]) for r in records],
-                [f"length={len(r['sequence'])} nfe={r['nfe']} sampler={r['sampler']} checkpoint={r['checkpoint']}"
-                 for r in records])
-    return [path]
+    return fasta_bytes([(f"sample{r['index']}_seed{r['seed']}", r["sequence"]) for r in records],
+                       [f"length={len(r['sequence'])} nfe={r['nfe']} sampler={r['sampler']} checkpoint={r['checkpoint']}"
+                        for r in records])
 
 
 @dataclass
@@ -87,7 +85,7 @@ PROTEIN = ProteinDomain(
     length_model=_length_model,
     presets=PRESETS,
     samplers={"native": _native_sampler},
-    write_samples=_write_fasta,
+    sample_files={".fasta": _fasta_bytes},
 )
 
 
