@@ -39,6 +39,10 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except DidiError as e:
             fail(str(e))
+        except OSError as e:  # the environment, not a bug: disk full, permission denied, a vanished file
+            if e.errno is None:
+                raise
+            fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         except KeyboardInterrupt:
             fail("interrupted; a run with checkpoints can continue with --resume", code=130)
 
@@ -130,13 +134,14 @@ def pretrain(
 
     from didi_seq.pretrain import PretrainConfig
     from didi_seq.pretrain import pretrain as run
+    from didi_seq.run_dir import exclusive_run
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
         threads=threads, seed=seed, bf16=bf16, model={"length": length}, tokenizer=tokenizer,
     )
     cfg.validate()  # before the progress bar starts
-    with distributed_run(device) as (ranks, dev), Progress(
+    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), Progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as progress:
         task = progress.add_task("pretrain", total=cfg.steps, info="")
@@ -249,7 +254,7 @@ def sample(
     else:
         from didi_seq.outputs import write_all
 
-        write_all(zip(outputs, [jsonl_bytes(records), *(render(records) for render in dom.sample_files.values())]))
+        write_all(zip(outputs, [jsonl_bytes(records), *(render(records) for render in dom.sample_files.values())], strict=True))
         written = outputs
     aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
@@ -296,6 +301,7 @@ def distill(
 
     from didi_seq.distill.config import DistillConfig
     from didi_seq.distill.trainer import distill as run
+    from didi_seq.run_dir import exclusive_run
 
     overrides = {k: v for k, v in {
         "steps": steps, "batch_size": batch_size, "group_size": group_size, "student_lr": student_lr, "disc_lr": disc_lr,
@@ -305,7 +311,7 @@ def distill(
         "threads": threads, "seed": seed}.items() if v is not None}
     cfg = DistillConfig(**overrides)
     cfg.validate()  # before anything loads
-    with distributed_run(device) as (ranks, dev), Progress(
+    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), Progress(
             TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as progress:
         task = progress.add_task("distill", total=cfg.steps, info="loading")

@@ -321,15 +321,26 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
     module.load_state_dict(state, strict=True)
 
 
-def load_training_state(out_dir: Path) -> dict:
+# the checkpoint kind each training command writes, and the command that writes it
+RUN_KINDS = {"teacher": "pretrain", "student": "distill"}
+
+
+def load_training_state(out_dir: Path, kind: str | None = None) -> dict:
     """The resume state of a training run (pretrain or distill): LATEST's training_state.pt,
-    read with ``weights_only=True`` so a crafted pickle cannot execute code."""
+    read with ``weights_only=True`` so a crafted pickle cannot execute code. ``kind`` ("teacher"
+    for pretrain, "student" for distill): the run must be one the resuming command wrote."""
     import torch
 
     latest = out_dir / LATEST_FILE
     if not latest.exists():
         raise DidiError(f"nothing to resume in {out_dir}: no {LATEST_FILE} file (start without --resume)")
-    path = latest_checkpoint(out_dir) / STATE_FILE
+    ckpt = latest_checkpoint(out_dir)
+    if kind is not None:
+        found = read_config(ckpt).get("kind")
+        if found != kind:
+            raise DidiError(f"{out_dir} is a {RUN_KINDS.get(found, str(found))} run, not a {RUN_KINDS[kind]} run; "
+                            f"resume it with `didi-seq {RUN_KINDS.get(found, '...')} --resume` or choose another --out")
+    path = ckpt / STATE_FILE
     check_regular_file(path, "training state", error=CheckpointError)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

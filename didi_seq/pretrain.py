@@ -175,7 +175,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     check_parent_dir(out_dir)
     if out_dir.exists() and (out_dir / LATEST_FILE).exists() and not resume:
         raise DidiError(f"{out_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    state = load_training_state(out_dir) if resume else None
+    state = load_training_state(out_dir, "teacher") if resume else None
     if state is not None and state["step"] >= cfg.steps:
         raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")
     if state is not None:

@@ -24,8 +24,8 @@ import torch
 
 from .devices import host_rand
 from .errors import DidiError
-from .process import prior
 from .numbers import check_range
+from .process import prior
 from .sampling import SampleResult, check_nfe, draw_categorical, in_batches, time_grid
 
 

@@ -30,7 +30,6 @@ from .devices import host_rand
 from .errors import DidiError
 from .process import prior
 
-
 # The time grid is 1 > 1 − 1/nfe > … > 0 and reaches the networks (and the training times they
 # saw) in float32, whose spacing just below 1 is 2^-24: more steps than that are not distinct
 # times. The bound also keeps the grid itself (nfe + 1 float64s) small.

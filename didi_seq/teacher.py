@@ -21,7 +21,6 @@ from .devices import bf16_autocast, module_device
 from .errors import CheckpointError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
 
-
 # Longest sequence any teacher may declare: far above every published one (DPLM: 1024, MDLM: 1024),
 # and small enough that a crafted max_length cannot make the samplers allocate without bound.
 MAX_LENGTH = 1 << 20

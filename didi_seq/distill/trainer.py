@@ -218,7 +218,7 @@ def distill(domain, out_dir: Path, cfg: DistillConfig, teacher: str | None = Non
     check_parent_dir(out_dir)
     if (out_dir / LATEST_FILE).exists() and not resume:
         raise DidiError(f"{out_dir} already holds a distillation run; pass --resume to continue it or choose another --out")
-    state = load_training_state(out_dir) if resume else None
+    state = load_training_state(out_dir, "student") if resume else None
     if state is not None:
         if state["step"] >= cfg.steps:
             raise DidiError(f"{out_dir} already finished {state['step']} steps; pass a larger --steps to continue")

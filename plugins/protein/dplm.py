@@ -14,7 +14,7 @@ DPLM has no time input; the adapter is time-agnostic, so the sampler's exact cac
 from __future__ import annotations
 
 import copy
-import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -86,9 +86,11 @@ class EsmTeacher(TeacherAdapter):
 
 
 def _read_config(path: Path) -> dict | None:
+    from didi_seq.untrusted import read_json
+
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json(path / "config.json", "config")
+    except DidiError:
         return None
     return config if isinstance(config, dict) else None
 
@@ -144,7 +146,7 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     hf_logging.disable_progress_bar()
     try:
         model, info = EsmForMaskedLM.from_pretrained(str(path), output_loading_info=True, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as e:  # the last: a pickle weights_only refuses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load {path} as an ESM masked LM: {first}") from None
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(OPTIONAL_KEYS) and not k.endswith(BUFFER_SUFFIXES)]
