@@ -68,6 +68,22 @@ class DiTConfig:
         return v * h + (freq * c + c + c * c + c) + self.layers * block + (h + h * v + v + c * 2 * h + 2 * h)
 
 
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape of every tensor in a DiT's state dict, without building it (for error reports)."""
+        h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
+        shapes = {"vocab_embed.embedding": (v, h), "sigma_map.mlp.0.weight": (c, TimestepEmbedder.FREQ_DIM),
+                  "sigma_map.mlp.0.bias": (c,), "sigma_map.mlp.2.weight": (c, c), "sigma_map.mlp.2.bias": (c,)}
+        for i in range(self.layers):
+            block = {"norm1.weight": (h,), "attn_qkv.weight": (3 * h, h), "attn_out.weight": (h, h), "norm2.weight": (h,),
+                     "mlp.0.weight": (m, h), "mlp.0.bias": (m,), "mlp.2.weight": (h, m), "mlp.2.bias": (h,),
+                     "adaLN_modulation.weight": (6 * h, c), "adaLN_modulation.bias": (6 * h,)}
+            shapes.update({f"blocks.{i}.{k}": s for k, s in block.items()})
+        shapes.update({"output_layer.norm_final.weight": (h,), "output_layer.linear.weight": (v, h),
+                       "output_layer.linear.bias": (v,), "output_layer.adaLN_modulation.weight": (2 * h, c),
+                       "output_layer.adaLN_modulation.bias": (2 * h,)})
+        return shapes
+
+
 def require_int(name: str, value, low: int, high: int | None = None) -> None:
     """``value`` is an int (not a bool) in [low, high]; else ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):

@@ -303,13 +303,18 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
     Non-strict loading is how random weights silently survive (see research/teachers.md
     §2.4); every missing, unexpected or mis-shaped key is an error.
     """
-    expected = module.state_dict()
+    check_state_matches({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, source)
+    module.load_state_dict(state, strict=True)
+
+
+def check_state_matches(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], source: str) -> None:
+    """Every missing, unexpected or mis-shaped key of ``state`` against ``expected`` (name → shape), as one error."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        f"{k} {tuple(state[k].shape)} vs model {tuple(v)}"
         for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in state and tuple(state[k].shape) != tuple(v)
     )
     problems = []
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)):
@@ -318,7 +323,6 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             problems.append(f"{len(keys)} {label}: {shown}")
     if problems:
         raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
 
 
 # the checkpoint kind each training command writes, and the command that writes it

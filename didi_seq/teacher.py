@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from .backbone import DiT, DiTConfig, require_int
-from .checkpoint import Checkpoint, load_state_strict
+from .checkpoint import Checkpoint, check_state_matches, load_state_strict
 from .devices import bf16_autocast, module_device
 from .errors import CheckpointError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
@@ -155,6 +155,8 @@ def check_size(cfg: DiTConfig, state: dict, path) -> None:
     the network is built: a config claiming a billion layers fails here, not after allocating them."""
     want, have = cfg.num_parameters(), sum(math.prod(v.shape) for v in state.values())
     if want != have:
+        if cfg.layers <= len(state):  # listing the expected names costs no more than the state: name the keys
+            check_state_matches(cfg.parameter_shapes(), state, str(path))
         raise CheckpointError(f"{path}: config.json describes a network of {want:,} parameters but the weights "
                               f"hold {have:,}; the config does not belong to these weights")
 

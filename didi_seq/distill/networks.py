@@ -115,7 +115,6 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
     The teacher is found by weight hash: ``teacher`` if given, else the domain's embedded
     teacher, else the path recorded at distillation time.
     """
-    import json
     from pathlib import Path
 
     from safetensors.torch import load_file
@@ -123,12 +122,15 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
     from ..checkpoint import load_checkpoint
     from ..errors import CheckpointError, DidiError
     from ..loading import load_teacher
+    from ..untrusted import read_json
 
     student_dir = Path(student_dir)
     if not (student_dir / DISC_FILE).is_file() or not (student_dir / DISC_CONFIG).is_file():
         raise DidiError(f"{student_dir} holds no discriminator ({DISC_FILE}); RGAS needs a DiDi-Instruct student "
                         "checkpoint (use --sampler ancestral for other checkpoints)")
-    meta = json.loads((student_dir / DISC_CONFIG).read_text())
+    meta = read_json(student_dir / DISC_CONFIG, "discriminator config", error=CheckpointError)
+    if not isinstance(meta, dict) or isinstance(meta.get("trainable_blocks"), bool) or not isinstance(meta.get("trainable_blocks"), int):
+        raise CheckpointError(f"{student_dir / DISC_CONFIG} is not a discriminator config (no integer 'trainable_blocks')")
     want = meta.get("teacher_sha256")
     tried = []
     recorded = load_checkpoint(student_dir).provenance.get("teacher", {}).get("path")

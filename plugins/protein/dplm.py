@@ -126,7 +126,9 @@ def _weights_id(path: Path) -> tuple[str, str]:
 def _check_vocab(path: Path, tok: ProteinTokenizer) -> None:
     vocab = path / "vocab.txt"
     if vocab.is_file():
-        tokens = tuple(line.strip() for line in vocab.read_text().splitlines() if line.strip())
+        from didi_seq.untrusted import read_text
+
+        tokens = tuple(line.strip() for line in read_text(vocab, "vocabulary", error=CheckpointError).splitlines() if line.strip())
         if tokens != tok.tokens:
             raise CheckpointError(f"{vocab} differs from the ESM alphabet this domain uses (fair-esm ESM-1b)")
 
