@@ -295,7 +295,7 @@ def test_rgas_options_must_be_finite(work, option, value):
 def test_learning_rates_must_be_finite_and_positive(work, value):
     fails_cleanly(work, ["pretrain", "--domain", "text", "--preset", "tiny", "--lr", value, "--out", work / "o"], "--lr")
     for option in ("--student-lr", "--disc-lr"):
-        fails_cleanly(work, ["distill", "--domain", "text", option, value, "--out", work / "o"], option.lstrip("-").replace("-", "_"))
+        fails_cleanly(work, ["distill", "--domain", "text", option, value, "--out", work / "o"], option)
 
 
 @pytest.mark.parametrize(("name", "value"), [("WORLD_SIZE", "abc"), ("WORLD_SIZE", "-2"), ("LOCAL_RANK", "x")])
@@ -385,3 +385,20 @@ def test_lock_leaves_no_trace_when_a_run_fails_early(work):
     with pytest.raises(RuntimeError), exclusive_run(work / "new_run"):
         raise RuntimeError("the run failed before writing anything")
     assert snapshot(work) == before
+
+
+def test_permission_denied_on_an_input(work, monkeypatch):
+    """Root reads through permission bits, so the refusal is injected where the file is read."""
+    import pathlib
+
+    real = pathlib.Path.read_text
+
+    def denied(self, *args, **kwargs):
+        if self.name == "s.jsonl":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real(self, *args, **kwargs)
+
+    (work / "s.jsonl").write_text('{"text": "a b"}\n')
+    monkeypatch.setattr(pathlib.Path, "read_text", denied)
+    fails_cleanly(work, ["evaluate", "--domain", "text", "--samples", work / "s.jsonl", "--reference-samples", 0],
+                  f"cannot read samples file {work / 's.jsonl'}: Permission denied")

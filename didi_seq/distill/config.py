@@ -81,8 +81,7 @@ class DistillConfig:
         if self.group_size < 2:
             raise DidiError(f"group size must be at least 2 (advantages are standardised within groups), got {self.group_size}")
         for name in ("student_lr", "disc_lr"):
-            if not getattr(self, name) > 0:
-                raise DidiError(f"{name} must be positive, got {getattr(self, name)}")
+            check_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, low_open=True)
         if not 0 < self.tau_min < self.tau_max < 1:
             raise DidiError(f"need 0 < tau_min < tau_max < 1, got {self.tau_min}, {self.tau_max}")
         choices = {"omega": ("elbo", "constant"), "pi": tuple(PI_SHAPES),
