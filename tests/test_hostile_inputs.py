@@ -402,3 +402,25 @@ def test_permission_denied_on_an_input(work, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "read_text", denied)
     fails_cleanly(work, ["evaluate", "--domain", "text", "--samples", work / "s.jsonl", "--reference-samples", 0],
                   f"cannot read samples file {work / 's.jsonl'}: Permission denied")
+
+
+@pytest.mark.parametrize("kw", [{"layers": 1}, {"layers": 3, "mlp_ratio": 3, "pad_id": 5, "time_conditioning": True}])
+def test_parameter_arithmetic_matches_a_built_dit(kw):
+    """The size check counts parameters without building the network: it must agree with a real DiT."""
+    from didi_seq.backbone import DiT, DiTConfig
+
+    cfg = DiTConfig(vocab_size=50, length=8, hidden=16, heads=2, cond_dim=8, **kw)
+    state = DiT(cfg).state_dict()
+    assert cfg.parameter_shapes() == {k: tuple(v.shape) for k, v in state.items()}
+    assert cfg.num_parameters() == sum(v.numel() for v in state.values())
+
+
+def test_a_missing_layer_is_named_before_the_network_is_built(work):
+    def drop_block(d):
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(d / "model.safetensors"))
+        save_file({k: v for k, v in state.items() if not k.startswith("blocks.0.mlp")}, str(d / "model.safetensors"))
+
+    bad = broken_copy(work, "dropped", drop_block)
+    fails_cleanly(work, sample_into_precious(work, bad), "4 missing keys: blocks.0.mlp")
