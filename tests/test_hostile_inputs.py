@@ -15,6 +15,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -424,3 +425,28 @@ def test_a_missing_layer_is_named_before_the_network_is_built(work):
 
     bad = broken_copy(work, "dropped", drop_block)
     fails_cleanly(work, sample_into_precious(work, bad), "4 missing keys: blocks.0.mlp")
+
+
+@pytest.mark.slow
+def test_two_pretrain_runs_into_one_directory(work):
+    """The issue's reproduction with real runs: the second one fails at once, naming the first's pid,
+    and the first one's log is not interleaved with another run's steps."""
+    run, corpus = work / "run", work / "c.txt"
+    corpus.write_text("".join(f"line {i} of a small corpus: the quick brown fox jumps over the lazy dog\n" for i in range(200)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "didi_seq_cli.main", "pretrain", "--domain", "text", "--preset", "tiny",
+                              "--steps", "100000", "--corpus", str(corpus), "--out", str(run), "--threads", "1"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").exists():  # the first run holds the lock and is training
+            assert first.poll() is None and time.monotonic() < deadline, "the first run did not start training"
+            time.sleep(0.05)
+        r = invoke("pretrain", "--domain", "text", "--preset", "tiny", "--steps", 2, "--corpus", corpus, "--out", run,
+                   "--threads", 1)
+        one_error_line(r, f"in use by another training run (pid {first.pid})")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.endswith("}")]
+    assert steps == list(range(1, len(steps) + 1))
