@@ -259,6 +259,10 @@ def test_pretrain_resume_of_a_distill_run(work, tiny_student):
     shutil.copytree(tiny_student, run)
     fails_cleanly(work, ["pretrain", "--domain", "text", "--preset", "tiny", "--out", run, "--steps", 3, "--resume"],
                   "is a distill run, not a pretrain run")
+    for ckpt in (run / "checkpoints").glob("step_*"):  # the same run relabelled as a pretrain run
+        edit_config(None, kind="teacher")(ckpt)
+    fails_cleanly(work, ["distill", "--domain", "text", "--teacher", tiny_student.parent / "teacher", "--out", run,
+                         "--steps", 3, "--resume"], "is a pretrain run, not a distill run")
 
 
 class _Evil:
