@@ -110,8 +110,8 @@ def write_temp(path: Path, data: bytes) -> Path:
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file gets normal permissions
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # mkstemp makes 0600; a result file gets normal permissions
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
