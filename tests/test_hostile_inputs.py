@@ -454,3 +454,16 @@ def test_two_pretrain_runs_into_one_directory(work):
         first.wait()
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.endswith("}")]
     assert steps == list(range(1, len(steps) + 1))
+
+
+@pytest.mark.parametrize(("key", "value"), [("num_hidden_layers", 1_000_000_000), ("intermediate_size", 1 << 30)])
+def test_dplm_config_that_does_not_describe_its_weights(work, key, value, monkeypatch):
+    from protein_models import save_tiny_dplm
+
+    dplm = save_tiny_dplm(work / "dplm")
+    cfg = json.loads((dplm / "config.json").read_text())
+    cfg[key] = value
+    (dplm / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(work)
+    fails_cleanly(work, ["sample", "--domain", "protein", "--nfe", 2, "--num-samples", 1, "--checkpoint", dplm, "--lengths", 5],
+                  f"config.json does not describe these weights: {key.split('_')[0]}")

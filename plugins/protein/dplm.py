@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -133,6 +134,20 @@ def _check_vocab(path: Path, tok: ProteinTokenizer) -> None:
             raise CheckpointError(f"{vocab} differs from the ESM alphabet this domain uses (fair-esm ESM-1b)")
 
 
+def check_esm_size(cfg, shapes: dict[str, tuple[int, ...]], source) -> None:
+    """The weights must hold the layers and widths an ESM config claims, checked from tensor shapes
+    before the network is built: a config claiming a billion layers fails here, not after allocating them."""
+    layers = {m.group(1) for k in shapes if (m := re.search(r"encoder\.layer\.(\d+)\.", k))}
+    emb = next((v for k, v in shapes.items() if k.endswith("embeddings.word_embeddings.weight")), None)
+    ffn = next((v for k, v in shapes.items() if k.endswith("encoder.layer.0.intermediate.dense.weight")), None)
+    claims = {"num_hidden_layers": (cfg.num_hidden_layers, len(layers)),
+              "vocab_size x hidden_size": ((cfg.vocab_size, cfg.hidden_size), emb),
+              "intermediate_size x hidden_size": ((cfg.intermediate_size, cfg.hidden_size), ffn)}
+    wrong = [f"{name} {want} (weights: {have})" for name, (want, have) in claims.items() if want != have]
+    if wrong:
+        raise CheckpointError(f"{source}: config.json does not describe these weights: {'; '.join(wrong)}")
+
+
 def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     """Load a DPLM/ESM-2 masked LM directory strictly (only the unused contact head may be missing)."""
     if domain is not None and domain.name != "protein":
@@ -146,6 +161,17 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     _check_vocab(path, tok)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    if (path / "model.safetensors").is_file():  # a .bin file cannot be inspected without unpickling it
+        from transformers import EsmConfig
+
+        from didi_seq.untrusted import safetensors_shapes
+
+        try:
+            esm_cfg = EsmConfig.from_pretrained(str(path))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot load {path} as an ESM masked LM: {str(e).strip()[:200]}") from None
+        shapes = {k.removeprefix("esm."): v for k, v in safetensors_shapes(path / "model.safetensors", CheckpointError).items()}
+        check_esm_size(esm_cfg, shapes, path)
     try:
         model, info = EsmForMaskedLM.from_pretrained(str(path), output_loading_info=True, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as e:  # the last: a pickle weights_only refuses

@@ -84,7 +84,7 @@ def load_esm_student(path, domain=None, **_):
     from didi_seq.checkpoint import load_checkpoint, load_state_strict
     from didi_seq.teacher import TeacherSpec
 
-    from .dplm import EsmTeacher
+    from .dplm import EsmTeacher, check_esm_size
 
     ckpt = load_checkpoint(path)
     try:
@@ -93,6 +93,7 @@ def load_esm_student(path, domain=None, **_):
         spec.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
+    check_esm_size(config, {k: tuple(v.shape) for k, v in ckpt.state.items()}, ckpt.path)
     model = EsmForMaskedLM(config)
     load_state_strict(model, ckpt.state, str(ckpt.path))
     prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),
