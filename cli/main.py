@@ -70,6 +70,10 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except DidiError as e:
             fail(str(e))
+        except OSError as e:  # the environment, not a bug: disk full, permission denied, a vanished file
+            if e.errno is None:
+                raise
+            fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
         except KeyboardInterrupt:
             fail("interrupted; a run with checkpoints can continue with --resume", code=130)
 
@@ -188,6 +192,7 @@ def pretrain(
 
     from didi_seq.pretrain import PretrainConfig
     from didi_seq.pretrain import pretrain as run
+    from didi_seq.run_dir import exclusive_run
     from didi_seq.training_log import check_logger, training_logger
 
     cfg = PretrainConfig.from_preset(
@@ -205,7 +210,8 @@ def pretrain(
         given["model"] = (f"--preset {preset}", cfg.model)
     check_logger(log)
     make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), training_logger(log, out, ranks.is_main) as logger, progress(
+    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
+            training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as bar:
         task = bar.add_task("pretrain", total=cfg.steps, info="")
@@ -263,15 +269,16 @@ def sample(
                          guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
                          candidates=candidates, teacher=teacher)  # before anything is loaded: bad options fail fast
     to_stdout = output is not None and str(output) == "-"
-    if output is not None and not to_stdout:
-        from didi_seq.checkpoint import check_parent_dir
+    outputs = []
+    if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
+        from didi_seq.outputs import input_paths, plan_outputs
 
-        check_parent_dir(output)
+        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, teacher))
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from didi_seq.devices import resolve_device
-    from didi_seq.sample_io import jsonl_text, write_jsonl
+    from didi_seq.sample_io import jsonl_bytes, jsonl_text
 
     torch.set_num_threads(threads)
     model = load_model(dom, checkpoint, device=resolve_device(device), use_ema=ema,
@@ -289,8 +296,10 @@ def sample(
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()
     else:
-        write_jsonl(output, records)
-        written = [output, *(dom.write_samples(output, records) if dom.write_samples else [])]
+        from didi_seq.outputs import write_all
+
+        write_all(zip(outputs, [jsonl_bytes(records), *(render(records) for render in dom.sample_files.values())], strict=True))
+        written = outputs
     aux = f", {result.aux_calls} discriminator calls" if result.aux_calls else ""
     status(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
            f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
@@ -358,6 +367,7 @@ def distill(
     from didi_seq.distill.preflight import check_student_steps
     from didi_seq.distill.run import distill as run
     from didi_seq.plugins import get_method, methods
+    from didi_seq.run_dir import exclusive_run
     from didi_seq.training_log import check_logger, training_logger
 
     chosen = get_method(method)
@@ -372,7 +382,8 @@ def distill(
         status(f"warning: {warning}")
     check_logger(log)
     make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), training_logger(log, out, ranks.is_main) as logger, progress(
+    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
+            training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as bar:
         task = bar.add_task("distill", total=cfg.steps, info="loading")
@@ -446,9 +457,9 @@ def evaluate(
     dom = domain_or_fail(domain)
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
-        from didi_seq.checkpoint import check_parent_dir
+        from didi_seq.outputs import check_output, input_paths
 
-        check_parent_dir(output)
+        output = check_output(output, input_paths(samples, judge, plddt_model))
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from didi_seq.evaluate import describe_files, load_samples, write_result

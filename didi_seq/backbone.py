@@ -45,6 +45,51 @@ class DiTConfig:
             raise ValueError(f"unknown DiT config fields: {sorted(unknown)}")
         return cls(**d)
 
+    def validate(self) -> None:
+        """Every field of the right type and range (a config from an untrusted checkpoint is checked
+        before a network is built from it); raises ValueError naming the field."""
+        for name in ("vocab_size", "length", "hidden", "layers", "heads", "cond_dim", "mlp_ratio"):
+            require_int(name, getattr(self, name), 1)
+        if self.hidden % self.heads or (self.hidden // self.heads) % 2:
+            raise ValueError(f"hidden {self.hidden} must split into {self.heads} heads of even size")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.time_conditioning, bool):
+            raise ValueError(f"time_conditioning must be true or false, got {self.time_conditioning!r}")
+        if self.pad_id is not None:
+            require_int("pad_id", self.pad_id, 0, self.vocab_size - 1)
+
+    def num_parameters(self) -> int:
+        """Parameters a DiT of this config holds, by arithmetic alone: a checkpoint's weights file
+        must hold exactly this many before the network is built (a bounded-memory check)."""
+        h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
+        freq = TimestepEmbedder.FREQ_DIM
+        block = 2 * h + 3 * h * h + h * h + (h * m + m + m * h + h) + (c * 6 * h + 6 * h)
+        return v * h + (freq * c + c + c * c + c) + self.layers * block + (h + h * v + v + c * 2 * h + 2 * h)
+
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Name → shape of every tensor in a DiT's state dict, without building it (for error reports)."""
+        h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
+        shapes = {"vocab_embed.embedding": (v, h), "sigma_map.mlp.0.weight": (c, TimestepEmbedder.FREQ_DIM),
+                  "sigma_map.mlp.0.bias": (c,), "sigma_map.mlp.2.weight": (c, c), "sigma_map.mlp.2.bias": (c,)}
+        for i in range(self.layers):
+            block = {"norm1.weight": (h,), "attn_qkv.weight": (3 * h, h), "attn_out.weight": (h, h), "norm2.weight": (h,),
+                     "mlp.0.weight": (m, h), "mlp.0.bias": (m,), "mlp.2.weight": (h, m), "mlp.2.bias": (h,),
+                     "adaLN_modulation.weight": (6 * h, c), "adaLN_modulation.bias": (6 * h,)}
+            shapes.update({f"blocks.{i}.{k}": s for k, s in block.items()})
+        shapes.update({"output_layer.norm_final.weight": (h,), "output_layer.linear.weight": (v, h),
+                       "output_layer.linear.bias": (v,), "output_layer.adaLN_modulation.weight": (2 * h, c),
+                       "output_layer.adaLN_modulation.bias": (2 * h,)})
+        return shapes
+
+
+def require_int(name: str, value, low: int, high: int | None = None) -> None:
+    """``value`` is an int (not a bool) in [low, high]; else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
 
 class LayerNorm(nn.Module):
     """Bias-free LayerNorm computed in fp32 (as MDLM does, for bf16 stability)."""
@@ -80,7 +125,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 class TimestepEmbedder(nn.Module):
     """Sinusoidal features of σ → 2-layer MLP → conditioning vector."""
 
-    def __init__(self, cond_dim: int, freq_dim: int = 256):
+    FREQ_DIM = 256
+
+    def __init__(self, cond_dim: int, freq_dim: int = FREQ_DIM):
         super().__init__()
         self.freq_dim = freq_dim
         self.mlp = nn.Sequential(nn.Linear(freq_dim, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))

@@ -6,7 +6,6 @@ torch is imported only when a checkpoint is actually loaded.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE, LATEST_FILE
@@ -20,13 +19,14 @@ def _is_native(path: Path) -> bool:
     checkpoint of another architecture (a plugin's format loads those)."""
     from .checkpoint import resolve_checkpoint_dir
     from .errors import DidiError
+    from .untrusted import read_json
 
     if path.is_file():
         path = path.parent
     if not (path / CONFIG_FILE).exists() and not (path / LATEST_FILE).exists():
         return False
     try:
-        config = json.loads((resolve_checkpoint_dir(path) / CONFIG_FILE).read_text())
+        config = read_json(resolve_checkpoint_dir(path) / CONFIG_FILE, "config")
     except (OSError, ValueError, DidiError):
         return True  # ours or not, loading it reports the broken file by name
     if not isinstance(config, dict):

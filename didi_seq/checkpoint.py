@@ -16,6 +16,7 @@ file; passing the run directory anywhere a checkpoint is expected resolves it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, DidiError
 from .provenance import Provenance
+from .untrusted import check_regular_file, first_line, read_bounded, read_json, safetensors_shapes
 
 FORMAT = "didi-seq"
 FORMAT_VERSION = 1
@@ -58,35 +60,95 @@ def check_parent_dir(target: Path) -> None:
         raise DidiError(f"output directory {parent} is not writable")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file via a temporary sibling + os.replace, so readers see old or new, never half."""
+def write_error(path: Path, e: OSError) -> DidiError:
+    """A failed write (disk full, permission denied, read-only file system) as one line naming the file."""
+    return DidiError(f"cannot write {path}: {e.strerror or first_line(e)}")
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete temporaries a killed write to ``path`` left behind (``.NAME.tmp-PID-*`` of a dead PID)."""
+    path = Path(path)
+    prefix = _temp_prefix(path)
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # another process is writing this path right now
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def write_temp(path: Path, data: bytes) -> Path:
+    """``data`` fsynced into a hidden temporary beside ``path`` (``.NAME.tmp-PID-*``), with normal permissions.
+
+    Nothing is visible under ``path`` yet; ``os.replace(tmp, path)`` publishes it. Temporaries of
+    earlier writes whose process died are removed first, so a killed write leaves debris only
+    until the next write to the same path.
+    """
     path = Path(path)
     check_parent_dir(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    remove_stale_temps(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_temp_prefix(path)}{os.getpid()}-")
+    except OSError as e:
+        raise write_error(path, e) from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file gets normal permissions
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # mkstemp makes 0600; a result file gets normal permissions
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file via a temporary sibling + os.replace, so readers see old or new, never half."""
+    path = Path(path)
+    tmp = write_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from None
 
 
 def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> None:
     """Fill a fresh temporary directory with ``write(tmp)`` and swap it in for ``target``."""
     target = Path(target)
     check_parent_dir(target)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as e:
+        raise write_error(target, e) from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint gets normal permissions
     try:
-        write(tmp)
+        _fill_dir(tmp, target, write)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -97,8 +159,20 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise write_error(target, e) from None
+        raise
+
+
+def _fill_dir(tmp: Path, target: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``; a full disk inside a writer library (safetensors, torch.save) is an error naming ``target``."""
+    try:
+        write(tmp)
+    except RuntimeError as e:  # torch.save and safetensors wrap OS errors of their writers
+        if "No space left" in str(e) or "Disk quota" in str(e):
+            raise DidiError(f"cannot write {target}: No space left on device") from None
         raise
 
 
@@ -170,22 +244,50 @@ def resolve_checkpoint_dir(src: str | Path) -> Path:
             return p.parent
         raise CheckpointError(f"{src} is a file; pass the checkpoint directory that holds {MODEL_FILE}")
     if (p / LATEST_FILE).exists():
-        name = (p / LATEST_FILE).read_text().strip()
-        return resolve_checkpoint_dir(p / "checkpoints" / name)
+        return resolve_checkpoint_dir(latest_checkpoint(p))
     if not (p / CONFIG_FILE).exists():
         raise CheckpointError(f"{src} holds no {CONFIG_FILE}: not a didi-seq checkpoint directory")
     return p
 
 
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint directory a run's LATEST names. LATEST is untrusted: it may only name a
+    directory directly under the run's ``checkpoints/`` (no ``..``, no absolute path, no binary)."""
+    latest = Path(run_dir) / LATEST_FILE
+    raw = read_bounded(latest, "file", limit=4096, error=CheckpointError)
+    try:
+        name = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        name = None
+    if not name or not name.isprintable() or name in (".", "..") or "/" in name or "\\" in name:
+        raise CheckpointError(f"{latest} does not name a checkpoint of this run (expected e.g. step_0000100); "
+                              f"the run directory is damaged")
+    path = Path(run_dir) / "checkpoints" / name
+    if not path.is_dir():
+        raise CheckpointError(f"{latest} names {name}, but {path} does not exist; the run directory is damaged")
+    return path
+
+
 def read_config(path: Path) -> dict:
     try:
-        config = json.loads((path / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        config = read_json(path / CONFIG_FILE, "config", error=CheckpointError)
+    except CheckpointError as e:
         raise CheckpointError(f"{path / CONFIG_FILE} is unreadable or not JSON ({e})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise CheckpointError(f"{path / CONFIG_FILE} is not a didi-seq config (format={found!r})")
     return config
+
+
+def read_provenance(path: Path) -> dict:
+    """A checkpoint's provenance.json (``{}`` when it has none); a malformed one is an error."""
+    prov_file = Path(path) / PROVENANCE_FILE
+    if not prov_file.exists():
+        return {}
+    prov = read_json(prov_file, "provenance file", error=CheckpointError)
+    if not isinstance(prov, dict):
+        raise CheckpointError(f"{prov_file} holds a JSON {type(prov).__name__}, expected an object")
+    return prov
 
 
 def load_checkpoint(src: str | Path) -> Checkpoint:
@@ -197,13 +299,12 @@ def load_checkpoint(src: str | Path) -> Checkpoint:
     model_file = path / MODEL_FILE
     if not model_file.exists():
         raise CheckpointError(f"{path} has no {MODEL_FILE}")
+    safetensors_shapes(model_file, error=CheckpointError)  # a bounded header, before the weights are mapped
     try:
         state = load_file(str(model_file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{model_file} is truncated or not a safetensors file ({e})") from None
-    prov_file = path / PROVENANCE_FILE
-    provenance = json.loads(prov_file.read_text()) if prov_file.exists() else {}
-    return Checkpoint(path=path, config=config, state=state, provenance=provenance)
+    return Checkpoint(path=path, config=config, state=state, provenance=read_provenance(path))
 
 
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -214,13 +315,18 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
     the checkpoint with ``strict=False``: haoyangzheng-ai/didi-instruct, ``main.py`` and
     ``algo.py`` at 7825a02); every missing, unexpected or mis-shaped key is an error.
     """
-    expected = module.state_dict()
+    check_state_matches({k: tuple(v.shape) for k, v in module.state_dict().items()}, state, source)
+    module.load_state_dict(state, strict=True)
+
+
+def check_state_matches(expected: dict[str, tuple[int, ...]], state: dict[str, torch.Tensor], source: str) -> None:
+    """Every missing, unexpected or mis-shaped key of ``state`` against ``expected`` (name → shape), as one error."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        f"{k} {tuple(state[k].shape)} vs model {tuple(v)}"
         for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
+        if k in state and tuple(state[k].shape) != tuple(v)
     )
     problems = []
     for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", shapes)):
@@ -229,19 +335,33 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             problems.append(f"{len(keys)} {label}: {shown}")
     if problems:
         raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
 
 
-def load_training_state(out_dir: Path) -> dict:
+# the checkpoint kind each training command writes, and the command that writes it
+RUN_KINDS = {"teacher": "pretrain", "student": "distill"}
+
+
+def load_training_state(out_dir: Path, kind: str | None = None) -> dict:
     """The resume state of a training run (pretrain or distill): LATEST's training_state.pt,
-    read with ``weights_only=True`` so a crafted pickle cannot execute code."""
+    read with ``weights_only=True`` so a crafted pickle cannot execute code. ``kind`` ("teacher"
+    for pretrain, "student" for distill): the run must be one the resuming command wrote."""
     import torch
 
     latest = out_dir / LATEST_FILE
     if not latest.exists():
         raise DidiError(f"nothing to resume in {out_dir}: no {LATEST_FILE} file (start without --resume)")
-    path = out_dir / "checkpoints" / latest.read_text().strip() / STATE_FILE
+    ckpt = latest_checkpoint(out_dir)
+    if kind is not None:
+        found = read_config(ckpt).get("kind")
+        if found != kind:
+            raise DidiError(f"{out_dir} is a {RUN_KINDS.get(found, str(found))} run, not a {RUN_KINDS[kind]} run; "
+                            f"resume it with `didi-seq {RUN_KINDS.get(found, '...')} --resume` or choose another --out")
+    path = ckpt / STATE_FILE
+    check_regular_file(path, "training state", error=CheckpointError)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        raise DidiError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise DidiError(f"cannot resume from {path}: {type(e).__name__}: {first_line(e)}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or not isinstance(state.get("config"), dict):
+        raise DidiError(f"cannot resume from {path}: it is not a didi-seq training state")
+    return state

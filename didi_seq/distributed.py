@@ -123,13 +123,28 @@ class RowNoise:
 
 def local_rank() -> int:
     """This process's index on its node (torchrun's LOCAL_RANK): which GPU it drives."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    return env_int("LOCAL_RANK", 0)
+
+
+def env_int(name: str, default: int) -> int:
+    """A non-negative integer from torchrun's environment; anything else is one error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise DidiError(f"environment variable {name}={raw!r} is not a non-negative integer (torchrun sets it; "
+                        f"unset it to run a single process)")
+    return value
 
 
 def init_from_env(device: torch.device = torch.device("cpu")) -> Ranks:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR/PORT), if any,
     over NCCL when this rank drives a GPU and gloo on the CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Ranks()
     import torch.distributed as dist

@@ -52,8 +52,9 @@ class Domain:
     length_model: Callable[[str | None, int], Any] | None = None
     # extra pretrain presets (name → PretrainConfig fields), next to the core's tiny/small
     presets: dict[str, dict] = field(default_factory=dict)
-    # writes extra sample files next to the JSONL (e.g. FASTA): (jsonl path, records) → paths
-    write_samples: Callable[[Path, list[dict]], list[Path]] | None = None
+    # extra sample files beside the JSONL (e.g. FASTA): suffix → records → file bytes; the core picks
+    # each file's name (never an input's or another output's) and writes all of them together
+    sample_files: dict[str, Callable[[list[dict]], bytes]] = field(default_factory=dict)
 
     def rows(self, dataset, tokenizer, length: int):
         """Training rows of this domain's layout."""

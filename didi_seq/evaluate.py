@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -45,12 +46,7 @@ def load_samples(paths: list[Path], domain) -> list[dict]:
             other = rec.get("domain")
             if other is not None and other != domain.name:
                 raise DidiError(f"{where} is a {other!r} sample, not {domain.name!r}; pass --domain {other}")
-            if not isinstance(with_decoded(rec, domain.sample_field).get(domain.sample_field), str):
-                raise DidiError(f"{where} has no string field {DECODED!r} or {domain.sample_field!r}: "
-                                f"not a {domain.name} samples file")
-            tokens = rec.get("tokens")
-            if tokens is not None and not (isinstance(tokens, list) and all(isinstance(t, int) for t in tokens)):
-                raise DidiError(f"{where}: 'tokens' must be a list of integer token ids")
+            check_record(rec, domain, where)
             records.append(rec)
     for key in CONFIG_FIELDS:
         values = {json.dumps(r.get(key)) for r in records}
@@ -60,13 +56,45 @@ def load_samples(paths: list[Path], domain) -> list[dict]:
     return records
 
 
+# what a record's "run" costs may hold: non-negative finite numbers
+RUN_FIELDS = ("num_samples", "network_calls", "rows_evaluated", "wall_clock_s", "discriminator_calls")
+MAX_TOKEN_ID = (1 << 31) - 1
+
+
+def check_record(rec: dict, domain, where: str) -> None:
+    """Types of every field evaluate reads (records are untrusted: hand-edited or from other tools)."""
+    text = with_decoded(rec, domain.sample_field).get(domain.sample_field)
+    if not isinstance(text, str):
+        raise DidiError(f"{where} has no string field {DECODED!r} or {domain.sample_field!r}: "
+                        f"not a {domain.name} samples file")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DidiError(f"{where}: {domain.sample_field!r} is not valid Unicode ({e.reason}, e.g. a lone surrogate "
+                        f"escape like \\ud800)") from None
+    tokens = rec.get("tokens")
+    if tokens is not None and not (isinstance(tokens, list) and all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_TOKEN_ID for t in tokens)):
+        raise DidiError(f"{where}: 'tokens' must be a list of integer token ids (0..{MAX_TOKEN_ID})")
+    seed = rec.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise DidiError(f"{where}: 'seed' must be an integer, got {json.dumps(seed)[:40]}")
+    run = rec.get("run")
+    if run is not None:
+        if not isinstance(run, dict):
+            raise DidiError(f"{where}: 'run' must be an object of sampling costs")
+        for key in RUN_FIELDS:
+            value = run.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise DidiError(f"{where}: run.{key} must be a non-negative number, got {json.dumps(value)[:40]}")
+
+
 def sampling_costs(records: list[dict]) -> dict:
     """Real network calls and wall-clock of the sampling runs the records came from."""
     runs = {json.dumps([r.get("seed"), r["run"]], sort_keys=True): r["run"] for r in records if isinstance(r.get("run"), dict)}
     if not runs:
         return {"known": False}
-    keys = ("num_samples", "network_calls", "rows_evaluated", "wall_clock_s", "discriminator_calls")
-    total = {k: sum(run.get(k, 0) for run in runs.values()) for k in keys}
+    total = {k: sum(run.get(k, 0) for run in runs.values()) for k in RUN_FIELDS}
     n = max(total["num_samples"], 1)
     return {"known": True, "runs": len(runs), **total,
             "network_calls_per_sample": total["network_calls"] / n,

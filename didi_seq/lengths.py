@@ -68,6 +68,14 @@ class LengthList:
         return {"kind": "list", "lengths": self.lengths}
 
 
+def _is_file(spec: str) -> bool:
+    """Whether ``spec`` names a file; a long length list is not a path (the OS refuses names over 255 bytes)."""
+    try:
+        return Path(spec).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def fasta_lengths(path: Path) -> list[int]:
     """Record lengths of a FASTA file (Biopython): any alphabet, so any sequence domain can fit a length model."""
     from Bio import SeqIO
@@ -86,7 +94,7 @@ def parse_lengths(spec: str | None, max_length: int, corpus_lengths: Callable[[]
     if spec is None or spec == "corpus":
         lengths, name = corpus_lengths()
         return EmpiricalLengths(lengths, name, max_length)
-    if Path(spec).is_file():
+    if _is_file(spec):
         return EmpiricalLengths(file_lengths(Path(spec)), spec, max_length)
     try:
         values = [int(v) for v in spec.split(",") if v.strip()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import CheckpointError, DidiError
+from .untrusted import check_bounded_file
 
 EMBEDDED = ("teacher", "student")
 
@@ -68,8 +69,14 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
     trained_for = adapter.provenance.get("domain")
     if trained_for not in (None, domain.name):
         raise CheckpointError(f"{path} is a {trained_for!r} checkpoint, not {domain.name!r}; pass --domain {trained_for}")
+    try:
+        adapter.spec.validate()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: its teacher spec is invalid ({e})") from None
     # a checkpoint's own tokenizer.json, or a tokenizer the format names (e.g. "gpt2")
     tok_file = adapter.provenance.get("tokenizer_file")
+    if tok_file:
+        check_bounded_file(Path(tok_file), "tokenizer file", error=CheckpointError)  # before a tokenizer library reads it
     tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else adapter.provenance.get("tokenizer"))
     if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
         raise CheckpointError(
@@ -85,18 +92,19 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
     The teacher is found by weight hash: ``teacher`` if given, else the domain's embedded
     teacher, else the path recorded at distillation time.
     """
-    import json
-
     from safetensors.torch import load_file
 
     from .checkpoint import load_checkpoint
     from .distill.networks import DISC_CONFIG, DISC_FILE, Discriminator
+    from .untrusted import read_json
 
     student_dir = Path(student_dir)
     if not (student_dir / DISC_FILE).is_file() or not (student_dir / DISC_CONFIG).is_file():
         raise DidiError(f"{student_dir} holds no discriminator ({DISC_FILE}); RGAS needs a DiDi-Instruct student "
                         "checkpoint (use --sampler ancestral for other checkpoints)")
-    meta = json.loads((student_dir / DISC_CONFIG).read_text())
+    meta = read_json(student_dir / DISC_CONFIG, "discriminator config", error=CheckpointError)
+    if not isinstance(meta, dict) or isinstance(meta.get("trainable_blocks"), bool) or not isinstance(meta.get("trainable_blocks"), int):
+        raise CheckpointError(f"{student_dir / DISC_CONFIG} is not a discriminator config (no integer 'trainable_blocks')")
     want = meta.get("teacher_sha256")
     tried = []
     recorded = load_checkpoint(student_dir).provenance.get("teacher", {}).get("path")

@@ -24,6 +24,7 @@ from .devices import bf16_autocast, module_device
 from .distributed import Ranks, RowNoise
 from .ema import EMA
 from .errors import DidiError
+from .numbers import check_float_fields, check_range
 from .process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from .provenance import Provenance
 from .teacher import TeacherSpec
@@ -83,8 +84,11 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise DidiError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise DidiError(f"learning rate must be positive, got {self.lr}")
+        check_float_fields(self)
+        check_range("--lr", self.lr, 0, low_open=True)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_range("ema", self.ema, 0, 1)
+        check_range("grad_clip", self.grad_clip, 0, low_open=True)
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -215,7 +219,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     ``given``: the settings the user chose explicitly, {name: (as written, value)}; on resume
     each must equal the saved run's (``training.check_resume_settings``)."""
     cfg.validate()
-    run = TrainingRun(out_dir, resume, ranks, "training run")
+    run = TrainingRun(out_dir, resume, ranks, "training run", kind="teacher")
     cfg = run.settle_config(cfg, PretrainConfig.from_dict, given,
                             view=lambda c: {**asdict(c), "length": c.model.get("length", domain.default_length)})
     ranks.rows(cfg.batch_size, "--batch-size")  # a batch that does not split over the ranks fails before any loading

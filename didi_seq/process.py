@@ -41,9 +41,15 @@ class LogLinearSchedule:
 
 
 def schedule_from_dict(d: dict) -> LogLinearSchedule:
+    """A schedule from a checkpoint's config; ε must lie in (0, 1) or α(t) leaves [0, 1]."""
+    if not isinstance(d, dict):
+        raise ValueError(f"schedule must be an object like {{\"name\": \"loglinear\", \"eps\": 0.001}}, got {d!r}")
     if d.get("name", "loglinear") != "loglinear":
         raise ValueError(f"unknown noise schedule {d.get('name')!r}")
-    return LogLinearSchedule(eps=float(d.get("eps", 1e-3)))
+    eps = d.get("eps", 1e-3)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise ValueError(f"schedule eps must be a number in (0, 1), got {eps!r}")
+    return LogLinearSchedule(eps=float(eps))
 
 
 def prior(shape: tuple[int, ...], mask_id: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .errors import DidiError
+from .numbers import check_range
 from .sampling import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
 
 
@@ -49,8 +50,10 @@ class RGASConfig(SamplerConfig):
         super().validate()
         if self.candidates <= 0:
             raise DidiError(f"--candidates must be a positive integer, got {self.candidates}")
-        if not 0.0 <= self.rerank_ratio <= 1.0:
-            raise DidiError(f"--rerank-ratio must be in [0, 1], got {self.rerank_ratio}")
+        check_range("--rerank-ratio", self.rerank_ratio, 0.0, 1.0)
+        check_range("--guidance-start", self.guidance_start)
+        check_range("--guidance-end", self.guidance_end)
+        check_range("grad_clip", self.grad_clip, 0, low_open=True)
 
     def record(self) -> dict:
         """The settings a sample record must carry to be reproducible."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
+from .untrusted import check_regular_file, parse_json
 
 DECODED = "decoded"  # the decoded sample's key in every domain; Domain.sample_field names its alias
 
@@ -54,23 +55,28 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
     atomic_write_bytes(Path(path), jsonl_text(records).encode("utf-8"))
 
 
+def jsonl_bytes(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """All records of a JSONL file; a broken line is named, blank lines are skipped."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DidiError(f"samples file {path} does not exist")
+    check_regular_file(path, "samples file")
     records = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise DidiError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DidiError(f"cannot read samples file {path}: {e.strerror}") from None
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DidiError(f"{path} line {n} is not valid JSON ({e.msg}, column {e.colno})") from None
+        rec = parse_json(line, f"{path} line {n}")
         if not isinstance(rec, dict):
             raise DidiError(f"{path} line {n} is a JSON {type(rec).__name__}, expected one object per line")
         rec["_line"] = n

@@ -29,6 +29,19 @@ import torch
 
 from .errors import DidiError
 
+# The time grid is 1 > 1 − 1/nfe > … > 0 and reaches the networks (and the training times they
+# saw) in float32, whose spacing just below 1 is 2^-24: more steps than that are not distinct
+# times. The bound also keeps the grid itself (nfe + 1 float64s) small.
+MAX_NFE = 1 << 24
+
+
+def check_nfe(nfe: int) -> None:
+    if nfe <= 0:
+        raise DidiError(f"--nfe must be a positive integer, got {nfe}")
+    if nfe > MAX_NFE:
+        raise DidiError(f"--nfe {nfe} is more steps than the noise schedule can resolve: time reaches the network in "
+                        f"float32, whose steps below t = 1 are 2^-24 apart, so --nfe is at most {MAX_NFE}")
+
 
 @dataclass(kw_only=True)
 class SamplerOptions:
@@ -42,8 +55,7 @@ class SamplerOptions:
     length: int | None = None  # fixed-length domains: sequence length (default: the model's max length)
 
     def validate(self) -> None:
-        if self.nfe <= 0:
-            raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
+        check_nfe(self.nfe)
         if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature > 0):
             raise DidiError(f"--temperature must be a finite number > 0, got {self.temperature}")
         if self.length is not None and self.length <= 0:

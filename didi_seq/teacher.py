@@ -9,16 +9,21 @@ plug in through the ``register_teacher_formats`` hook and return an adapter.
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .backbone import DiT, DiTConfig
-from .checkpoint import Checkpoint, load_state_strict
+from .backbone import DiT, DiTConfig, require_int
+from .checkpoint import Checkpoint, check_state_matches, load_state_strict
 from .devices import bf16_autocast, module_device
 from .errors import CheckpointError, DidiError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
+
+# Longest sequence any teacher may declare: far above every published one (DPLM: 1024, MDLM: 1024),
+# and small enough that a crafted max_length cannot make the samplers allocate without bound.
+MAX_LENGTH = 1 << 20
 
 
 @dataclass
@@ -36,6 +41,24 @@ class TeacherSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> None:
+        """Types and ranges of every field (specs come from untrusted checkpoints); ValueError naming the field."""
+        require_int("vocab_size", self.vocab_size, 2)
+        require_int("mask_id", self.mask_id, 0, self.vocab_size - 1)
+        require_int("max_length", self.max_length, 1, MAX_LENGTH)
+        for name in ("never_emit", "never_mask"):
+            ids = getattr(self, name)
+            if not isinstance(ids, list):
+                raise ValueError(f"{name} must be a list of token ids, got {ids!r}")
+            for i in ids:
+                require_int(f"{name} entry", i, 0, self.vocab_size - 1)
+        if not isinstance(self.time_conditioned, bool):
+            raise ValueError(f"time_conditioned must be true or false, got {self.time_conditioned!r}")
+        if self.time not in ("continuous", "discrete"):
+            raise ValueError(f"time must be 'continuous' or 'discrete', got {self.time!r}")
+        if self.pad_id is not None:
+            require_int("pad_id", self.pad_id, 0, self.vocab_size - 1)
 
     def frozen_ids(self) -> list[int]:
         """Ids the process never corrupts: ``never_mask`` plus the padding id."""
@@ -109,6 +132,36 @@ class TeacherAdapter(ABC):
         raise CheckpointError(f"MMD distillation is not supported for {self.architecture} teachers")
 
 
+def read_native_config(config: dict, path) -> tuple[DiTConfig, TeacherSpec, LogLinearSchedule]:
+    """Model config, spec and schedule of a native checkpoint, every value checked before use."""
+    try:
+        if not isinstance(config.get("model"), dict) or not isinstance(config.get("spec"), dict):
+            raise ValueError("'model' and 'spec' must be objects")
+        cfg = DiTConfig.from_dict(config["model"])
+        cfg.validate()
+        spec = TeacherSpec(**config["spec"])
+        spec.validate()
+        schedule = schedule_from_dict(config.get("schedule", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}/config.json is incomplete or invalid ({e})") from None
+    if cfg.vocab_size != spec.vocab_size:
+        raise CheckpointError(f"{path}: model vocab {cfg.vocab_size} != spec vocab {spec.vocab_size}")
+    if spec.max_length > cfg.length:
+        raise CheckpointError(f"{path}: spec max_length {spec.max_length} exceeds the model's length {cfg.length}")
+    return cfg, spec, schedule
+
+
+def check_size(cfg: DiTConfig, state: dict, path) -> None:
+    """The weights must hold exactly the parameters the config implies, checked by arithmetic before
+    the network is built: a config claiming a billion layers fails here, not after allocating them."""
+    want, have = cfg.num_parameters(), sum(math.prod(v.shape) for v in state.values())
+    if want != have:
+        if cfg.layers <= len(state):  # listing the expected names costs no more than the state: name the keys
+            check_state_matches(cfg.parameter_shapes(), state, str(path))
+        raise CheckpointError(f"{path}: config.json describes a network of {want:,} parameters but the weights "
+                              f"hold {have:,}; the config does not belong to these weights")
+
+
 class NativeTeacher(TeacherAdapter):
     """A didi-seq DiT checkpoint. bf16 autocast for the trunk on CPU, fp32 logits out."""
 
@@ -176,14 +229,8 @@ class NativeTeacher(TeacherAdapter):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, bf16: bool = True) -> NativeTeacher:
-        try:
-            cfg = DiTConfig.from_dict(ckpt.config["model"])
-            spec = TeacherSpec(**ckpt.config["spec"])
-            schedule = schedule_from_dict(ckpt.config.get("schedule", {}))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
-        if cfg.vocab_size != spec.vocab_size:
-            raise CheckpointError(f"{ckpt.path}: model vocab {cfg.vocab_size} != spec vocab {spec.vocab_size}")
+        cfg, spec, schedule = read_native_config(ckpt.config, ckpt.path)
+        check_size(cfg, ckpt.state, ckpt.path)
         model = DiT(cfg)
         load_state_strict(model, ckpt.state, str(ckpt.path))
         prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain")}

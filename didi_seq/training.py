@@ -68,12 +68,15 @@ def check_resume_settings(out_dir: Path, saved: dict, given: dict[str, tuple[str
 class TrainingRun:
     """A run directory being trained into: open it, settle the configuration, then ``loop``."""
 
-    def __init__(self, out_dir: Path, resume: bool, ranks: Ranks = Ranks(), what: str = "training run"):
+    def __init__(self, out_dir: Path, resume: bool, ranks: Ranks = Ranks(), what: str = "training run",
+                 kind: str | None = None):
+        """``kind``: the checkpoint kind this command writes ("teacher": pretrain, "student": distill); a
+        resume of a run that another command wrote is refused."""
         self.out_dir, self.ranks = Path(out_dir), ranks
         check_parent_dir(self.out_dir)
         if (self.out_dir / LATEST_FILE).exists() and not resume:
             raise DidiError(f"{self.out_dir} already holds a {what}; pass --resume to continue it or choose another --out")
-        self.state: dict | None = load_training_state(self.out_dir) if resume else None
+        self.state: dict | None = load_training_state(self.out_dir, kind) if resume else None
         self.wall_before, self._t_start = 0.0, time.perf_counter()
 
     def settle_config(self, cfg, from_dict: Callable[[dict], Any], given: dict[str, tuple[str, Any]] | None = None,

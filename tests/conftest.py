@@ -44,7 +44,10 @@ def build_tiny_checkpoint(path, vocab_size=None, mask_id=None, domain="text", le
 
 
 def one_error_line(result, fragment):
-    """The CLI's bad-input contract: non-zero exit and exactly one ``error:`` line naming the problem."""
+    """The CLI's bad-input contract: non-zero exit and exactly one ``error:`` line naming the problem,
+    never a traceback (typer's runner keeps an uncaught exception in ``result.exception``)."""
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    assert not crashed and "Traceback" not in result.stderr, f"a traceback instead of an error line: {result.exception!r}"
     assert result.exit_code != 0
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DidiError
+from ..numbers import check_float_fields, check_range
 from .method import MethodConfig, option
 
 PI_SHAPES = {"uniform": (1, 1), "beta22": (2, 2), "beta25": (2, 5), "beta52": (5, 2)}
@@ -79,6 +80,10 @@ class DistillConfig(MethodConfig):
     bf16: bool = True
 
     def validate(self) -> None:
+        check_float_fields(self)
+        for name in ("label_smoothing", "t0"):
+            check_range(name, getattr(self, name), 0, 1, high_open=True)
+        check_range("ema", self.ema, 0, 1)
         if self.steps <= 0:
             raise DidiError(f"--steps must be a positive integer, got {self.steps}")
         for name in ("batch_size", "ckpt_every", "disc_trainable_blocks", "teacher_pool", "teacher_pool_nfe"):
@@ -87,8 +92,7 @@ class DistillConfig(MethodConfig):
         if self.group_size < 2:
             raise DidiError(f"group size must be at least 2 (advantages are standardised within groups), got {self.group_size}")
         for name in ("student_lr", "disc_lr"):
-            if not getattr(self, name) > 0:
-                raise DidiError(f"{name} must be positive, got {getattr(self, name)}")
+            check_range(f"--{name.replace('_', '-')}", getattr(self, name), 0, low_open=True)
         if not 0 < self.tau_min < self.tau_max < 1:
             raise DidiError(f"need 0 < tau_min < tau_max < 1, got {self.tau_min}, {self.tau_max}")
         choices = {"omega": ("elbo", "constant"), "pi": tuple(PI_SHAPES),

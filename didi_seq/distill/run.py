@@ -80,7 +80,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     from ..loading import load_teacher
 
     cfg.validate()
-    run = TrainingRun(out_dir, resume, ranks, "distillation run")
+    run = TrainingRun(out_dir, resume, ranks, "distillation run", kind="student")
     if run.state is not None:
         _check_same_method(run, method)
     cfg = run.settle_config(cfg, method.config.from_dict, given)

@@ -56,9 +56,11 @@ class ProteinTokenizer:
         tok = cls()
         if path is None:
             return tok
+        from didi_seq.untrusted import read_json
+
         try:
-            saved = json.loads(Path(path).read_text())["tokens"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+            saved = read_json(Path(path), "tokenizer file")["tokens"]
+        except (KeyError, TypeError) as e:
             raise DidiError(f"cannot read the protein tokenizer {path}: {e}") from None
         if tuple(saved) != tok.tokens:
             raise DidiError(f"{path}: its alphabet differs from fair-esm's {ARCHITECTURE} alphabet; "

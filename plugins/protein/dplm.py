@@ -15,7 +15,8 @@ DPLM has no time input; the adapter is time-agnostic, so the sampler's exact cac
 from __future__ import annotations
 
 import copy
-import json
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -87,9 +88,11 @@ class EsmTeacher(TeacherAdapter):
 
 
 def _read_config(path: Path) -> dict | None:
+    from didi_seq.untrusted import read_json
+
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_json(path / "config.json", "config")
+    except DidiError:
         return None
     return config if isinstance(config, dict) else None
 
@@ -125,9 +128,25 @@ def _weights_id(path: Path) -> tuple[str, str]:
 def _check_vocab(path: Path, tok: ProteinTokenizer) -> None:
     vocab = path / "vocab.txt"
     if vocab.is_file():
-        tokens = tuple(line.strip() for line in vocab.read_text().splitlines() if line.strip())
+        from didi_seq.untrusted import read_text
+
+        tokens = tuple(line.strip() for line in read_text(vocab, "vocabulary", error=CheckpointError).splitlines() if line.strip())
         if tokens != tok.tokens:
             raise CheckpointError(f"{vocab} differs from the ESM alphabet this domain uses (fair-esm ESM-1b)")
+
+
+def check_esm_size(cfg, shapes: dict[str, tuple[int, ...]], source) -> None:
+    """The weights must hold the layers and widths an ESM config claims, checked from tensor shapes
+    before the network is built: a config claiming a billion layers fails here, not after allocating them."""
+    layers = {m.group(1) for k in shapes if (m := re.search(r"encoder\.layer\.(\d+)\.", k))}
+    emb = next((v for k, v in shapes.items() if k.endswith("embeddings.word_embeddings.weight")), None)
+    ffn = next((v for k, v in shapes.items() if k.endswith("encoder.layer.0.intermediate.dense.weight")), None)
+    claims = {"num_hidden_layers": (cfg.num_hidden_layers, len(layers)),
+              "vocab_size x hidden_size": ((cfg.vocab_size, cfg.hidden_size), emb),
+              "intermediate_size x hidden_size": ((cfg.intermediate_size, cfg.hidden_size), ffn)}
+    wrong = [f"{name} {want} (weights: {have})" for name, (want, have) in claims.items() if want != have]
+    if wrong:
+        raise CheckpointError(f"{source}: config.json does not describe these weights: {'; '.join(wrong)}")
 
 
 def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
@@ -143,9 +162,20 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     _check_vocab(path, tok)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    if (path / "model.safetensors").is_file():  # a .bin file cannot be inspected without unpickling it
+        from transformers import EsmConfig
+
+        from didi_seq.untrusted import safetensors_shapes
+
+        try:
+            esm_cfg = EsmConfig.from_pretrained(str(path))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot load {path} as an ESM masked LM: {str(e).strip()[:200]}") from None
+        shapes = {k.removeprefix("esm."): v for k, v in safetensors_shapes(path / "model.safetensors", CheckpointError).items()}
+        check_esm_size(esm_cfg, shapes, path)
     try:
         model, info = EsmForMaskedLM.from_pretrained(str(path), output_loading_info=True, dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as e:  # the last: a pickle weights_only refuses
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load {path} as an ESM masked LM: {first}") from None
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(OPTIONAL_KEYS) and not k.endswith(BUFFER_SUFFIXES)]
@@ -182,8 +212,10 @@ def load_esm_student(path: Path, domain=None, **_) -> EsmTeacher:
     try:
         config = EsmConfig.from_dict(ckpt.config["model"])
         spec = TeacherSpec(**ckpt.config["spec"])
+        spec.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{ckpt.path}/config.json is incomplete or invalid ({e})") from None
+    check_esm_size(config, {k: tuple(v.shape) for k, v in ckpt.state.items()}, ckpt.path)
     model = EsmForMaskedLM(config)
     load_state_strict(model, ckpt.state, str(ckpt.path))
     prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),

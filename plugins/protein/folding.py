@@ -17,7 +17,6 @@ sequence's own length. ``plddt_ca`` (the Cα channel, AlphaFold-style) is kept b
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +120,13 @@ class FairEsmFold:
 def _hf_dir(spec: str) -> Path:
     p = Path(spec).expanduser()
     if p.is_dir():
+        from didi_seq.untrusted import read_json
+
         try:
-            config = json.loads((p / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
+            config = read_json(p / "config.json", "config")
+        except DidiError:
             raise DidiError(f"--plddt-model {spec}: no readable config.json in that directory") from None
-        if not config.get("is_folding_model"):
+        if not isinstance(config, dict) or not config.get("is_folding_model"):
             raise DidiError(f"--plddt-model {spec}: config.json is not an ESMFold (EsmForProteinFolding) config")
         return p
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):

@@ -47,15 +47,13 @@ def _length_model(spec: str | None, max_residues: int):
     return parse_lengths(spec, max_residues, corpus_lengths, lambda path: [len(s) for _, s in read_fasta(path)])
 
 
-def _write_fasta(jsonl: Path, records: list[dict]) -> list[Path]:
-    """``x.jsonl`` → ``x.fasta`` with one record per sample, named by index and seed."""
-    from .fasta import write_fasta
+def _fasta_bytes(records: list[dict]) -> bytes:
+    """The samples as FASTA, one record per sample, named by index and seed (written beside the JSONL)."""
+    from .fasta import fasta_bytes
 
-    path = Path(jsonl).with_suffix(".fasta")
-    write_fasta(path, [(f"sample{r['index']}_seed{r['seed']}", r["sequence"]) for r in records],
-                [f"length={len(r['sequence'])} nfe={r['nfe']} sampler={r['sampler']} checkpoint={r['checkpoint']}"
-                 for r in records])
-    return [path]
+    return fasta_bytes([(f"sample{r['index']}_seed{r['seed']}", r["sequence"]) for r in records],
+                       [f"length={len(r['sequence'])} nfe={r['nfe']} sampler={r['sampler']} checkpoint={r['checkpoint']}"
+                        for r in records])
 
 
 @dataclass
@@ -78,7 +76,7 @@ PROTEIN = ProteinDomain(
     make_rows=_pad_rows,
     length_model=_length_model,
     presets=PRESETS,
-    write_samples=_write_fasta,
+    sample_files={".fasta": _fasta_bytes},
 )
 
 

@@ -34,13 +34,34 @@ def _check_jsonl(path: Path) -> None:
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DidiError(f"cannot read corpus {path}: line {n} is not UTF-8 ({e.reason} at byte {e.start})") from None
             if line.strip():
                 try:
                     json.loads(line)
                 except json.JSONDecodeError as e:
                     raise DidiError(f"cannot read corpus {path}: line {n} is not valid JSON ({e.msg})") from None
+                except (ValueError, RecursionError) as e:
+                    raise DidiError(f"cannot read corpus {path}: line {n} is not usable JSON ({type(e).__name__})") from None
+
+
+def _check_utf8(path: Path) -> None:
+    """Name the file and line of invalid UTF-8 ourselves (datasets says "an error occurred")."""
+    import codecs
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as e:
+                raise DidiError(f"cannot read corpus {path}: line {n} is not UTF-8 ({e.reason})") from None
 
 
 def read_local(src: str):
@@ -61,6 +82,8 @@ def read_local(src: str):
     for f in files:
         if ".jsonl" in f.suffixes:
             _check_jsonl(f)
+        elif ".txt" in f.suffixes:
+            _check_utf8(f)
     try:
         return datasets.load_dataset(kind, data_files=[str(f) for f in files], split="train")
     except Exception as e:  # noqa: BLE001 - datasets wraps parser errors in many types
@@ -99,6 +122,9 @@ def load_text_corpus(src: str | None) -> dict:
                 raise DidiError(f"corpus {src} is neither a local path nor a loadable datasets name ({type(e).__name__})") from None
         if "text" not in ds.column_names:
             raise DidiError(f"corpus {src} has no 'text' column (columns: {ds.column_names})")
+        kind = getattr(ds.features["text"], "dtype", None)
+        if kind not in ("string", "large_string"):
+            raise DidiError(f"corpus {src}: its 'text' column holds {kind or ds.features['text']} values, not text")
         ds = ds.filter(lambda r: bool(r["text"] and r["text"].strip()))
         if len(ds) == 0:
             raise DidiError(f"corpus {src} is empty: no non-blank documents")

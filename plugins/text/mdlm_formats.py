@@ -17,7 +17,6 @@ provenance, and the GPT-2 (+ mask) tokenizer named for the text domain.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from didi_seq.errors import CheckpointError
@@ -35,9 +34,13 @@ def _dir(path: Path) -> Path:
 
 
 def _json(path: Path) -> dict | None:
+    """A JSON object from a (size-bounded, regular) file, or None: detection never reads without bound."""
+    from didi_seq.errors import DidiError
+    from didi_seq.untrusted import read_json
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path, "config")
+    except (OSError, DidiError):
         return None
     return data if isinstance(data, dict) else None
 
