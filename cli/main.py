@@ -283,7 +283,7 @@ def sample(
     torch.set_num_threads(threads)
     model = load_model(dom, checkpoint, device=resolve_device(device), use_ema=ema,
                        on_note=lambda note: status(f"note: {note}"))
-    with progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+    with progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("sample", total=None)
         out = generate(model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
                        batch_size=batch_size, on_step=lambda done, total: bar.update(task, completed=done, total=total))

@@ -1,6 +1,7 @@
 """didi-seq: distil masked discrete diffusion teachers into few-step students."""
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["MaskedDiffusionModel", "__version__"]
 
 

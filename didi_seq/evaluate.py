@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .cache import cached_json
 from .checkpoint import atomic_write_bytes, file_sha256
 from .errors import DidiError

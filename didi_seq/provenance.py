@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 
-from . import __version__
+from ._version import __version__
 
 CONFIG_KEYS = {"teacher": "pretrain_config", "student": "distill_config"}
 _TEACHER_OPTIONAL = ("format", "revision", "weights", "file_sha256")

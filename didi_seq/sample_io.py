@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
 from .untrusted import check_regular_file, parse_json

@@ -138,7 +138,7 @@ def test_version_completion_and_python_m():
 
 
 @pytest.mark.parametrize(("command", "shown"), [
-    ("distill", ["[default: (400)]", "[default: (20)]", "≈ 33 min", "--disc-warmup-steps", "--allow-no-student-steps"]),
+    ("distill", ["didi-instruct: 400", "[default: 20]", "≈ 33 min", "--disc-warmup-steps", "--allow-no-student-steps"]),
     ("pretrain", ["small 2000", "≈ 50 min", "[default: runs/pretrain]"]),
     ("sample", ["[default: ancestral]", "half the cores"]),
 ])
@@ -247,7 +247,7 @@ def test_student_card_names_method_teacher_and_base_model(tiny_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     assert "student loss" in r.stderr  # the progress shows it once the student steps
     meta, body = _card(out / "checkpoints" / "step_0000002")
-    assert meta["didi_seq"]["method"] == "DiDi-Instruct" and {"distillation", "student"} <= set(meta["tags"])
+    assert meta["didi_seq"]["method"] == "didi-instruct" and {"distillation", "student"} <= set(meta["tags"])
     assert {"disc_acc", "reward"} <= set(meta["didi_seq"]["headline"]) and "tiny-test@" in body
     assert "base_model" not in meta  # a local teacher is no hub model
 

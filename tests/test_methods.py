@@ -15,7 +15,7 @@ from didi_seq.plugins import get_plugin_manager, methods
 from didi_seq_cli.main import app
 
 runner = CliRunner()
-FAST = ["--batch-size", "2", "--group-size", "2", "--disc-warmup-steps", "1", "--threads", "1"]
+FAST = ["--batch-size", "2", "--group-size", "2", "--disc-warmup-steps", "0", "--threads", "1"]
 
 
 @pytest.fixture
