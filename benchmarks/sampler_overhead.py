@@ -45,6 +45,7 @@ class Timed:
 
     def __init__(self, adapter):
         self.adapter, self.spec, self.schedule, self.net_s = adapter, adapter.spec, adapter.schedule, 0.0
+        self.device = adapter.device
 
     def masked_log_probs(self, x, t, positions):
         start = time.perf_counter()
