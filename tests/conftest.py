@@ -43,6 +43,7 @@ def build_tiny_checkpoint(path, vocab_size=None, mask_id=None, domain="text", le
 
 def one_error_line(result, fragment):
     """The CLI's bad-input contract: non-zero exit and exactly one ``error:`` line naming the problem."""
+    assert fragment, "name what the error line must say: an empty fragment matches any error"
     assert result.exit_code != 0
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
