@@ -1,6 +1,7 @@
 """A tiny random EsmForMaskedLM through the DPLM adapter and both samplers."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -194,3 +195,27 @@ def test_native_sampler_remasks_the_least_confident_positions():
     after_step1 = seen[1][:, 1:-1] == mask_id
     assert torch.equal(after_step1, (~sharp).expand(rows, -1))
     assert (res.tokens[:, 1:-1][:, sharp] == 2).all() and not (res.tokens == mask_id).any()
+
+
+def test_native_sampler_per_step_mask_marginals_are_exact():
+    """With the same logits everywhere the positions are exchangeable, so after step t of T every residue is
+    masked with probability exactly ⌊(1 − t/T)·N⌋ / N (DPLM's linear schedule), whatever it held before."""
+    from didi_seq.teacher import TeacherSpec
+
+    cls_id, eos_id, mask_id, n_res, rows, nfe = 5, 6, 7, 8, 2000, 4
+    seen = []
+
+    class Flat:
+        spec = TeacherSpec(vocab_size=8, mask_id=mask_id, max_length=n_res + 2, never_mask=[cls_id, eos_id])
+        device = torch.device("cpu")
+
+        def logits(self, x):
+            seen.append(x.clone())
+            return torch.zeros(*x.shape, 8)
+
+    x0 = framed_prior([n_res] * rows, mask_id, cls_id, eos_id, pad_id=0, width=n_res + 2)
+    dplm_sample(Flat(), x0, nfe, torch.Generator().manual_seed(0), suppress=[cls_id, eos_id], repeat_threshold=None)
+    for t, x in enumerate(seen[1:], start=1):  # the input of step t+1 is the state after step t
+        p = (n_res * (nfe - t) // nfe) / n_res
+        freq = (x[:, 1:-1] == mask_id).double().mean(0)
+        assert (freq - p).abs().max().item() < 4.5 * math.sqrt(p * (1 - p) / rows), (t, freq.tolist(), p)
