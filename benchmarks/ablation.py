@@ -46,6 +46,7 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--judge", default=None)
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of every evaluation")
     ap.add_argument("--work", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     return ap.parse_args(argv)
@@ -68,7 +69,8 @@ def train(args, name: str, switches: list[str]) -> Path:
 def evaluate(args, checkpoint: Path, label: str, sampler: str = "ancestral") -> dict:
     argv = ["--domain", args.domain, "--checkpoint", str(checkpoint), "--nfe", *map(str, args.nfe), "--samples",
             str(args.samples), "--seeds", *map(str, args.seeds), "--threads", str(args.threads), "--work", str(args.work / "samples"),
-            "--out", str(args.work / f"eval-{label}"), "--label", label, "--sampler", sampler]
+            "--out", str(args.work / f"eval-{label}"), "--label", label, "--sampler", sampler,
+            "--temperature", str(args.temperature)]
     if args.judge:
         argv += ["--judge", args.judge]
     return {r["nfe"]: r for r in nfe_sweep.main(argv)["rows"]}

@@ -28,10 +28,9 @@ import nfe_sweep  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
 from didi_seq.evaluate import write_result  # noqa: E402
-from didi_seq.loading import load_teacher  # noqa: E402
+from didi_seq.generate import generate, load_model, sampler_config  # noqa: E402
 from didi_seq.plots import plot_gen_ppl_vs_nfe  # noqa: E402
 from didi_seq.plugins import get_domain  # noqa: E402
-from didi_seq.sampling import SamplerConfig, sample_batches  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -50,6 +49,7 @@ def parse_args(argv=None):
     ap.add_argument("--guidance", type=float, nargs=2, default=[0.2, 1.0])
     ap.add_argument("--candidates", type=int, default=4)
     ap.add_argument("--no-rgas", action="store_true", help="skip the RGAS series")
+    ap.add_argument("--temperature", type=float, default=1.0, help="divides the x0 prediction's logits at every step")
     ap.add_argument("--timing-samples", type=int, default=8, help="sequences timed one at a time per model")
     ap.add_argument("--work", type=Path, default=Path("runs/nfe_sweep"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/didi_vs_teacher"))
@@ -60,16 +60,17 @@ def sweep(args, checkpoint: str, nfes: list[int], label: str, sampler: str = "an
     argv = ["--domain", args.domain, "--checkpoint", checkpoint, "--nfe", *map(str, nfes), "--samples", str(args.samples),
             "--seeds", *map(str, args.seeds), "--threads", str(args.threads), "--work", str(args.work),
             "--out", str(args.work / f"series-{label}"), "--label", label, "--sampler", sampler,
-            "--guidance", *map(str, args.guidance), "--candidates", str(args.candidates)]
+            "--guidance", *map(str, args.guidance), "--candidates", str(args.candidates), "--temperature", str(args.temperature)]
     if args.judge:
         argv += ["--judge", args.judge]
     return nfe_sweep.main(argv)
 
 
-def per_sequence_timing(adapter, nfe: int, n: int) -> dict:
+def per_sequence_timing(model, nfe: int, n: int) -> dict:
     """Sample n sequences one at a time (batch 1) with the exact cache; wall-clock and calls per sequence."""
-    sample_batches(adapter, 1, SamplerConfig(nfe=min(nfe, 8)), seed=999, batch_size=1)  # warm-up
-    r = sample_batches(adapter, n, SamplerConfig(nfe=nfe), seed=123, batch_size=1)
+    config = lambda nfe: sampler_config("ancestral", model.domain.name, nfe=nfe)  # noqa: E731
+    generate(model, config(min(nfe, 8)), num_samples=1, seed=999, batch_size=1)  # warm-up
+    r = generate(model, config(nfe), num_samples=n, seed=123, batch_size=1).result
     return {"nfe": nfe, "sequences": n, "s_per_sequence": r.wall_clock_s / n, "network_calls_per_sequence": r.network_calls / n}
 
 
@@ -82,8 +83,7 @@ def main(argv=None) -> None:
     if not args.no_rgas:
         series["student+RGAS"] = sweep(args, args.student, args.rgas_nfe or args.student_nfe, "student+RGAS", sampler="rgas")
     dom = get_domain(args.domain)
-    teacher, _ = load_teacher(args.teacher, dom)
-    student, _ = load_teacher(args.student, dom)
+    teacher, student = load_model(dom, args.teacher), load_model(dom, args.student)
     timing = {"teacher@1024": per_sequence_timing(teacher, 1024, args.timing_samples),
               "student@16": per_sequence_timing(student, 16, args.timing_samples)}
     tt, ts = timing["teacher@1024"], timing["student@16"]

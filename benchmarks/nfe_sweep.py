@@ -27,12 +27,10 @@ import torch
 
 from didi_seq import __version__
 from didi_seq.evaluate import evaluate, reference_records, write_result
-from didi_seq.loading import load_teacher
+from didi_seq.generate import generate, load_model, ready_sampler, sampler_config
 from didi_seq.plots import plot_gen_ppl_vs_nfe
 from didi_seq.plugins import get_domain
-from didi_seq.rgas import RGASConfig, rgas_batches
-from didi_seq.sample_io import read_jsonl, sample_records, write_jsonl
-from didi_seq.sampling import SamplerConfig, sample_batches
+from didi_seq.sample_io import read_jsonl, write_jsonl
 
 
 def parse_args(argv=None):
@@ -49,25 +47,24 @@ def parse_args(argv=None):
     ap.add_argument("--work", type=Path, default=Path("runs/nfe_sweep"), help="sample files and per-NFE records")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/nfe_sweep"), help="output prefix (.json/.md/.png)")
     ap.add_argument("--label", default=None, help="series label in the table and plot (default: the checkpoint id)")
-    ap.add_argument("--sampler", default="ancestral", choices=["ancestral", "rgas"])
+    ap.add_argument("--sampler", default="ancestral", help="a registered sampler (see `didi-seq plugins`)")
     ap.add_argument("--guidance", type=float, nargs=2, default=[0.2, 1.0], metavar=("START", "END"), help="rgas tilting scale h")
     ap.add_argument("--candidates", type=int, default=4, help="rgas re-ranking candidates M")
     ap.add_argument("--rerank-ratio", type=float, default=0.5)
+    ap.add_argument("--temperature", type=float, default=1.0, help="divides the x0 prediction's logits at every step")
     return ap.parse_args(argv)
 
 
-def samples_for(adapter, tokenizer, dom, nfe: int, seed: int, n: int, args, path: Path, disc=None) -> list[dict]:
+def config_for(args, domain: str, nfe: int):
+    return sampler_config(args.sampler, domain, nfe=nfe, temperature=args.temperature, guidance_start=args.guidance[0],
+                          guidance_end=args.guidance[1], rerank_ratio=args.rerank_ratio, candidates=args.candidates)
+
+
+def samples_for(model, sampler, nfe: int, seed: int, n: int, args, path: Path) -> list[dict]:
     if path.exists():
         return read_jsonl(path)
-    if disc is None:
-        cfg = SamplerConfig(nfe=nfe)
-        result = sample_batches(adapter, n, cfg, seed=seed, batch_size=args.batch_size)
-    else:
-        cfg = RGASConfig(nfe=nfe, guidance_start=args.guidance[0], guidance_end=args.guidance[1],
-                         rerank_ratio=args.rerank_ratio, candidates=args.candidates)
-        result = rgas_batches(adapter, disc, n, cfg, seed=seed, batch_size=args.batch_size)
-    records = sample_records(dom, tokenizer, result, seed=seed, sampler=args.sampler, final="ancestral",
-                             provenance=adapter.provenance, extra={"rgas": cfg.record()} if disc is not None else None)
+    records = generate(model, config_for(args, model.domain.name, nfe), sampler=sampler, num_samples=n, seed=seed,
+                       batch_size=args.batch_size).records
     write_jsonl(path, records)
     return records
 
@@ -98,15 +95,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     dom = get_domain(args.domain)
-    adapter, tokenizer = load_teacher(args.checkpoint, dom)
+    model = load_model(dom, args.checkpoint)
+    adapter, tokenizer = model.adapter, model.tokenizer
     ckpt_id = adapter.provenance.get("id", "checkpoint")
-    disc = None
+    sampler = ready_sampler(model, args.sampler, config_for(args, dom.name, 1))  # auxiliary networks load once
     work = args.work / ckpt_id.replace("/", "_")
     if args.sampler == "rgas":
-        from didi_seq.distill.networks import load_discriminator
-
-        disc = load_discriminator(adapter.provenance["path"], dom)
         work = work.with_name(work.name + f"-rgas-h{args.guidance[0]:g}-{args.guidance[1]:g}-m{args.candidates}-r{args.rerank_ratio:g}")
+    if args.temperature != 1.0:
+        work = work.with_name(work.name + f"-T{args.temperature:g}")
     work.mkdir(parents=True, exist_ok=True)
     per_seed = -(-args.samples // len(args.seeds))
     opts = {"judge_batch_size": 8}
@@ -132,8 +129,7 @@ def main(argv=None) -> None:
             samples = []
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                samples += samples_for(adapter, tokenizer, dom, nfe, seed, per_seed, args,
-                                       work / f"nfe{nfe}_seed{seed}.jsonl", disc)
+                samples += samples_for(model, sampler, nfe, seed, per_seed, args, work / f"nfe{nfe}_seed{seed}.jsonl")
                 print(f"  NFE {nfe} seed {seed}: sampled in {time.perf_counter() - t0:.0f} s", flush=True)
             rec = evaluate(dom, samples, judge=args.judge, reference_samples=0, tokenizer=tokenizer, options=opts)
             write_result(rec_file, rec)
@@ -145,7 +141,9 @@ def main(argv=None) -> None:
 
     label = args.label or ckpt_id
     judge = reference["judge"]
-    how = "ancestral sampler, exact cache" if disc is None else f"RGAS (h {args.guidance[0]:g}→{args.guidance[1]:g}, M {args.candidates})"
+    how = ("ancestral sampler, exact cache" if args.sampler != "rgas"
+           else f"RGAS (h {args.guidance[0]:g}→{args.guidance[1]:g}, M {args.candidates})")
+    how += f", temperature {args.temperature:g}" if args.temperature != 1.0 else ""
     header = (f"NFE sweep of `{label}` ({args.domain}), {how}, fp64 draws, batch {args.batch_size}, "
               f"{args.threads} CPU thread(s); judge {judge['id']} (revision {str(judge['revision'])[:19]}), "
               f"didi-seq {__version__}")
@@ -154,7 +152,8 @@ def main(argv=None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {"benchmark": "nfe_sweep", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "label": label,
            "checkpoint": ckpt_id, "checkpoint_sha256": adapter.provenance.get("model_sha256"), "rows": rows,
-           "reference": reference, "threads": args.threads, "batch_size": args.batch_size, "machine": platform.platform(),
+           "reference": reference, "temperature": args.temperature, "threads": args.threads, "batch_size": args.batch_size,
+           "machine": platform.platform(),
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(table)

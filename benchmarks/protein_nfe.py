@@ -28,10 +28,9 @@ import torch
 
 from didi_seq import __version__
 from didi_seq.evaluate import evaluate, reference_records, write_result
-from didi_seq.loading import load_teacher
+from didi_seq.generate import generate, load_model, sampler_config
 from didi_seq.plugins import get_domain
-from didi_seq.sample_io import read_jsonl, sample_records, write_jsonl
-from didi_seq.sampling import SamplerConfig, from_states, initial_states, sample_batches
+from didi_seq.sample_io import read_jsonl, write_jsonl
 
 COLUMNS = [("aa_composition_js", "AA JS", 3), ("dipeptide_composition_js", "dipep JS", 3),
            ("longest_homopolymer", "max run", 1), ("max_residue_fraction", "max res frac", 3), ("uniqueness", "unique", 2),
@@ -49,6 +48,7 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lengths", default=None, help="length model spec (default: the corpus histogram)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=1.0, help="divides the x0 prediction's logits at every step")
     ap.add_argument("--plddt-model", default=None, help="ESMFold for pLDDT columns (directory, cached hub id, fair-esm)")
     ap.add_argument("--reference-samples", type=int, default=64, help="held-out sequences in the reference row (0: none)")
     ap.add_argument("--threads", type=int, default=1)
@@ -57,15 +57,10 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def draw(dom, adapter, tokenizer, sampler: str, nfe: int, seed: int, n: int, args) -> list[dict]:
-    x_init, lengths = initial_states(dom, tokenizer, adapter.spec, n, seed, args.lengths)
-    if sampler == "native":
-        result = from_states(lambda x, gen: dom.samplers["native"](adapter, x, nfe, gen), x_init, nfe, seed,
-                             args.batch_size, adapter.spec.pad_id)
-    else:
-        result = sample_batches(adapter, n, SamplerConfig(nfe=nfe), seed=seed, batch_size=args.batch_size, x_init=x_init)
-    return sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final="ancestral",
-                          provenance=adapter.provenance, extra={"length_model": lengths})
+def draw(model, sampler: str, nfe: int, seed: int, n: int, args) -> list[dict]:
+    cfg = sampler_config(sampler, model.domain.name, nfe=nfe, temperature=args.temperature)
+    return generate(model, cfg, sampler=sampler, num_samples=n, seed=seed, lengths=args.lengths,
+                    batch_size=args.batch_size).records
 
 
 def row_of(series: str, nfe: int, rec: dict) -> dict:
@@ -94,9 +89,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     dom = get_domain("protein")
-    models = {"teacher": load_teacher(args.teacher, dom)}
+    models = {"teacher": load_model(dom, args.teacher)}
     if args.student != "none":
-        models["student"] = load_teacher(args.student, dom, default="student")
+        models["student"] = load_model(dom, args.student)
     plan = [("teacher", "ancestral", n) for n in args.nfe] + [("teacher", "native", n) for n in args.native_nfe or []]
     plan += [("student", "ancestral", n) for n in args.nfe if "student" in models]
     opts = {"plddt_model": args.plddt_model}
@@ -104,8 +99,9 @@ def main(argv=None) -> dict:
     args.work.mkdir(parents=True, exist_ok=True)
     rows, records = [], []
     for who, sampler, nfe in plan:
-        adapter, tokenizer = models[who]
+        adapter = models[who].adapter
         tag = f"{who}-{adapter.provenance.get('id', who).replace('/', '_')}-{sampler}-nfe{nfe}"
+        tag += f"-T{args.temperature:g}" if args.temperature != 1.0 else ""
         rec_file = args.work / f"{tag}_record.json"
         if rec_file.exists():
             rec = json.loads(rec_file.read_text())
@@ -117,32 +113,34 @@ def main(argv=None) -> dict:
                     part = read_jsonl(path)
                 else:
                     t0 = time.perf_counter()
-                    part = draw(dom, adapter, tokenizer, sampler, nfe, seed, per_seed, args)
+                    part = draw(models[who], sampler, nfe, seed, per_seed, args)
                     write_jsonl(path, part)
                     print(f"  {tag} seed {seed}: sampled in {time.perf_counter() - t0:.1f} s", flush=True)
                 samples += part
-            rec = evaluate(dom, samples, reference_samples=0, tokenizer=tokenizer, options=opts)
+            rec = evaluate(dom, samples, reference_samples=0, tokenizer=models[who].tokenizer, options=opts)
             write_result(rec_file, rec)
         rows.append(row_of(f"{who} {sampler}", nfe, rec))
         records.append(rec)
         print(markdown(rows[-1:], f"{who} {sampler} NFE {nfe}").splitlines()[-1], flush=True)
     if args.reference_samples > 0:
-        tokenizer = models["teacher"][1]
+        tokenizer = models["teacher"].tokenizer
         refs, info = reference_records(dom, tokenizer, dom.default_length, args.reference_samples)
         ref = evaluate(dom, refs, reference_samples=0, tokenizer=tokenizer, options=opts)
         ref_row = {"series": f"held-out real ({info['num_blocks']} sequences)"}
         ref_row.update({k: v["mean"] for k, v in ref["metrics"].items()})
         rows.append(ref_row)
-    ids = {who: m[0].provenance.get("id") for who, m in models.items()}
+    ids = {who: m.adapter.provenance.get("id") for who, m in models.items()}
     header = (f"Protein NFE benchmark: {', '.join(f'{k} `{v}`' for k, v in ids.items())}; {args.samples} samples per row "
-              f"over seeds {args.seeds}; lengths {args.lengths or 'corpus histogram'}; batch {args.batch_size}, "
+              f"over seeds {args.seeds}; lengths {args.lengths or 'corpus histogram'}; temperature {args.temperature:g}; "
+              f"batch {args.batch_size}, "
               f"{args.threads} CPU thread(s); pLDDT: {args.plddt_model or 'not computed (no --plddt-model)'}; "
               f"didi-seq {__version__}. Composition metrics are JS divergences to the held-out split, not pLDDT.")
     table = markdown(rows, header)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {"benchmark": "protein_nfe", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "checkpoints": ids,
-           "rows": rows, "threads": args.threads, "batch_size": args.batch_size, "machine": platform.platform(),
+           "rows": rows, "temperature": args.temperature, "threads": args.threads, "batch_size": args.batch_size,
+           "machine": platform.platform(),
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(table)

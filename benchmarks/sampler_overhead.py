@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.loading import load_teacher
+from didi_seq.generate import Model, generate, load_model
 from didi_seq.plugins import get_domain
-from didi_seq.sampling import SamplerConfig, ancestral_sample, time_grid
+from didi_seq.sampling import SamplerConfig, time_grid
 
 SEED = 0
 
@@ -45,7 +45,7 @@ class Timed:
 
     def __init__(self, adapter):
         self.adapter, self.spec, self.schedule, self.net_s = adapter, adapter.spec, adapter.schedule, 0.0
-        self.device = adapter.device
+        self.device, self.provenance = adapter.device, adapter.provenance
 
     def masked_log_probs(self, x, t, positions):
         start = time.perf_counter()
@@ -72,18 +72,22 @@ def forwards(adapter, steps) -> None:
         adapter.masked_log_probs(x, t, x == adapter.spec.mask_id)
 
 
-def measure(adapter, nfe: int, batch: int, length: int, repeats: int) -> dict:
+def measure(model, nfe: int, batch: int, length: int, repeats: int) -> dict:
     """Min over ``repeats`` of each timing, interleaved so all three see the same load."""
+    adapter = model.adapter
     steps, timed = step_inputs(adapter, nfe, batch, length), Timed(adapter)
+    timed_model = Model(model.domain, timed, model.tokenizer)
 
     def run(cache: bool):
         timed.net_s = 0.0
-        return ancestral_sample(timed, batch, SamplerConfig(nfe=nfe, cache=cache, length=length),
-                                torch.Generator().manual_seed(SEED))
+        return generate(timed_model, SamplerConfig(nfe=nfe, cache=cache, length=length), num_samples=batch, seed=SEED,
+                        batch_size=batch).result
 
     def clock(fn):
+        """(result, seconds): a sampler run reports its own clock (records are built outside it)."""
         start = time.perf_counter()
-        return fn(), time.perf_counter() - start
+        out = fn()
+        return out, getattr(out, "wall_clock_s", time.perf_counter() - start)
 
     forwards(adapter, steps[:1])  # warm-up
     run(False)
@@ -135,17 +139,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     nfes = [16, 64] if args.quick else args.nfe
 
-    adapter, _ = load_teacher(args.checkpoint, get_domain(args.domain))
+    model = load_model(get_domain(args.domain), args.checkpoint)
+    adapter = model.adapter
     length = adapter.spec.max_length
     ckpt_id = adapter.provenance.get("id", "?")
-    rows = [measure(adapter, n, b, length, args.repeats) for n in nfes for b in args.batch]
+    rows = [measure(model, n, b, length, args.repeats) for n in nfes for b in args.batch]
     print_table(rows, f"sampler overhead: {ckpt_id}, L={length}, threads={args.threads}, torch {torch.__version__}")
 
     # Real network work of the cached teacher at NFE 1024, one sequence of the shipped length.
     calls_1024 = next((r["cache_calls"] for r in rows if r["nfe"] == 1024 and r["batch"] == 1), None)
     if calls_1024 is None:  # not in the grid (e.g. --quick): one untimed cached run for the count
         cfg = SamplerConfig(nfe=1024, cache=True, length=length)
-        calls_1024 = ancestral_sample(adapter, 1, cfg, torch.Generator().manual_seed(SEED)).network_calls
+        calls_1024 = generate(model, cfg, num_samples=1, seed=SEED, batch_size=1).result.network_calls
     print(f"cached teacher, NFE 1024, batch 1, L={length}: {calls_1024} real network calls "
           f"({calls_1024 / 1024:.1%} of the NFE; at most L={length})")
     if any(r["overhead_pct"] > 10 for r in rows):

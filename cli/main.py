@@ -74,11 +74,11 @@ def domain_or_fail(name: str):
 @app.command()
 @user_errors
 def plugins() -> None:
-    """List domains, teacher formats, scorers and the plugins that provide them."""
+    """List domains, teacher formats, samplers, scorers and the plugins that provide them."""
     from rich.console import Console
     from rich.table import Table
 
-    from didi_seq.plugins import domains, plugin_names, scorers, teacher_formats
+    from didi_seq.plugins import domains, plugin_names, samplers, scorers, teacher_formats
 
     console = Console()
     table = Table(title="domains")
@@ -89,6 +89,8 @@ def plugins() -> None:
         table.add_row(d.name, d.description, has(d.embedded_teacher), has(d.embedded_student))
     console.print(table)
     console.print("teacher formats: " + (", ".join(f.name for f in teacher_formats()) or "none"))
+    console.print("samplers: " + (", ".join(f"{n} ({', '.join(s.domains)})" if s.domains else n
+                                            for n, s in samplers().items()) or "none"))
     console.print("scorers: " + (", ".join(s.name for s in scorers()) or "none"))
     console.print("plugins: " + ", ".join(f"{n} ({dist})" for n, dist in plugin_names()))
 
@@ -162,7 +164,9 @@ def sample(
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
     sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
-                                "a domain's own sampler (protein: native = DPLM's iterative re-masking)."),
+                                "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`."),
+    temperature: float = typer.Option(1.0, help="Divide the x0 prediction's logits by T before every draw "
+                                      "(1: untouched; < 1 sharper, > 1 flatter); must be finite and > 0."),
     lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
                                        "or a FASTA file to fit; default: the length model fitted on the domain corpus."),
     output: Path | None = typer.Option(None, help="JSONL file to write (default: print samples)."),
@@ -178,70 +182,34 @@ def sample(
     teacher: str | None = typer.Option(None, help="rgas: the teacher the discriminator was trained on (default: found by hash)."),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
-    """Generate samples: ancestral (fp64 categorical draws, exact cache) or reward-guided RGAS."""
+    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
     for name, v in (("num-samples", num_samples), ("batch-size", batch_size), ("threads", threads)):
         positive(name, v)
     dom = domain_or_fail(domain)
-    known = ("ancestral", "rgas", *dom.samplers)
-    if sampler not in known:
-        raise DidiError(f"unknown or unavailable sampler {sampler!r} for domain {dom.name!r}; available: {', '.join(known)}")
-    from didi_seq.rgas import RGASConfig, rgas_batches
-    from didi_seq.sampling import SamplerConfig, from_states, initial_states, sample_batches
+    from didi_seq.generate import generate, load_model, sampler_config
 
-    cfg = SamplerConfig(nfe=nfe, final=final, cache=not no_cache)
-    cfg.validate()  # before anything is loaded, so bad options fail fast
-    rgas = RGASConfig(nfe=nfe, guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
-                      candidates=candidates)
-    rgas.validate()
+    cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, final=final, cache=not no_cache,
+                         guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
+                         candidates=candidates, teacher=teacher)  # before anything is loaded: bad options fail fast
     if output is not None:
         from didi_seq.checkpoint import check_parent_dir
 
         check_parent_dir(output)
-    if checkpoint is None:
-        has_student = dom.embedded_student is not None and Path(dom.embedded_student).exists()
-        checkpoint = "student" if has_student else "teacher"
-        if not has_student:
-            typer.echo(f"note: domain {dom.name!r} ships no distilled student yet; sampling the embedded teacher",
-                       err=True)
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from didi_seq.devices import resolve_device
-    from didi_seq.loading import load_teacher
-    from didi_seq.sample_io import sample_records, write_jsonl
+    from didi_seq.sample_io import write_jsonl
 
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    adapter, tokenizer = load_teacher(checkpoint, dom, use_ema=ema)
-    adapter.to(dev)
-    x_init, length_info = initial_states(dom, tokenizer, adapter.spec, num_samples, seed, lengths)
-    if x_init is not None and sampler == "rgas":
-        raise DidiError(f"--sampler rgas does not support the variable-length domain {dom.name!r} yet; use ancestral")
-    disc = None
-    if sampler == "rgas":
-        from didi_seq.distill.networks import load_discriminator
-
-        disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], dom, teacher=teacher)
-        disc.to(dev)
+    model = load_model(dom, checkpoint, device=resolve_device(device), use_ema=ema,
+                       on_note=lambda note: typer.echo(f"note: {note}", err=True))
     with Progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as progress:
-        task = progress.add_task("sample", total=nfe * -(-num_samples // batch_size))
-        advance = lambda: progress.advance(task)  # noqa: E731
-        if sampler in dom.samplers:
-            if x_init is None:
-                raise DidiError(f"sampler {sampler!r} needs start states from a length model")
-            result = from_states(lambda x, gen: dom.samplers[sampler](adapter, x, nfe, gen, on_step=advance),
-                                 x_init, nfe, seed, batch_size, adapter.spec.pad_id)
-        elif disc is None:
-            result = sample_batches(adapter, num_samples, cfg, seed=seed, batch_size=batch_size, on_step=advance,
-                                    x_init=x_init)
-        else:
-            result = rgas_batches(adapter, disc, num_samples, rgas, seed=seed, batch_size=batch_size, on_step=advance)
-    extra = {"rgas": rgas.record()} if disc is not None else {}
-    if length_info:
-        extra["length_model"] = length_info
-    records = sample_records(dom, tokenizer, result, seed=seed, sampler=sampler, final=final,
-                             provenance=adapter.provenance, extra=extra or None)
+        task = progress.add_task("sample", total=None)
+        out = generate(model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
+                       batch_size=batch_size, on_step=lambda done, total: progress.update(task, completed=done, total=total))
+    result, records = out.result, out.records
     written = []
     if output is None:
         for rec in records:
@@ -249,7 +217,7 @@ def sample(
     else:
         write_jsonl(output, records)
         written = [output, *(dom.write_samples(output, records) if dom.write_samples else [])]
-    aux = f", {result.aux_calls} discriminator calls" if disc is not None else ""
+    aux = f", {result.aux_calls} discriminator calls" if result.aux_calls else ""
     typer.echo(f"{num_samples} samples, NFE {nfe}: {result.network_calls} network calls "
                f"({result.rows_evaluated} sequence evaluations{aux}), {result.wall_clock_s:.1f} s"
                + (f"; wrote {', '.join(map(str, written))}" if written else ""), err=True)

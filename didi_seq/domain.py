@@ -51,9 +51,6 @@ class Domain:
     length_model: Callable[[str | None, int], Any] | None = None
     # extra pretrain presets (name → PretrainConfig fields), next to the core's tiny/small
     presets: dict[str, dict] = field(default_factory=dict)
-    # domain samplers besides ancestral/rgas: name → fn(adapter, x_init, nfe, generator, on_step,
-    # **options) → didi_seq.sampling.SampleResult
-    samplers: dict[str, Callable[..., Any]] = field(default_factory=dict)
     # writes extra sample files next to the JSONL (e.g. FASTA): (jsonl path, records) → paths
     write_samples: Callable[[Path, list[dict]], list[Path]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)

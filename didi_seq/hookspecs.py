@@ -29,3 +29,8 @@ def register_scorers(register):
 @hookspec
 def register_commands(app):
     """Add extra typer commands to the ``didi-seq`` app."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register ``didi_seq.sampler.Sampler`` objects: register(sampler)."""

@@ -21,9 +21,10 @@ ENTRY_POINT_GROUP = "didi_seq"
 def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("didi_seq")
     pm.add_hookspecs(hookspecs)
-    from . import builtin_formats, metrics
+    from . import builtin_formats, builtin_samplers, metrics
 
     pm.register(builtin_formats, name="didi_seq.builtin_formats")
+    pm.register(builtin_samplers, name="didi_seq.builtin_samplers")
     pm.register(metrics, name="didi_seq.metrics")
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     return pm
@@ -60,6 +61,26 @@ def scorers(domain_name: str | None = None) -> list:
     for s in _collect("register_scorers"):
         found.setdefault(s.name, s)
     return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
+
+
+def samplers(domain_name: str | None = None) -> dict:
+    """Registered samplers by name, first registration of a name wins; optionally those for one domain."""
+    from .sampler import applies_to
+
+    found: dict = {}
+    # in registration order (pluggy calls the newest plugin first): the core's names come first and
+    # win, so a plugin cannot silently replace ``ancestral``
+    for impl in get_plugin_manager().hook.register_samplers.get_hookimpls():
+        impl.function(register=lambda s: found.setdefault(s.name, s))
+    return {n: s for n, s in found.items() if domain_name is None or applies_to(s, domain_name)}
+
+
+def get_sampler(name: str, domain_name: str):
+    known = samplers(domain_name)
+    if name not in known:
+        raise DidiError(f"unknown or unavailable sampler {name!r} for domain {domain_name!r}; "
+                        f"available: {', '.join(known)}")
+    return known[name]
 
 
 def plugin_names() -> list[tuple[str, str]]:

@@ -9,6 +9,14 @@ discriminator D (whose logit says "looks like the target"):
 * late steps: **re-ranking** — M candidate transitions are drawn and one is *sampled* with
   probability softmax(Σ_l D(candidate)) (HEAD's rule: all positions, temperature 1).
 
+RGAS is the ancestral loop (``sampling.denoise``) with its own transition: it starts from
+any ``x_init`` and shares the exact per-sequence cache. What is cached is the student's
+*untilted* prediction p(x0 | x_t) of a row, which depends on that row's tokens only (a
+time-agnostic student); the tilt depends on t, h and the discriminator, so it is recomputed
+from the cached prediction at every tilting step, and a row re-enters the student only after
+the chosen transition changed it. Samples are therefore the same with or without the cache.
+The temperature divides the (tilted) log-probs right before each draw.
+
 With h = 0 and M = 1 it consumes the random stream exactly like ``ancestral_sample`` and
 returns the same samples. NFE counts student calls; discriminator calls (a tilting call is
 a forward and a backward) are counted separately in ``SampleResult.aux_calls``.
@@ -16,31 +24,26 @@ a forward and a backward) are counted separately in ``SampleResult.aux_calls``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
-from .devices import host_rand
 from .errors import DidiError
-from .process import prior
-from .sampling import SampleResult, draw_categorical, in_batches, time_grid
+from .sampling import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
 
 
-@dataclass
-class RGASConfig:
-    nfe: int
+@dataclass(kw_only=True)
+class RGASConfig(SamplerConfig):
     guidance_start: float = 0.2  # [INIT] and code defaults; HEAD ships 30 → 40 for the 169M model
     guidance_end: float = 1.0
     rerank_ratio: float = 0.5  # ρ: the last half of the steps re-rank [HEAD, INIT]
     candidates: int = 4  # M [HEAD]
     grad_clip: float = 1.0  # per-element clip of the tilting gradient [HEAD, LATE]
-    length: int | None = None
+    teacher: str | None = None  # the teacher the discriminator was trained on (default: found by hash)
 
     def validate(self) -> None:
-        if self.nfe <= 0:
-            raise DidiError(f"--nfe must be a positive integer, got {self.nfe}")
+        super().validate()
         if self.candidates <= 0:
             raise DidiError(f"--candidates must be a positive integer, got {self.candidates}")
         if not 0.0 <= self.rerank_ratio <= 1.0:
@@ -55,67 +58,85 @@ class RGASConfig:
 
 
 def tilt(lp: torch.Tensor, x: torch.Tensor, masked: torch.Tensor, disc, t: torch.Tensor, h: float, clip: float) -> torch.Tensor:
-    """ℓ + h·clip(∇ℓ Σ_masked D), renormalised; −∞ entries (mask, forbidden ids) stay −∞."""
+    """ℓ + h·clip(∇ℓ Σ_masked D), renormalised, for ``lp`` [n_masked, V] at the ``masked`` positions of
+    ``x`` [B, L]; −∞ entries (mask, forbidden ids) stay −∞. D sees softmax(ℓ) at masked positions and
+    one-hot tokens elsewhere."""
     ell = lp.detach().clone().requires_grad_(True)
-    hard = torch.nn.functional.one_hot(x, lp.shape[-1]).to(lp.dtype)
     with torch.enable_grad():
-        soft = torch.where(masked[..., None], torch.softmax(ell, -1), hard)
+        soft = torch.nn.functional.one_hot(x, lp.shape[-1]).to(lp.dtype)
+        soft = soft.index_put((masked,), torch.softmax(ell, -1))
         reward = (disc(soft, t) * masked).sum()
         (grad,) = torch.autograd.grad(reward, ell)
-    grad = torch.nan_to_num(grad).clamp(-clip, clip) * masked[..., None]
+    grad = torch.nan_to_num(grad).clamp(-clip, clip)
     return torch.log_softmax(lp + h * grad, dim=-1)
+
+
+class RGASTransition:
+    """The ancestral step with RGAS's two changes; counts the discriminator calls."""
+
+    def __init__(self, adapter, disc, cfg: RGASConfig):
+        self.adapter, self.disc, self.cfg = adapter, disc, cfg
+        self.tilt_steps = int(cfg.nfe * (1 - cfg.rerank_ratio))
+        self.disc_calls = 0
+
+    def __call__(self, k, x, masked, table, t, s, generator):
+        cfg, num, dev = self.cfg, x.shape[0], x.device
+        h = cfg.scale(k, self.tilt_steps)
+        if k < self.tilt_steps and h != 0.0:
+            tilted = tilt(table[masked], x, masked, self.disc, torch.full((num,), float(t), device=dev), h, cfg.grad_clip)
+            self.disc_calls += 1
+            log_probs_at = lambda reveal: tilted[reveal[masked]]  # noqa: E731
+        else:
+            log_probs_at = lambda reveal: table[reveal]  # noqa: E731
+        p = reveal_probability(self.adapter.schedule, t, s)
+        greedy = k == cfg.nfe - 1 and cfg.final == "greedy"
+        m = cfg.candidates if k >= self.tilt_steps else 1
+        cands = []
+        for _ in range(m):
+            reveal = draw_reveal(x, masked, p, generator)
+            cands.append(fill(x, reveal, log_probs_at(reveal), generator, cfg.temperature, greedy))
+        if m == 1:
+            return cands[0]
+        stacked = torch.stack(cands, 1)  # [B, M, L]
+        scores = self.disc(stacked.flatten(0, 1), torch.full((num * m,), float(s), device=dev)).sum(-1).view(num, m)
+        self.disc_calls += m
+        weights = torch.softmax(scores.double(), -1).cpu()  # drawn with the host generator
+        choice = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(dev)
+        return stacked[torch.arange(num, device=dev), choice]
 
 
 @torch.no_grad()
 def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Generator,
-                on_step: Callable[[], None] | None = None) -> SampleResult:
-    cfg.validate()
-    spec, schedule = student.spec, student.schedule
-    length = cfg.length or spec.max_length
-    dev = student.device
-    x = prior((num, length), spec.mask_id, dev)
-    grid = time_grid(cfg.nfe)
-    tilt_steps = int(cfg.nfe * (1 - cfg.rerank_ratio))
-    calls = disc_calls = 0
+                on_step: Callable[[], None] | None = None, x_init: torch.Tensor | None = None) -> SampleResult:
+    """``num`` RGAS samples from ``x_init`` (default: all-mask rows of ``cfg.length``)."""
     disc.eval()
-    start = time.perf_counter()
-    for k in range(cfg.nfe):
-        t, s = grid[k], grid[k + 1]
-        masked = x == spec.mask_id
-        if masked.any():
-            tt = torch.full((num,), float(t), device=dev)
-            lp = student.log_probs(x, tt)
-            calls += 1
-            h = cfg.scale(k, tilt_steps)
-            if k < tilt_steps and h != 0.0:
-                lp = tilt(lp, x, masked, disc, tt, h, cfg.grad_clip)
-                disc_calls += 1
-            a_t, a_s = schedule.alpha(t), schedule.alpha(s)
-            p = float((a_s - a_t) / (1 - a_t))
-            m = cfg.candidates if k >= tilt_steps else 1
-            cands = []
-            for _ in range(m):
-                u = host_rand(x.shape, generator, dev)
-                reveal = masked & (u < p)
-                cand = x.clone()
-                if reveal.any():
-                    cand[reveal] = draw_categorical(lp[reveal], generator)
-                cands.append(cand)
-            if m == 1:
-                x = cands[0]
-            else:
-                stacked = torch.stack(cands, 1)  # [B, M, L]
-                scores = disc(stacked.flatten(0, 1), torch.full((num * m,), float(s), device=dev)).sum(-1).view(num, m)
-                disc_calls += m
-                weights = torch.softmax(scores.double(), -1).cpu()  # drawn with the host generator
-                choice = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(dev)
-                x = stacked[torch.arange(num, device=dev), choice]
-        if on_step:
-            on_step()
-    return SampleResult(x.cpu(), calls, calls * num, cfg.nfe, time.perf_counter() - start, disc_calls)
+    step = RGASTransition(student, disc, cfg)
+    x = start_states(student, num, cfg.length) if x_init is None else x_init
+    result = denoise(student, x, cfg, generator, step, on_step)
+    result.aux_calls = step.disc_calls
+    return result
 
 
-def rgas_batches(student, disc, num: int, cfg: RGASConfig, seed: int, batch_size: int = 32,
-                 on_step: Callable[[], None] | None = None) -> SampleResult:
-    """RGAS samples in batches from one seeded generator (see ``sampling.in_batches``)."""
-    return in_batches(lambda n, gen: rgas_sample(student, disc, n, cfg, gen, on_step=on_step), num, cfg.nfe, seed, batch_size)
+@dataclass(frozen=True)
+class RGASSampler:
+    """RGAS; ``prepare`` loads the student's discriminator (bundled in the checkpoint, else saved beside it)."""
+
+    name: str = "rgas"
+    description: str = "reward-guided ancestral sampling with a DiDi-Instruct student's discriminator"
+    config: type = RGASConfig
+    domains: tuple[str, ...] | None = None
+    disc: torch.nn.Module | None = None
+
+    def prepare(self, adapter, domain, cfg: RGASConfig) -> RGASSampler:
+        from .distill.networks import load_discriminator
+
+        if domain.length_model is not None:  # the re-ranking score sums D over padding too: not validated there
+            raise DidiError(f"--sampler rgas does not support the variable-length domain {domain.name!r} yet; use ancestral")
+        disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], domain, teacher=cfg.teacher)
+        return replace(self, disc=disc.to(adapter.device))
+
+    def sample(self, adapter, x_init, cfg, generator, on_step=None) -> SampleResult:
+        if self.disc is None:
+            raise DidiError("rgas needs its discriminator: call prepare(adapter, domain, cfg) first")
+        return rgas_sample(adapter, self.disc, len(x_init), cfg, generator, on_step, x_init=x_init)
+

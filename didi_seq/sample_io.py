@@ -2,7 +2,8 @@
 
 Each record carries what ``evaluate`` must report without guessing: the decoded sample
 (``text`` / ``sequence``), the model's own token ids (entropy is computed on those, not
-on a re-tokenisation), the domain, sampler settings, the checkpoint id and weight hash,
+on a re-tokenisation), the domain, sampler settings (NFE, temperature, final step, the
+sampler's own options under its name), the checkpoint id and weight hash,
 and the cost of the run that produced it (real network calls and wall-clock).
 """
 
@@ -17,7 +18,7 @@ from .errors import DidiError
 
 
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict,
-                   extra: dict | None = None) -> list[dict]:
+                   extra: dict | None = None, temperature: float = 1.0) -> list[dict]:
     """JSONL records for a ``SampleResult``; run-level costs (and ``extra``, e.g. RGAS settings) repeat in every record."""
     run = {"num_samples": int(result.tokens.shape[0]), "network_calls": result.network_calls,
            "rows_evaluated": result.rows_evaluated, "wall_clock_s": round(result.wall_clock_s, 4),
@@ -26,7 +27,7 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
     for i, ids in enumerate(result.tokens.tolist()):
         rec = domain.sample_record(ids, tokenizer)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
-                    "final": final, "dtype": "float64", "checkpoint": provenance.get("id"),
+                    "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": provenance.get("id"),
                     "checkpoint_sha256": provenance.get("model_sha256"), "tokens": ids, "run": run,
                     "didi_seq_version": __version__, **(extra or {})})
         records.append(rec)

@@ -253,6 +253,12 @@ def test_non_positive_nfe_and_steps(work, value):
     fails_cleanly(work, ["distill", "--domain", "text", "--steps", value, "--out", work / "o"], "--steps must be a positive integer")
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "-inf"])
+def test_temperature_must_be_finite_and_positive(work, value):
+    fails_cleanly(work, sample_into_precious(work, work / "good", "--temperature", value),
+                  "--temperature must be a finite number > 0")
+
+
 # -- where outputs go ---------------------------------------------------------------------------
 
 

@@ -68,6 +68,52 @@ def test_rgas_needs_a_student_with_a_discriminator(tiny_ckpt):
     assert r.exit_code != 0 and "unknown or unavailable sampler" in r.stderr
 
 
+def test_rgas_cache_is_exact_and_temperature_flows_through(student_dir):
+    """RGAS runs on the ancestral loop: the per-sequence cache (of the untilted prediction) changes the cost,
+    never the samples; the temperature reaches its draws (h = 0, M = 1: the tempered ancestral sampler)."""
+    dom = get_domain("text")
+    student, _ = load_teacher(str(student_dir), dom)
+    disc = load_discriminator(student.provenance["path"], dom)
+    cfg = dict(nfe=32, guidance_start=2.0, guidance_end=1.0, rerank_ratio=0.5, candidates=2)
+    cached = rgas_sample(student, disc, 3, RGASConfig(**cfg), torch.Generator().manual_seed(5))
+    uncached = rgas_sample(student, disc, 3, RGASConfig(**cfg, cache=False), torch.Generator().manual_seed(5))
+    assert torch.equal(cached.tokens, uncached.tokens) and cached.aux_calls == uncached.aux_calls
+    assert cached.rows_evaluated < uncached.rows_evaluated  # L = 16 over 32 steps: most steps change few rows
+    plain = ancestral_sample(student, 4, SamplerConfig(nfe=6, temperature=0.5, cache=False), torch.Generator().manual_seed(1))
+    guided = rgas_sample(student, disc, 4, RGASConfig(nfe=6, temperature=0.5, guidance_start=0.0, guidance_end=0.0, candidates=1),
+                         torch.Generator().manual_seed(1))
+    untempered = rgas_sample(student, disc, 4, RGASConfig(nfe=6, guidance_start=0.0, guidance_end=0.0, candidates=1),
+                             torch.Generator().manual_seed(1))
+    assert torch.equal(plain.tokens, guided.tokens) and not torch.equal(guided.tokens, untempered.tokens)
+
+
+def test_rgas_starts_from_given_states(student_dir):
+    dom = get_domain("text")
+    student, _ = load_teacher(str(student_dir), dom)
+    disc = load_discriminator(student.provenance["path"], dom)
+    x0 = torch.full((2, student.spec.max_length), student.spec.mask_id)
+    prefix = torch.tensor([t for t in range(10) if t != student.spec.mask_id][:5])
+    x0[:, :5] = prefix  # a given prefix is kept (infilling the rest)
+    r = rgas_sample(student, disc, 2, RGASConfig(nfe=4), torch.Generator().manual_seed(0), x_init=x0)
+    assert torch.equal(r.tokens[:, :5], x0[:, :5]) and not (r.tokens == student.spec.mask_id).any()
+
+
+def test_prepare_takes_the_bundled_discriminator_first():
+    """Every caller (CLI, benchmarks) prepares RGAS the same way: a discriminator shipped inside the
+    checkpoint (DiDi-Instruct's HF release) is used before one saved beside a didi-seq student."""
+    from types import SimpleNamespace
+
+    from didi_seq.errors import DidiError
+    from didi_seq.rgas import RGASSampler
+
+    bundled = torch.nn.Linear(1, 1)
+    adapter = SimpleNamespace(bundled_discriminator=lambda: bundled, device=torch.device("cpu"), provenance={})
+    ready = RGASSampler().prepare(adapter, SimpleNamespace(name="text", length_model=None), RGASConfig(nfe=2))
+    assert ready.disc is bundled and RGASSampler().disc is None
+    with pytest.raises(DidiError, match="variable-length domain 'protein'"):
+        RGASSampler().prepare(adapter, SimpleNamespace(name="protein", length_model=object()), RGASConfig(nfe=2))
+
+
 class UniformStudent(TeacherAdapter):
     """p(x0 | x_t) uniform over tokens 0..3 (4 is the mask) at every position."""
 

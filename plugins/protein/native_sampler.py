@@ -12,6 +12,9 @@ Per iteration t = 1..T (one network call each; research/protein.md §2.3):
    (N = its residue count) become ``<mask>``; other still-masked positions take the new
    token, already-decoded ones keep theirs. At t = T nothing is masked.
 
+A temperature T ≠ 1 divides the logits before every Gumbel draw (and before the guard's top-p
+filter), as DPLM's ``temperature`` does; T = 1 leaves them untouched.
+
 ``<cls>``, ``<eos>`` and ``<pad>`` never move, so mixed-length batches padded after
 ``<eos>`` are handled row by row. Draws use fp64 uniforms from a torch generator.
 
@@ -25,10 +28,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from didi_seq.devices import host_rand
+from didi_seq.errors import DidiError
+from didi_seq.sampler import SamplerOptions
 from didi_seq.sampling import SampleResult
 
 NEG_INF = float("-inf")
@@ -62,7 +68,7 @@ def over_repeated(tokens: torch.Tensor, residues: torch.Tensor, vocab: int, thre
 @torch.no_grad()
 def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Generator, suppress: list[int],
                 on_step: Callable[[], None] | None = None, repeat_threshold: float | None = 0.25,
-                top_p: float = 0.95) -> SampleResult:
+                top_p: float = 0.95, temperature: float = 1.0) -> SampleResult:
     """T = ``nfe`` iterations of DPLM's sampler from framed start states ``x_init`` [B, L].
 
     ``suppress``: ids never drawn (DPLM: ``<mask>``, ``X``, ``<pad>``, ``<cls>``, ``<eos>``; the
@@ -79,7 +85,7 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
     def predict(ids: torch.Tensor) -> torch.Tensor:
         logits = adapter.logits(ids).double()
         logits[..., banned] = NEG_INF
-        return logits
+        return logits if temperature == 1.0 else logits / temperature
 
     for t in range(1, nfe + 1):
         logits = predict(x)
@@ -107,3 +113,39 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
         if on_step:
             on_step()
     return SampleResult(x.cpu(), calls, rows, nfe, time.perf_counter() - start)
+
+
+@dataclass(kw_only=True)
+class NativeConfig(SamplerOptions):
+    repeat_threshold: float | None = 0.25  # DPLM's repetition guard; None turns it off
+    top_p: float = 0.95  # the guard's re-prediction filter
+
+    def validate(self) -> None:
+        super().validate()
+        if self.repeat_threshold is not None and not 0.0 < self.repeat_threshold <= 1.0:
+            raise DidiError(f"repeat_threshold must be in (0, 1], got {self.repeat_threshold}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise DidiError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def record(self) -> dict:
+        return {"repeat_threshold": self.repeat_threshold, "top_p": self.top_p}
+
+
+@dataclass(frozen=True)
+class NativeSampler:
+    """DPLM's sampler for framed protein start states, registered by the protein plugin."""
+
+    name: str = "native"
+    description: str = "DPLM's iterative re-masking (Gumbel-max, confidence-ranked linear re-masking, repetition guard)"
+    config: type = NativeConfig
+    domains: tuple[str, ...] | None = ("protein",)
+
+    def sample(self, adapter, x_init, cfg: NativeConfig, generator, on_step=None) -> SampleResult:
+        from .alphabet import ProteinTokenizer
+
+        cfg.validate()
+        # DPLM bans <mask>, X and <pad>/<cls>/<eos>; we also ban the other specials and B U Z O . -, so every
+        # sample is a valid 20-letter protein (a deliberate deviation: those letters are rare in UniRef50)
+        return dplm_sample(adapter, x_init, cfg.nfe, generator, suppress=list(ProteinTokenizer().never_emit),
+                           on_step=on_step, repeat_threshold=cfg.repeat_threshold, top_p=cfg.top_p,
+                           temperature=cfg.temperature)

@@ -45,16 +45,6 @@ def _length_model(spec: str | None, max_residues: int):
     return parse_lengths(spec, max_residues, corpus_lengths)
 
 
-def _native_sampler(adapter, x_init, nfe, generator, on_step=None, **options):
-    from .alphabet import ProteinTokenizer
-    from .native_sampler import dplm_sample
-
-    # DPLM bans <mask>, X and <pad>/<cls>/<eos>; we also ban the other specials and B U Z O . -, so every
-    # sample is a valid 20-letter protein (a deliberate deviation: those letters are rare in UniRef50)
-    tok = ProteinTokenizer()
-    return dplm_sample(adapter, x_init, nfe, generator, suppress=list(tok.never_emit), on_step=on_step, **options)
-
-
 def _write_fasta(jsonl: Path, records: list[dict]) -> list[Path]:
     """``x.jsonl`` → ``x.fasta`` with one record per sample, named by index and seed."""
     from .fasta import write_fasta
@@ -86,7 +76,6 @@ PROTEIN = ProteinDomain(
     make_rows=_pad_rows,
     length_model=_length_model,
     presets=PRESETS,
-    samplers={"native": _native_sampler},
     write_samples=_write_fasta,
 )
 
@@ -110,3 +99,10 @@ def register_scorers(register):
 
     for scorer in (*OFFLINE, *PLDDT):
         register(scorer)
+
+
+@hookimpl
+def register_samplers(register):
+    from .native_sampler import NativeSampler
+
+    register(NativeSampler())

@@ -1,0 +1,121 @@
+"""One sampling pipeline for the CLI and every benchmark.
+
+``load_model`` picks the checkpoint (default: the domain's embedded student, or its
+teacher while it ships none) and moves it to a device; ``generate`` picks the registered
+sampler, loads its auxiliary networks (``prepare``), builds the start states (all-mask
+rows, or framed rows of lengths drawn from a variable-length domain's length model),
+samples in batches from one seeded generator (each batch cut to its own width, padded
+back), reports progress, and returns the JSONL records with every setting in them.
+
+    model = load_model(get_domain("text"), "teacher")
+    cfg = sampler_config("ancestral", "text", nfe=16, temperature=0.9)
+    out = generate(model, cfg, num_samples=8, seed=0)   # out.records, out.result
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .sampler import Sampler, SamplerOptions, prepared
+from .sampling import SampleResult, from_states, initial_states, start_states
+
+
+@dataclass
+class Model:
+    """A loaded checkpoint and what sampling needs beside it."""
+
+    domain: Any  # didi_seq.domain.Domain
+    adapter: Any  # didi_seq.teacher.TeacherAdapter
+    tokenizer: Any
+
+
+@dataclass
+class Generation:
+    result: SampleResult  # tokens [N, L] and the run's costs
+    records: list[dict]  # one JSONL record per sample (didi_seq.sample_io.sample_records)
+    config: SamplerOptions
+    sampler: str
+
+
+def default_checkpoint(domain) -> tuple[str, str | None]:
+    """('student' | 'teacher', a note for the user or None): the embedded student, else the teacher."""
+    if domain.embedded_student is not None and Path(domain.embedded_student).exists():
+        return "student", None
+    return "teacher", f"domain {domain.name!r} ships no distilled student yet; sampling the embedded teacher"
+
+
+def load_model(domain, checkpoint: str | None = None, *, device: torch.device | str = "cpu", use_ema: bool = True,
+               on_note: Callable[[str], None] | None = None) -> Model:
+    """``checkpoint``: 'teacher', 'student', a path or a hub id; None → ``default_checkpoint``."""
+    from .loading import load_teacher
+
+    if checkpoint is None:
+        checkpoint, note = default_checkpoint(domain)
+        if note and on_note:
+            on_note(note)
+    adapter, tokenizer = load_teacher(checkpoint, domain, use_ema=use_ema)
+    adapter.to(device)
+    return Model(domain, adapter, tokenizer)
+
+
+def sampler_config(sampler: str, domain_name: str, **options) -> SamplerOptions:
+    """The validated config of a registered sampler from options that may include other samplers'
+    options (they are left out: the CLI passes every flag it has)."""
+    from .plugins import get_sampler
+
+    cfg = get_sampler(sampler, domain_name).config.from_options(options)
+    cfg.validate()
+    return cfg
+
+
+def ready_sampler(model: Model, sampler: str, cfg: SamplerOptions) -> Sampler:
+    """The registered sampler with its auxiliary networks loaded; pass it to ``generate`` to load them once
+    for many calls."""
+    from .plugins import get_sampler
+
+    return prepared(get_sampler(sampler, model.domain.name), model.adapter, model.domain, cfg)
+
+
+def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "ancestral", num_samples: int = 4,
+             seed: int = 0, lengths: str | None = None, batch_size: int = 32,
+             on_step: Callable[[int, int], None] | None = None) -> Generation:
+    """``num_samples`` samples with ``sampler`` (a registered name, or a sampler from ``ready_sampler``).
+
+    ``lengths``: a variable-length domain's length spec (None: its fitted length model); drawn from
+    their own generator, so the sampler's random stream is the same whatever the lengths.
+    ``on_step(done, total)`` is called after every step of every batch.
+    """
+    from .errors import DidiError
+    from .plugins import get_sampler
+    from .sample_io import sample_records
+
+    chosen = get_sampler(sampler, model.domain.name) if isinstance(sampler, str) else sampler
+    if not isinstance(cfg, chosen.config):
+        raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")
+    cfg.validate()
+    run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
+    adapter = model.adapter
+    x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, num_samples, seed, lengths)
+    if x_init is None:
+        x_init = start_states(adapter, num_samples, cfg.length)
+    total, done = cfg.nfe * -(-num_samples // batch_size), 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        on_step(done, total)
+
+    result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
+                         x_init, seed, batch_size, adapter.spec.pad_id)
+    extra = {run.name: cfg.record()} if cfg.record() else {}
+    if length_info:
+        extra["length_model"] = length_info
+    records = sample_records(model.domain, model.tokenizer, result, seed=seed, sampler=run.name,
+                             final=getattr(cfg, "final", "ancestral"), temperature=cfg.temperature,
+                             provenance=adapter.provenance, extra=extra or None)
+    return Generation(result, records, cfg, run.name)
