@@ -98,18 +98,28 @@ CRIT_P001 = {11: 31.26, 15: 37.70}  # chi-square critical values at p = 0.001 by
 
 
 def stamp_samplers():
-    """Every sampler that must follow the exact reveal schedule: (name, draw(teacher, num, generator) -> tokens)."""
-    from didi_seq.rgas import RGASConfig, rgas_sample
+    """Every sampler that must follow the exact reveal schedule: name -> draw(teacher, num, generator) -> tokens.
+    The registered ``ancestral`` and ``rgas`` run through the registry's ``sample``, as ``generate`` runs them."""
+    from dataclasses import replace
+
+    from didi_seq.plugins import samplers
+    from didi_seq.rgas import RGASConfig
 
     class NoDiscriminator(torch.nn.Module):
         def forward(self, *a):
             raise AssertionError("RGAS without guidance must not call its discriminator")
 
+    registered = samplers()
+    unguided = RGASConfig(nfe=STAMP_NFE, guidance_start=0.0, guidance_end=0.0, candidates=1)
+
+    def start(tch, n):
+        return torch.full((n, tch.spec.max_length), tch.spec.mask_id)
+
     return {
-        "ancestral": lambda tch, n, g: ancestral_sample(tch, n, SamplerConfig(nfe=STAMP_NFE), g).tokens,
+        "ancestral": lambda tch, n, g: registered["ancestral"].sample(tch, start(tch, n), SamplerConfig(nfe=STAMP_NFE), g).tokens,
         "ancestral-no-cache": lambda tch, n, g: ancestral_sample(tch, n, SamplerConfig(nfe=STAMP_NFE, cache=False), g).tokens,
-        "rgas-unguided": lambda tch, n, g: rgas_sample(tch, NoDiscriminator(), n, RGASConfig(
-            nfe=STAMP_NFE, guidance_start=0.0, guidance_end=0.0, candidates=1), g).tokens,
+        "rgas-unguided": lambda tch, n, g: replace(registered["rgas"], disc=NoDiscriminator()).sample(
+            tch, start(tch, n), unguided, g).tokens,
     }
 
 
