@@ -48,6 +48,7 @@ def one_error_line(result, fragment):
     never a traceback (typer's runner keeps an uncaught exception in ``result.exception``)."""
     crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
     assert not crashed and "Traceback" not in result.stderr, f"a traceback instead of an error line: {result.exception!r}"
+    assert fragment, "name what the error line must say: an empty fragment matches any error"
     assert result.exit_code != 0
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -172,16 +172,16 @@ def protein_domain_or_skip():
         pytest.skip("FASTA corpora belong to the protein domain (issue 5), which is not installed yet")
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("invalid_letters.fasta", ">p1\nMKTAYIAKQR\n>p2\nMKT1@#AYB\n"),
-    ("no_records.fasta", "just some text, no '>' header\n"),
+@pytest.mark.parametrize(("name", "content", "fragment"), [
+    ("invalid_letters.fasta", ">p1\nMKTAYIAKQR\n>p2\nMKT1@#AYB\n", "record 'p2' has invalid residue '1' at position 4"),
+    ("no_records.fasta", "just some text, no '>' header\n", "no_records.fasta is not a FASTA file"),
 ])
-def test_bad_fasta_corpus(work, name, content):
+def test_bad_fasta_corpus(work, name, content, fragment):
     """Runs once a protein plugin registers a domain: a bad FASTA corpus is one error line, nothing written."""
     protein_domain_or_skip()
     (work / name).write_text(content)
     fails_cleanly(work, ["pretrain", "--domain", "protein", "--preset", "tiny", "--steps", 1, "--corpus", work / name,
-                         "--out", work / "o"], "")
+                         "--out", work / "o"], fragment)
 
 
 def test_corpus_jsonl_with_a_broken_line(work):

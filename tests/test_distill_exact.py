@@ -22,7 +22,7 @@ from distill_toy import (
 
 from didi_seq.distill.config import DistillConfig
 from didi_seq.distill.networks import Discriminator
-from didi_seq.distill.objective import discriminator_loss, omega, rollout, student_times
+from didi_seq.distill.objective import discriminator_loss, kl_regulariser, omega, rollout, student_times
 from didi_seq.distill.trainer import Distiller
 from didi_seq.process import corrupt, prior
 from didi_seq.sampling import SamplerConfig, sample_batches
@@ -76,23 +76,27 @@ def test_score_function_gradient_matches_exact_integral_kl_gradient():
     assert ((flat_grad(model) - exact).norm() / exact.norm()).item() > 3 * rel_err
 
 
-def test_discriminator_loss_optimum_is_the_log_density_ratio():
-    """(b) per-token BCE on masked positions: stationary exactly at log q_target/q_student (convex in the logits)."""
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_discriminator_loss_optimum_is_the_log_density_ratio(smoothing):
+    """(b) per-token BCE on masked positions: stationary exactly at log q_target/q_student (convex in the logits);
+    label smoothing moves the optimum to the smoothed log-ratio derived here."""
     t = 0.5
     with torch.no_grad():
         _, q_neg, q_pos = noised_kl(student_distribution(denoiser(tiny_dit(3)), t), data_distribution(), t)
     masked = STATES == MASK
-    for smoothing in (0.0, 0.1):
-        target = torch.log(((1 - smoothing) * q_pos + smoothing * q_neg) / (smoothing * q_pos + (1 - smoothing) * q_neg))
-        optimum = target[:, None].expand(-1, L).clone().requires_grad_(True)
-        loss, _ = discriminator_loss(optimum, masked, optimum, masked, smoothing, weight_pos=q_pos, weight_neg=q_neg)
-        loss.backward()
-        assert optimum.grad[masked].abs().max().item() < 1e-4  # fp32 round-off
-        off = (target[:, None].expand(-1, L) + 0.3).clone().requires_grad_(True)
-        loss_off, _ = discriminator_loss(off, masked, off, masked, smoothing, weight_pos=q_pos, weight_neg=q_neg)
-        loss_off.backward()
-        assert loss_off.item() > loss.item() and off.grad[masked].abs().max().item() > 1e-3
-    assert smoothing == 0.1  # the loop ran both; smoothing shrinks the optimum towards 0 as derived
+    target = torch.log(((1 - smoothing) * q_pos + smoothing * q_neg) / (smoothing * q_pos + (1 - smoothing) * q_neg))
+    optimum = target[:, None].expand(-1, L).clone().requires_grad_(True)
+    loss, _ = discriminator_loss(optimum, masked, optimum, masked, smoothing, weight_pos=q_pos, weight_neg=q_neg)
+    loss.backward()
+    assert optimum.grad[masked].abs().max().item() < 1e-4  # fp32 round-off
+    off = (target[:, None].expand(-1, L) + 0.3).clone().requires_grad_(True)
+    loss_off, _ = discriminator_loss(off, masked, off, masked, smoothing, weight_pos=q_pos, weight_neg=q_neg)
+    loss_off.backward()
+    assert loss_off.item() > loss.item() and off.grad[masked].abs().max().item() > 1e-3
+    if smoothing:  # the unsmoothed log-ratio is no longer the optimum: smoothing is really applied
+        raw = torch.log(q_pos / q_neg)[:, None].expand(-1, L).clone().requires_grad_(True)
+        discriminator_loss(raw, masked, raw, masked, smoothing, weight_pos=q_pos, weight_neg=q_neg)[0].backward()
+        assert raw.grad[masked].abs().max().item() > 20 * optimum.grad[masked].abs().max().item()
 
 
 @pytest.mark.slow
@@ -149,3 +153,27 @@ def test_short_distillation_lowers_the_exact_integral_kl():
     with torch.no_grad():
         after = integral_kl(fn, target, taus, [1.0] * 5).item()
     assert math.isfinite(after) and after < 0.5 * before, (before, after)
+
+
+# Two positions over {a, b, mask}: the mask column is -inf on both sides (SUBS), as the trainer passes them.
+KL_TEACHER = [[0.8, 0.2], [0.3, 0.7]]
+KL_STUDENT = [[0.5, 0.5], [0.9, 0.1]]
+
+
+def kl_by_hand(p, q):
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse", "jeffrey"])
+def test_kl_regulariser_each_direction_by_hand(kind):
+    """forward = KL(teacher ‖ student), reverse = KL(student ‖ teacher), jeffrey = their mean; mean over positions."""
+    def log_probs(rows):
+        lp = torch.tensor(rows).log()
+        return torch.cat([lp, torch.full((len(rows), 1), float("-inf"))], -1)
+
+    fwd = [kl_by_hand(p, q) for p, q in zip(KL_TEACHER, KL_STUDENT, strict=True)]
+    rev = [kl_by_hand(q, p) for p, q in zip(KL_TEACHER, KL_STUDENT, strict=True)]
+    per = {"forward": fwd, "reverse": rev, "jeffrey": [(f + r) / 2 for f, r in zip(fwd, rev, strict=True)]}[kind]
+    assert abs(fwd[0] - rev[0]) > 0.02 and abs(fwd[1] - rev[1]) > 0.02  # the directions differ on this toy
+    got = kl_regulariser(log_probs(KL_TEACHER), log_probs(KL_STUDENT), kind)
+    assert got.item() == pytest.approx(sum(per) / 2, rel=1e-5)

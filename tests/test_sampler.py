@@ -51,12 +51,99 @@ def test_chi_square_detects_wrong_distribution():
     assert chi_square(counts, torch.tensor([0.2] * 5, dtype=torch.float64)) > CRIT_DF4_P001
 
 
-def test_sampler_reproduces_teacher_distribution():
-    teacher = FixedTeacher(PROBS.tolist(), length=1)
-    out = ancestral_sample(teacher, 20000, SamplerConfig(nfe=4), torch.Generator().manual_seed(1)).tokens
-    counts = torch.bincount(out.flatten(), minlength=6)[:5].double()
-    assert out.max() < 5  # the mask id is never emitted
-    assert chi_square(counts, PROBS) < CRIT_DF4_P001
+class StepStampTeacher(TeacherAdapter):
+    """p(x0 | x_t) = PROBS over C classes, written as token k·C + c at grid step k (read off t).
+
+    The final tokens then record, for every position, the step that revealed it and the class
+    drawn there, so one run gives the joint (reveal step, class) distribution of every position.
+    Time-conditioned, so no sampler may reuse a prediction made at another step.
+    """
+
+    def __init__(self, probs, nfe, length):
+        self.C, self.nfe = len(probs), nfe
+        V = self.C * nfe + 1
+        self.spec = TeacherSpec(vocab_size=V, mask_id=V - 1, max_length=length, time_conditioned=True)
+        self.schedule = LogLinearSchedule()
+        self.provenance = {}
+        self.probs = torch.tensor(probs, dtype=torch.float64)
+
+    def logits(self, x_t, t=None):
+        step = torch.round((1 - t.double()) * self.nfe).long()  # t = 1 − k/K on the uniform grid
+        out = torch.full((*x_t.shape, self.spec.vocab_size), -1e4)
+        for row, k in enumerate(step.tolist()):
+            out[row, :, k * self.C:(k + 1) * self.C] = self.probs.log().float()
+        return out
+
+    def hidden(self, x_t, t=None):
+        raise NotImplementedError
+
+    def student_copy(self):
+        raise NotImplementedError
+
+
+def exact_reveal_marginals(nfe, schedule):
+    """P(a position is revealed at step k), from the schedule alone: starting all-mask, it is still masked
+    after step k with probability Π_{j≤k} (1 − p_j), p_j = (α(t_j+1) − α(t_j)) / (1 − α(t_j)), which
+    telescopes to (1 − α(t_k+1)) / (1 − α(1))."""
+    grid = [1 - k / nfe for k in range(nfe + 1)]
+    still = [float(schedule.mask_prob(torch.tensor(t))) / float(schedule.mask_prob(torch.tensor(1.0))) for t in grid]
+    return torch.tensor([still[k] - still[k + 1] for k in range(nfe)], dtype=torch.float64)
+
+
+STAMP_PROBS, STAMP_NFE, STAMP_LEN, STAMP_ROWS = [0.6, 0.3, 0.1], 4, 3, 3000
+CRIT_P001 = {11: 31.26, 15: 37.70}  # chi-square critical values at p = 0.001 by degrees of freedom
+
+
+def stamp_samplers():
+    """Every sampler that must follow the exact reveal schedule: name -> draw(teacher, num, generator) -> tokens.
+    The registered ``ancestral`` and ``rgas`` run through the registry's ``sample``, as ``generate`` runs them."""
+    from dataclasses import replace
+
+    from didi_seq.plugins import samplers
+    from didi_seq.rgas import RGASConfig
+
+    class NoDiscriminator(torch.nn.Module):
+        def forward(self, *a):
+            raise AssertionError("RGAS without guidance must not call its discriminator")
+
+    registered = samplers()
+    unguided = RGASConfig(nfe=STAMP_NFE, guidance_start=0.0, guidance_end=0.0, candidates=1)
+
+    def start(tch, n):
+        return torch.full((n, tch.spec.max_length), tch.spec.mask_id)
+
+    return {
+        "ancestral": lambda tch, n, g: registered["ancestral"].sample(tch, start(tch, n), SamplerConfig(nfe=STAMP_NFE), g).tokens,
+        "ancestral-no-cache": lambda tch, n, g: ancestral_sample(tch, n, SamplerConfig(nfe=STAMP_NFE, cache=False), g).tokens,
+        "rgas-unguided": lambda tch, n, g: replace(registered["rgas"], disc=NoDiscriminator()).sample(
+            tch, start(tch, n), unguided, g).tokens,
+    }
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "ancestral-no-cache", "rgas-unguided"])
+def test_sampler_reveal_schedule_and_draws_are_exact(sampler):
+    """Multi-position toy: each position's (reveal step, class) must follow P(step k)·PROBS[c], and the
+    reveal steps of two positions must be independent (the exact per-step marginals of the process)."""
+    teacher = StepStampTeacher(STAMP_PROBS, STAMP_NFE, STAMP_LEN)
+    out = stamp_samplers()[sampler](teacher, STAMP_ROWS, torch.Generator().manual_seed(1))
+    assert out.shape == (STAMP_ROWS, STAMP_LEN) and out.max() < teacher.spec.mask_id  # every mask revealed, never emitted
+    step_p = exact_reveal_marginals(STAMP_NFE, teacher.schedule)
+    assert torch.allclose(step_p, torch.full((STAMP_NFE,), 1 / STAMP_NFE, dtype=torch.float64))  # log-linear: uniform
+    joint = (step_p[:, None] * torch.tensor(STAMP_PROBS, dtype=torch.float64)[None]).flatten()
+    for pos in range(STAMP_LEN):
+        counts = torch.bincount(out[:, pos], minlength=len(joint)).double()
+        assert chi_square(counts, joint) < CRIT_P001[len(joint) - 1], (sampler, pos)
+    steps = out // teacher.C
+    pair = torch.bincount(steps[:, 0] * STAMP_NFE + steps[:, 2], minlength=STAMP_NFE ** 2).double()
+    assert chi_square(pair, torch.outer(step_p, step_p).flatten()) < CRIT_P001[STAMP_NFE ** 2 - 1], sampler
+
+
+def test_reveal_schedule_test_detects_a_wrong_schedule():
+    """Negative control: samples revealed on another schedule (here: all in one step) fail the chi-square."""
+    teacher = StepStampTeacher(STAMP_PROBS, STAMP_NFE, STAMP_LEN)
+    out = ancestral_sample(teacher, STAMP_ROWS, SamplerConfig(nfe=1), torch.Generator().manual_seed(1)).tokens
+    joint = (exact_reveal_marginals(STAMP_NFE, teacher.schedule)[:, None] * torch.tensor(STAMP_PROBS)[None]).flatten()
+    assert chi_square(torch.bincount(out[:, 0], minlength=len(joint)).double(), joint) > CRIT_P001[len(joint) - 1]
 
 
 @pytest.fixture(scope="module")

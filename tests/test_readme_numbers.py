@@ -1,0 +1,72 @@
+"""README tables against the committed results files they quote, and the README's test command against CI.
+
+A README number that no results file backs (or one left behind when a benchmark is re-run)
+fails here; the benchmarks themselves are run by hand (see ``benchmarks/``).
+"""
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def table_after(heading_fragment: str) -> list[list[str]]:
+    """Body rows (cells stripped) of the first Markdown table after the line holding ``heading_fragment``."""
+    lines = README[README.index(heading_fragment):].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    rows = []
+    for ln in lines[start + 2:]:  # skip the header and the |---| line
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip().strip("*") for c in ln.strip().strip("|").split("|")])
+    return rows
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd "))]
+    assert len(ci) == 1 and f"\n    {ci[0]}\n" in README
+
+
+def test_sampler_overhead_table_matches_its_results_file():
+    result = json.loads((RESULTS / "sampler_overhead.json").read_text())
+    rows = table_after("From `benchmarks/sampler_overhead.py`")
+    assert len(rows) == len(result["rows"])
+    for cells, r in zip(rows, result["rows"], strict=True):
+        assert cells == [str(r["nfe"]), str(r["batch"]), f"{r['logic_pct']:.1f} %", f"{r['cache_calls_per_seq']:.0f}",
+                         f"{r['cache_speedup']:.1f}x"], cells
+    assert f"{result['cached_calls_nfe1024_batch1']} real calls" in README
+
+
+def test_headline_table_matches_didi_vs_teacher_results():
+    series = json.loads((RESULTS / "didi_vs_teacher.json").read_text())["series"]
+    cells = {row[0]: row[1:] for row in table_after("Headline benchmark")}
+    for col, name in enumerate(["teacher", "student", "student+RGAS"]):
+        for r in series[name]:
+            expected = f"{r['gen_ppl']:.1f} ± {r['gen_ppl_std']:.1f} ({r['entropy']:.3f})"
+            assert cells[str(r["nfe"])][col].replace("**", "") == expected, (name, r["nfe"])
+
+
+def test_ablation_table_matches_its_results_file():
+    rows = {r["configuration"]: r["results"] for r in json.loads((RESULTS / "ablation.json").read_text())["rows"]}
+    table = table_after("Cumulative ablation (")
+    assert [c[0] for c in table] == list(rows)
+    for cells in table:
+        got = [re.sub(r"\s+", " ", c) for c in cells[1:]]
+        res = rows[cells[0]]
+        assert got == [f"{res[n]['gen_ppl']:.1f} ± {res[n]['gen_ppl_std']:.1f}" for n in ("8", "16", "32")], cells[0]
+
+
+def test_teacher_nfe_table_matches_the_sweep():
+    sweep = json.loads((RESULTS / "nfe_sweep_teacher.json").read_text())
+    rows = [c for c in table_after("Embedded teacher across NFE") if c[0].isdigit()]
+    by_nfe = {str(r["nfe"]): r for r in sweep["rows"]}
+    assert len(rows) == len(by_nfe)
+    for cells in rows:
+        r = by_nfe[cells[0]]
+        assert cells[1:5] == [f"{r['gen_ppl']:.1f} ± {r['gen_ppl_std']:.1f}", f"{r['entropy']:.3f}", f"{r['s_per_sample']:.2f}",
+                              f"{r['sequence_evaluations_per_sample']:.1f}"], cells
+    ref = sweep["reference"]
+    assert f"| real validation text | {ref['gen_ppl']:.1f} | {ref['entropy']:.3f} |" in README
