@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .errors import DidiError
 from .hookspecs import hookimpl
 from .scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
 
@@ -52,14 +53,23 @@ def bootstrap_ci(aggregate, stats: list, resamples: int, seed: int = 0, level: f
     The aggregate is recomputed on each resample (for Gen PPL: the token-weighted pool over the
     resampled sequences, not a mean of per-sample perplexities), so the interval is for the
     pooled value. Fixed seed: the same stats give the same interval.
+    A resample on which the aggregate is undefined (e.g. every drawn sample is empty, so Gen PPL has
+    no token to score) is left out of the percentiles and counted in ``undefined``.
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    values = [aggregate([stats[i] for i in rng.integers(0, len(stats), len(stats))]) for _ in range(resamples)]
+    values, undefined = [], 0
+    for _ in range(resamples):
+        try:
+            values.append(aggregate([stats[i] for i in rng.integers(0, len(stats), len(stats))]))
+        except DidiError:
+            undefined += 1
+    if not values:
+        raise DidiError("no bootstrap resample has a defined value (are the samples empty?)")
     low, high = np.percentile(values, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
     return {"low": float(low), "high": float(high), "level": level, "resamples": resamples, "seed": seed,
-            "method": "percentile bootstrap over samples"}
+            "undefined": undefined, "method": "percentile bootstrap over samples"}
 
 
 def sample_token_ids(records: list[dict], ctx: EvalContext) -> list[list[int]]:

@@ -112,3 +112,20 @@ def test_mauve_known_answers_on_features():
 def test_frontier_area_is_exact_on_ties_and_matches_the_trapezoid_rule():
     assert mauve.frontier_area([1, 1, 1, 0], [0, 1, 1, 1]) == 1.0
     assert mauve.frontier_area([1, 0.5, 0], [0, 0.5, 1]) == pytest.approx(0.5)  # the diagonal
+
+
+def test_bootstrap_skips_resamples_where_the_aggregate_is_undefined():
+    """Gen PPL of a resample drawing only empty samples has no token to score: that resample is
+    counted as undefined and left out, not an error for the whole evaluation."""
+    from didi_seq.errors import DidiError
+    from didi_seq.metrics import bootstrap_ci
+
+    def mean_of_nonempty(xs):
+        kept = [x for x in xs if x is not None]
+        if not kept:
+            raise DidiError("nothing to average")
+        return sum(kept) / len(kept)
+
+    ci = bootstrap_ci(mean_of_nonempty, [None, 1.0], resamples=400, seed=0)
+    # P(both draws empty) = 1/4: about 100 of 400 resamples are undefined; every defined one is 1.0
+    assert 60 < ci["undefined"] < 140 and ci["low"] == ci["high"] == 1.0

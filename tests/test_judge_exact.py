@@ -46,8 +46,9 @@ class WordTokenizer:
 class BigramLM:
     device = torch.device("cpu")
 
-    def __call__(self, input_ids, attention_mask):
-        return SimpleNamespace(logits=torch.tensor(TABLE)[input_ids])
+    def __call__(self, input_ids, attention_mask=None, output_hidden_states=False):
+        logits = torch.tensor(TABLE)[input_ids]  # the next-token table row of each position's own token
+        return SimpleNamespace(logits=logits, hidden_states=(logits,) if output_hidden_states else None)
 
 
 def bigram_judge(context=1024):
