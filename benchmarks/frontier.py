@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
     curves, records, reference = {}, [], None
     for k, checkpoint in enumerate(args.checkpoints):
         model = load_model(dom, checkpoint)
-        label = args.labels[k] if args.labels else model.adapter.provenance.get("id", checkpoint)
+        label = args.labels[k] if args.labels else model.adapter.provenance.id or checkpoint
         for nfe in sorted(args.nfe):
             name = f"{label} @ NFE {nfe}"
             for temperature in sorted(args.temperatures):

@@ -101,7 +101,7 @@ def main(argv=None) -> None:
     dom = get_domain(args.domain)
     model = load_model(dom, args.checkpoint)
     adapter, tokenizer = model.adapter, model.tokenizer
-    ckpt_id = adapter.provenance.get("id", "checkpoint")
+    ckpt_id = adapter.provenance.id or "checkpoint"
     sampler = ready_sampler(model, args.sampler, config_for(args, dom.name, 1))  # auxiliary networks load once
     work = args.work / ckpt_id.replace("/", "_")
     if args.sampler == "rgas":
@@ -155,7 +155,7 @@ def main(argv=None) -> None:
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     out = {"benchmark": "nfe_sweep", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "label": label,
-           "checkpoint": ckpt_id, "checkpoint_sha256": adapter.provenance.get("model_sha256"), "rows": rows,
+           "checkpoint": ckpt_id, "checkpoint_sha256": adapter.provenance.model_sha256, "rows": rows,
            "reference": reference, "temperature": args.temperature, "threads": args.threads, "batch_size": args.batch_size,
            "machine": platform.platform(),
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}

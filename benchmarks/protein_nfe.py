@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     rows, records = [], []
     for who, sampler, nfe in plan:
         adapter = models[who].adapter
-        tag = f"{who}-{adapter.provenance.get('id', who).replace('/', '_')}-{sampler}-nfe{nfe}"
+        tag = f"{who}-{(adapter.provenance.id or who).replace('/', '_')}-{sampler}-nfe{nfe}"
         tag += f"-T{args.temperature:g}" if args.temperature != 1.0 else ""
         rec_file = args.work / f"{tag}_record.json"
         if rec_file.exists():
@@ -129,7 +129,7 @@ def main(argv=None) -> dict:
         ref_row = {"series": f"held-out real ({info['num_blocks']} sequences)"}
         ref_row.update({k: v["mean"] for k, v in ref["metrics"].items()})
         rows.append(ref_row)
-    ids = {who: m.adapter.provenance.get("id") for who, m in models.items()}
+    ids = {who: m.adapter.provenance.id for who, m in models.items()}
     header = (f"Protein NFE benchmark: {', '.join(f'{k} `{v}`' for k, v in ids.items())}; {args.samples} samples per row "
               f"over seeds {args.seeds}; lengths {args.lengths or 'corpus histogram'}; temperature {args.temperature:g}; "
               f"batch {args.batch_size}, "

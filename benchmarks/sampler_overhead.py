@@ -142,7 +142,7 @@ def main() -> None:
     model = load_model(get_domain(args.domain), args.checkpoint)
     adapter = model.adapter
     length = adapter.spec.max_length
-    ckpt_id = adapter.provenance.get("id", "?")
+    ckpt_id = adapter.provenance.id or "?"
     rows = [measure(model, n, b, length, args.repeats) for n in nfes for b in args.batch]
     print_table(rows, f"sampler overhead: {ckpt_id}, L={length}, threads={args.threads}, torch {torch.__version__}")
 

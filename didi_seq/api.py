@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from .errors import DidiError
+from .provenance import SourceInfo
 
 DISCRIMINATOR_FILES = ("discriminator.safetensors", "discriminator.json")  # a student's, for --sampler rgas
 
@@ -63,13 +64,14 @@ class MaskedDiffusionModel:
         return self._model.tokenizer
 
     @property
-    def provenance(self) -> dict:
-        return self._model.adapter.provenance
+    def provenance(self) -> SourceInfo:
+        """Where the model came from (its format loader's record; reads as a dict too)."""
+        return SourceInfo.of(self._model.adapter.provenance)
 
     @property
     def id(self) -> str:
         """name@weight-hash, as recorded next to every sample."""
-        return self.provenance.get("id", "?")
+        return self.provenance.id or "?"
 
     def __repr__(self) -> str:
         return f"MaskedDiffusionModel({self.id!r}, domain={self.domain.name!r})"
@@ -106,7 +108,7 @@ class MaskedDiffusionModel:
         if directory.exists() and any(directory.iterdir()):
             raise DidiError(f"{directory} exists and is not empty; choose a new directory")
         directory.parent.mkdir(parents=True, exist_ok=True)
-        prov = adapter.provenance
+        prov = SourceInfo.of(adapter.provenance).to_dict()
         kind = prov.get("kind") or "teacher"
         config = {"domain": self.domain.name, "kind": kind, "architecture": adapter.architecture, "model": config_of(),
                   "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import CheckpointError, DidiError
+from .provenance import SourceInfo
 from .untrusted import check_bounded_file
 
 EMBEDDED = ("teacher", "student")
@@ -66,7 +67,8 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
     else:
         names = ", ".join(f.name for f in formats)
         raise CheckpointError(f"{path}: not a checkpoint any teacher format recognises (known formats: {names})")
-    trained_for = adapter.provenance.get("domain")
+    adapter.provenance = source = SourceInfo.of(adapter.provenance)  # a plugin predating SourceInfo may give a dict
+    trained_for = source.domain
     if trained_for not in (None, domain.name):
         raise CheckpointError(f"{path} is a {trained_for!r} checkpoint, not {domain.name!r}; pass --domain {trained_for}")
     try:
@@ -74,10 +76,10 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
     except ValueError as e:
         raise CheckpointError(f"{path}: its teacher spec is invalid ({e})") from None
     # a checkpoint's own tokenizer.json, or a tokenizer the format names (e.g. "gpt2")
-    tok_file = adapter.provenance.get("tokenizer_file")
+    tok_file = source.tokenizer_file
     if tok_file:
         check_bounded_file(Path(tok_file), "tokenizer file", error=CheckpointError)  # before a tokenizer library reads it
-    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else adapter.provenance.get("tokenizer"))
+    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else source.tokenizer)
     if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
         raise CheckpointError(
             f"{path}: vocabulary mismatch, checkpoint has vocab {adapter.spec.vocab_size} / mask id "
@@ -118,10 +120,10 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
                 raise
             tried.append(str(src))
             continue
-        if adapter.provenance.get("model_sha256") == want:
+        if adapter.provenance.model_sha256 == want:
             disc = Discriminator(adapter.model, int(meta["trainable_blocks"]), adapter.schedule, bf16=bf16)
             disc.load_trainable_state(load_file(str(student_dir / DISC_FILE)), str(student_dir / DISC_FILE))
             return disc.eval()
-        tried.append(f"{src} (sha256 {str(adapter.provenance.get('model_sha256'))[:12]})")
+        tried.append(f"{src} (sha256 {str(adapter.provenance.model_sha256)[:12]})")
     raise CheckpointError(f"{student_dir}: its discriminator was trained on teacher {meta.get('teacher_id')} (sha256 "
                           f"{str(want)[:12]}), which was not found (tried: {', '.join(tried) or 'nothing'}); pass --teacher")

@@ -1,4 +1,5 @@
-"""The provenance record a training run writes beside each checkpoint (``provenance.json``).
+"""The provenance record a training run writes beside each checkpoint (``provenance.json``),
+and the ``SourceInfo`` a teacher-format loader puts on the adapter it loads.
 
 One typed record for teachers (pretrain) and students (every distillation method), so
 the keys are spelled in one place. On disk it stays the flat JSON object earlier
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 
 from ._version import __version__
@@ -28,6 +30,82 @@ def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+_SOURCE_FIELDS = ("id", "path", "model_sha256", "format", "domain", "revision", "weights", "file_sha256",
+                  "tokenizer", "tokenizer_file")
+
+
+@dataclass(eq=False)
+class SourceInfo(Mapping):
+    """Where a loaded model came from: what its format loader read (``adapter.provenance``).
+
+    The fields are what didi-seq itself reads (``id`` and ``model_sha256`` go next to every
+    sample, ``domain`` refuses a checkpoint of another domain, ``tokenizer_file`` / ``tokenizer``
+    name its tokenizer, ``path`` finds it again); format-specific keys (a native checkpoint's
+    whole provenance.json, ``ema_decay``, ``token_dropout``, ...) stay in ``extra``.
+    ``to_dict`` gives the dict loaders produced before this type existed, keys in the order
+    they were given, so records and files written from it are unchanged. It reads as that
+    dict too (``info["id"]``, ``info.get(...)``): plugins and scripts written against the dict
+    keep working.
+    """
+
+    id: str | None = None
+    path: str | None = None
+    model_sha256: str | None = None
+    format: str | None = None
+    domain: str | None = None
+    revision: str | None = None
+    weights: str | None = None
+    file_sha256: str | None = None
+    tokenizer: str | None = None  # a tokenizer the domain resolves by name (text: "gpt2") or a directory
+    tokenizer_file: str | None = None  # a checkpoint's own tokenizer.json
+    extra: dict = field(default_factory=dict)
+    order: tuple = field(default=(), repr=False)  # the keys of the dict form, in order (fields set to None included)
+
+    @classmethod
+    def of(cls, value) -> SourceInfo:
+        """``value`` itself, or the record of a plain dict (an adapter of a plugin predating this type)."""
+        return value if isinstance(value, cls) else cls.from_dict(value or {})
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> SourceInfo:
+        """The record of a loader's dict; keys that are not fields land in ``extra``, the order is kept."""
+        d = dict(d)
+        order = tuple(d)
+        known = {k: d.pop(k) for k in _SOURCE_FIELDS if k in d}
+        return cls(**known, extra=d, order=order)
+
+    @classmethod
+    def of_checkpoint(cls, ckpt, **more) -> SourceInfo:
+        """A didi-seq checkpoint directory's: its provenance.json, then where it is, its id and domain, and ``more``."""
+        return cls.from_dict({**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id,
+                              "domain": ckpt.config.get("domain"), **more})
+
+    @classmethod
+    def build(cls, **values) -> SourceInfo:
+        """What a loader writes: the fields and its own keys, in the order its dict form lists them."""
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict:
+        """The loader's dict: the keys given, in their order; a field set later is appended."""
+        keys = list(self.order)
+        keys += [k for k in _SOURCE_FIELDS if k not in keys and getattr(self, k) is not None]
+        keys += [k for k in self.extra if k not in keys]
+        return {k: self[k] for k in keys}
+
+    def __getitem__(self, key: str):
+        if key in _SOURCE_FIELDS:
+            if key in self.order or getattr(self, key) is not None:
+                return getattr(self, key)
+            raise KeyError(key)
+        return self.extra[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
 @dataclass
 class TeacherRef:
     """The teacher a student was distilled from: enough to find it again and to check it is that one."""
@@ -42,10 +120,9 @@ class TeacherRef:
 
     @classmethod
     def of(cls, adapter) -> TeacherRef:
-        """The reference to a loaded teacher (its format loader's provenance)."""
-        p = adapter.provenance
-        return cls(id=p.get("id"), sha256=p.get("model_sha256"), path=p.get("path"),
-                   **{k: p[k] for k in _TEACHER_OPTIONAL if k in p})
+        """The reference to a loaded teacher (its format loader's ``SourceInfo``)."""
+        src = SourceInfo.of(adapter.provenance)
+        return cls(id=src.id, sha256=src.model_sha256, path=src.path, **{k: getattr(src, k) for k in _TEACHER_OPTIONAL})
 
     def to_dict(self) -> dict:
         d = {"id": self.id, "sha256": self.sha256, "path": self.path}

@@ -34,6 +34,7 @@ import torch
 
 from .errors import DidiError
 from .numbers import check_range
+from .provenance import SourceInfo
 from .sampling import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
 
 
@@ -138,7 +139,7 @@ class RGASSampler:
 
         if domain.length_model is not None:  # the re-ranking score sums D over padding too: not validated there
             raise DidiError(f"--sampler rgas does not support the variable-length domain {domain.name!r} yet; use ancestral")
-        disc = adapter.bundled_discriminator() or load_discriminator(adapter.provenance["path"], domain, teacher=cfg.teacher)
+        disc = adapter.bundled_discriminator() or load_discriminator(SourceInfo.of(adapter.provenance).path, domain, teacher=cfg.teacher)
         return replace(self, disc=disc.to(adapter.device))
 
     def sample(self, adapter, x_init, cfg, generator, on_step=None) -> SampleResult:

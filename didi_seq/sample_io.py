@@ -16,6 +16,7 @@ from pathlib import Path
 from ._version import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
+from .provenance import SourceInfo
 from .untrusted import check_regular_file, parse_json
 
 DECODED = "decoded"  # the decoded sample's key in every domain; Domain.sample_field names its alias
@@ -30,9 +31,10 @@ def with_decoded(record: dict, field: str) -> dict:
     return record
 
 
-def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: dict,
+def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: SourceInfo | dict,
                    extra: dict | None = None, temperature: float = 1.0) -> list[dict]:
     """JSONL records for a ``SampleResult``; run-level costs (and ``extra``, e.g. RGAS settings) repeat in every record."""
+    source = SourceInfo.of(provenance)
     run = {"num_samples": int(result.tokens.shape[0]), "network_calls": result.network_calls,
            "rows_evaluated": result.rows_evaluated, "wall_clock_s": round(result.wall_clock_s, 4),
            "discriminator_calls": result.aux_calls}
@@ -40,8 +42,8 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
     for i, ids in enumerate(result.tokens.tolist()):
         rec = with_decoded(domain.sample_record(ids, tokenizer), domain.sample_field)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
-                    "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": provenance.get("id"),
-                    "checkpoint_sha256": provenance.get("model_sha256"), "tokens": ids, "run": run,
+                    "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": source.id,
+                    "checkpoint_sha256": source.model_sha256, "tokens": ids, "run": run,
                     "didi_seq_version": __version__, **(extra or {})})
         records.append(rec)
     return records

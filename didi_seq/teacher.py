@@ -20,6 +20,7 @@ from .checkpoint import Checkpoint, check_state_matches, load_state_strict
 from .devices import bf16_autocast, module_device
 from .errors import CheckpointError, DidiError
 from .process import LogLinearSchedule, forbid_tokens, schedule_from_dict, subs_log_probs
+from .provenance import SourceInfo
 
 # Longest sequence any teacher may declare: far above every published one (DPLM: 1024, MDLM: 1024),
 # and small enough that a crafted max_length cannot make the samplers allocate without bound.
@@ -77,7 +78,7 @@ class TeacherAdapter(ABC):
 
     spec: TeacherSpec
     schedule: LogLinearSchedule
-    provenance: dict
+    provenance: SourceInfo  # set by the format loader; an older plugin's plain dict is read through SourceInfo.of
 
     @abstractmethod
     def logits(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
@@ -166,11 +167,11 @@ class NativeTeacher(TeacherAdapter):
     """A didi-seq DiT checkpoint. bf16 autocast for the trunk on CPU, fp32 logits out."""
 
     def __init__(self, model: DiT, spec: TeacherSpec, schedule: LogLinearSchedule,
-                 provenance: dict | None = None, bf16: bool = True):
+                 provenance: SourceInfo | dict | None = None, bf16: bool = True):
         self.model = model.eval()
         self.spec = spec
         self.schedule = schedule
-        self.provenance = provenance or {}
+        self.provenance = SourceInfo.of(provenance)
         self.bf16 = bf16
         # set by formats whose files carry a discriminator: (bf16) -> Discriminator
         self.discriminator_factory = None
@@ -224,7 +225,7 @@ class NativeTeacher(TeacherAdapter):
         n = len(self.model.blocks)
         if not 0 <= block < n:
             raise DidiError(f"MMD feature block {block} (zero-based) needs a teacher trunk of at least {block + 1} blocks; "
-                            f"{self.provenance.get('id', 'this teacher')} has {n} (pass --mmd-feature-block 0..{n - 1})")
+                            f"{self.provenance.id or 'this teacher'} has {n} (pass --mmd-feature-block 0..{n - 1})")
         return dit_block_features(self.model, block, bf16)
 
     @classmethod
@@ -233,8 +234,6 @@ class NativeTeacher(TeacherAdapter):
         check_size(cfg, ckpt.state, ckpt.path)
         model = DiT(cfg)
         load_state_strict(model, ckpt.state, str(ckpt.path))
-        prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain")}
-        if ckpt.tokenizer_file is not None:
-            prov["tokenizer_file"] = str(ckpt.tokenizer_file)
-        return cls(model, spec, schedule, prov, bf16=bf16)
+        tok = {"tokenizer_file": str(ckpt.tokenizer_file)} if ckpt.tokenizer_file is not None else {}
+        return cls(model, spec, schedule, SourceInfo.of_checkpoint(ckpt, **tok), bf16=bf16)
 

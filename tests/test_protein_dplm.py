@@ -10,6 +10,7 @@ from didi_seq.errors import CheckpointError, DidiError
 from didi_seq.loading import load_teacher
 from didi_seq.plugins import get_domain
 from didi_seq.process import framed_prior
+from didi_seq.provenance import SourceInfo
 from didi_seq.sampling import SamplerConfig, ancestral_sample, sample_batches
 from didi_seq_protein.alphabet import STANDARD, ProteinTokenizer
 from didi_seq_protein.native_sampler import dplm_sample, over_repeated
@@ -46,8 +47,31 @@ def test_adapter_spec_and_provenance(teacher, dplm_dir):
     s = teacher.spec
     assert (s.vocab_size, s.mask_id, s.pad_id, s.max_length) == (33, 32, 1, 1024)
     assert s.never_mask == [0, 2] and set(TOK.never_emit) == set(s.never_emit)
-    assert teacher.provenance["domain"] == "protein" and teacher.provenance["token_dropout"] is True
-    assert teacher.provenance["id"].startswith("dplm_tiny@")
+    p = teacher.provenance
+    assert isinstance(p, SourceInfo) and p.domain == "protein" and p.extra["token_dropout"] is True
+    assert p.id.startswith("dplm_tiny@") and p.path == str(dplm_dir) and p.format == "esm-masked-lm"
+    assert list(p.to_dict()) == ["name", "id", "model_sha256", "path", "format", "weights_file", "domain",
+                                 "token_dropout", "revision", "architectures"]
+
+
+def test_esm_student_loader_gives_a_source_info(tmp_path, teacher):
+    """A didi-seq checkpoint of an ESM network (a student distilled from DPLM) loads through the esm-student
+    format with its provenance.json, then path, id, domain, format and tokenizer file."""
+    from didi_seq.checkpoint import load_checkpoint, save_checkpoint
+
+    state = {k: v.clone() for k, v in teacher.model.state_dict().items()}  # untie the shared embedding / head
+    config = {"domain": "protein", "kind": "student", "architecture": "esm", "model": teacher.model.config.to_dict(),
+              "spec": teacher.spec.to_dict(), "schedule": {"name": "loglinear", "eps": 1e-3}}
+    saved = tmp_path / "esm"
+    save_checkpoint(saved, state, config, {"name": "esm-student", "kind": "student", "domain": "protein",
+                                           "saved_from": teacher.provenance.id}, TOK.to_json())
+    adapter, _ = load_teacher(str(saved), get_domain("protein"))
+    ckpt = load_checkpoint(saved)
+    want = {**json.loads((saved / "provenance.json").read_text()), "path": str(ckpt.path), "id": ckpt.id,
+            "domain": "protein", "format": "didi-seq esm", "tokenizer_file": str(ckpt.path / "tokenizer.json")}
+    p = adapter.provenance
+    assert isinstance(p, SourceInfo) and list(p.to_dict().items()) == list(want.items())
+    assert p.format == "didi-seq esm" and p.model_sha256 == want["model_sha256"] and p.extra["saved_from"].startswith("dplm_tiny@")
 
 
 def test_token_dropout_is_kept(teacher):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from didi_seq.checkpoint import load_checkpoint
-from didi_seq.provenance import Provenance, TeacherRef
+from didi_seq.provenance import Provenance, SourceInfo, TeacherRef
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("plugins/*/assets/*/provenance.json"), *ROOT.glob("examples/*/*/assets/*/provenance.json")])
@@ -44,3 +44,47 @@ def test_checkpoint_record_of_a_shipped_student():
     student = next(p.parent for p in SHIPPED if p.parent.name == "student")
     record = load_checkpoint(student).record
     assert record.kind == "student" and record.teacher.id and record.step > 0
+
+
+def test_source_info_keeps_the_loaders_dict_key_for_key():
+    """``to_dict`` is the dict the loader gave (order and None-valued keys included); it reads as that dict."""
+    given = {"format": "mdlm-hf", "source": "/m", "path": "/m", "revision": None, "model_sha256": "ab" * 32,
+             "id": "m@abab", "domain": "text", "ema_decay": 0.9999}
+    info = SourceInfo.build(**given)
+    assert list(info.to_dict().items()) == list(given.items()) and list(info.items()) == list(given.items())
+    assert (info.id, info.path, info.revision, info.tokenizer_file) == ("m@abab", "/m", None, None)
+    assert info.extra == {"source": "/m", "ema_decay": 0.9999}
+    assert info["id"] == "m@abab" and info.get("tokenizer_file") is None and "revision" in info
+    assert "tokenizer_file" not in info and info.get("weights", "raw") == "raw"
+    with pytest.raises(KeyError):
+        info["tokenizer_file"]
+    info.tokenizer_file = "/m/tokenizer.json"  # a field set after loading is appended, not lost
+    assert list(info.to_dict())[-1] == "tokenizer_file" and info == {**given, "tokenizer_file": "/m/tokenizer.json"}
+    assert SourceInfo.of(info) is info and SourceInfo.of(given).to_dict() == given and SourceInfo.of(None).to_dict() == {}
+
+
+def test_native_loader_gives_a_source_info_of_the_checkpoint(tiny_ckpt):
+    """What NativeTeacher.from_checkpoint put on the adapter before SourceInfo: provenance.json, then
+    path, id, domain (in place if provenance.json has it) and the tokenizer file."""
+    from didi_seq.loading import load_teacher
+    from didi_seq.plugins import get_domain
+
+    adapter, _ = load_teacher(str(tiny_ckpt), get_domain("text"))
+    ckpt = load_checkpoint(tiny_ckpt)
+    want = {**json.loads((tiny_ckpt / "provenance.json").read_text()), "path": str(ckpt.path), "id": ckpt.id,
+            "domain": "text", "tokenizer_file": str(ckpt.path / "tokenizer.json")}
+    info = adapter.provenance
+    assert isinstance(info, SourceInfo) and list(info.to_dict().items()) == list(want.items())
+    assert (info.id, info.model_sha256, info.domain) == (ckpt.id, want["model_sha256"], "text")
+    assert info.extra["name"] == "tiny-test" and TeacherRef.of(adapter).sha256 == want["model_sha256"]
+
+
+@pytest.mark.parametrize("which", ["teacher", "student"])
+def test_shipped_text_checkpoints_load_with_a_source_info(which):
+    from didi_seq.loading import load_teacher
+    from didi_seq.plugins import get_domain
+
+    adapter, _ = load_teacher(which, get_domain("text"))
+    info = adapter.provenance
+    assert isinstance(info, SourceInfo) and info.extra["kind"] == which and len(info.model_sha256) == 64
+    assert info.tokenizer_file.endswith("tokenizer.json") and info.path == str(Path(info.tokenizer_file).parent)

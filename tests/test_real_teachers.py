@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 
 import mdlm_reference as ref
 from conftest import one_error_line
+from didi_seq.checkpoint import file_sha256
 from didi_seq.errors import CheckpointError
 from didi_seq.loading import load_teacher
 from didi_seq.plugins import get_domain
+from didi_seq.provenance import SourceInfo
 from didi_seq_cli.main import app
 
 TEXT = get_domain("text")
@@ -56,7 +58,11 @@ def test_mdlm_hf_safetensors(dit, tmp_path):
     assert_matches(adapter, dit)
     assert (tok.vocab_size, tok.mask_id, tok.eos_id) == (50258, 50257, 50256)
     p = adapter.provenance
-    assert p["format"] == "mdlm-hf" and p["tokenizer"] == "gpt2" and len(p["model_sha256"]) == 64
+    assert isinstance(p, SourceInfo) and p.format == "mdlm-hf" and p.tokenizer == "gpt2" and len(p.model_sha256) == 64
+    # the dict form keeps the key order the MDLM loader has always written (save_pretrained copies it)
+    assert list(p.to_dict()) == ["format", "source", "path", "revision", "weights", "file_sha256", "model_sha256", "id",
+                                 "domain", "tokenizer", "architecture"]
+    assert p.extra["source"] == p.path and p.file_sha256 == file_sha256(p.path) and p.revision is None and p.weights == "as published"
     assert adapter.spec.max_length == 16 and adapter.model.config.heads == 2
 
 
@@ -70,12 +76,14 @@ def test_lightning_ema_is_default_and_raw_is_selectable(dit, tmp_path):
     ema = ref.random_dit(seed=5)
     path = ref.write_lightning(tmp_path / "mdlm.ckpt", dit, ema_dit=ema)
     a_ema, _ = load_teacher(str(path), TEXT)
-    assert a_ema.provenance["weights"] == "ema" and a_ema.provenance["ema_decay"] == 0.9999
+    assert isinstance(a_ema.provenance, SourceInfo) and a_ema.provenance.weights == "ema"
+    assert a_ema.provenance.extra["ema_decay"] == 0.9999 and list(a_ema.provenance)[-2:] == ["ema_decay", "ema_updates"]
+    assert a_ema.provenance.file_sha256 == file_sha256(path)
     assert_matches(a_ema, ema)
     a_raw, _ = load_teacher(str(path), TEXT, use_ema=False)
-    assert a_raw.provenance["weights"] == "raw"
+    assert a_raw.provenance.weights == "raw"
     assert_matches(a_raw, dit)
-    assert a_raw.provenance["model_sha256"] != a_ema.provenance["model_sha256"]
+    assert a_raw.provenance.model_sha256 != a_ema.provenance.model_sha256
 
 
 def test_didi_instruct_lightning_ckpt_uses_its_student_ema_module(dit, tmp_path):
@@ -197,8 +205,8 @@ def _cache_snapshot(repo, files, dit):
 def test_hub_id_from_local_cache_and_cli_sample(dit, tmp_path):
     commit = _cache_snapshot("test-org/mdlm-tiny", ("config.json", "model.safetensors"), dit)
     adapter, _ = load_teacher("test-org/mdlm-tiny", TEXT)
-    assert adapter.provenance["revision"] == commit
-    assert adapter.provenance["id"].startswith("test-org/mdlm-tiny@")
+    assert adapter.provenance.revision == commit
+    assert adapter.provenance.id.startswith("test-org/mdlm-tiny@")
     out = tmp_path / "s.jsonl"
     r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", "test-org/mdlm-tiny", "--nfe", "2",
                                  "--num-samples", "1", "--output", str(out)])

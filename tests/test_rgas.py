@@ -31,7 +31,7 @@ def student_dir(tiny_ckpt, tmp_path_factory):
 def test_rgas_without_guidance_equals_ancestral(student_dir, nfe):
     dom = get_domain("text")
     student, _ = load_teacher(str(student_dir), dom)
-    disc = load_discriminator(student.provenance["path"], dom)
+    disc = load_discriminator(student.provenance.path, dom)
     plain = ancestral_sample(student, 5, SamplerConfig(nfe=nfe, cache=False), torch.Generator().manual_seed(3))
     guided = rgas_sample(student, disc, 5, RGASConfig(nfe=nfe, guidance_start=0.0, guidance_end=0.0, candidates=1),
                          torch.Generator().manual_seed(3))
@@ -42,7 +42,7 @@ def test_rgas_without_guidance_equals_ancestral(student_dir, nfe):
 def test_rgas_guidance_changes_samples_and_counts_discriminator_calls(student_dir):
     dom = get_domain("text")
     student, _ = load_teacher(str(student_dir), dom)
-    disc = load_discriminator(student.provenance["path"], dom)
+    disc = load_discriminator(student.provenance.path, dom)
     cfg = RGASConfig(nfe=8, guidance_start=5.0, guidance_end=5.0, rerank_ratio=0.5, candidates=3)
     r = rgas_sample(student, disc, 4, cfg, torch.Generator().manual_seed(3))
     plain = ancestral_sample(student, 4, SamplerConfig(nfe=8, cache=False), torch.Generator().manual_seed(3))
@@ -72,7 +72,7 @@ def test_rgas_cache_is_exact_and_temperature_flows_through(student_dir):
     never the samples; the temperature reaches its draws (h = 0, M = 1: the tempered ancestral sampler)."""
     dom = get_domain("text")
     student, _ = load_teacher(str(student_dir), dom)
-    disc = load_discriminator(student.provenance["path"], dom)
+    disc = load_discriminator(student.provenance.path, dom)
     cfg = dict(nfe=32, guidance_start=2.0, guidance_end=1.0, rerank_ratio=0.5, candidates=2)
     cached = rgas_sample(student, disc, 3, RGASConfig(**cfg), torch.Generator().manual_seed(5))
     uncached = rgas_sample(student, disc, 3, RGASConfig(**cfg, cache=False), torch.Generator().manual_seed(5))
@@ -89,7 +89,7 @@ def test_rgas_cache_is_exact_and_temperature_flows_through(student_dir):
 def test_rgas_starts_from_given_states(student_dir):
     dom = get_domain("text")
     student, _ = load_teacher(str(student_dir), dom)
-    disc = load_discriminator(student.provenance["path"], dom)
+    disc = load_discriminator(student.provenance.path, dom)
     x0 = torch.full((2, student.spec.max_length), student.spec.mask_id)
     prefix = torch.tensor([t for t in range(10) if t != student.spec.mask_id][:5])
     x0[:, :5] = prefix  # a given prefix is kept (infilling the rest)

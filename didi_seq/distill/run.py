@@ -19,7 +19,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..distributed import Ranks
 from ..errors import DidiError
-from ..provenance import Provenance, TeacherRef
+from ..provenance import Provenance, SourceInfo, TeacherRef
 from ..training import TrainingRun
 from .method import DistillMethod, MethodContext
 
@@ -62,9 +62,10 @@ def _check_same_teacher(run: TrainingRun, adapter) -> None:
     if was is None:
         ref = load_checkpoint(run.out_dir).record.teacher
         was = {"id": ref.id, "sha256": ref.sha256} if ref is not None else {}
-    if was.get("sha256") != adapter.provenance.get("model_sha256"):
+    source = SourceInfo.of(adapter.provenance)
+    if was.get("sha256") != source.model_sha256:
         raise DidiError(f"{run.out_dir} was distilled from teacher {was.get('id')} (vocab {was.get('vocab_size')}, mask id "
-                        f"{was.get('mask_id')}), not {adapter.provenance.get('id')} (vocab {adapter.spec.vocab_size}, "
+                        f"{was.get('mask_id')}), not {source.id} (vocab {adapter.spec.vocab_size}, "
                         f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
 
 

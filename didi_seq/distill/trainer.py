@@ -28,6 +28,7 @@ from ..distributed import Ranks, RowNoise
 from ..ema import EMA
 from ..errors import DidiError
 from ..process import corrupt, prior
+from ..provenance import SourceInfo
 from .config import PI_SHAPES, DistillConfig
 from .method import MethodContext, corpus_rows
 from .networks import DISC_CONFIG, DISC_FILE
@@ -178,11 +179,11 @@ class Distiller:
         (RGAS loads it from there)."""
         from safetensors.torch import save_file
 
-        teacher = self.adapter.provenance
+        teacher = SourceInfo.of(self.adapter.provenance)
         save_file(self.disc.trainable_state(), str(tmp / DISC_FILE))
         (tmp / DISC_CONFIG).write_text(json.dumps({
-            "trainable_blocks": self.cfg.disc_trainable_blocks, "teacher_sha256": teacher.get("model_sha256"),
-            "teacher_id": teacher.get("id")}, indent=2) + "\n")
+            "trainable_blocks": self.cfg.disc_trainable_blocks, "teacher_sha256": teacher.model_sha256,
+            "teacher_id": teacher.id}, indent=2) + "\n")
 
     def ema_student(self) -> torch.nn.Module:
         m = copy.deepcopy(self.student)

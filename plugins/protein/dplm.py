@@ -24,6 +24,7 @@ import torch
 from didi_seq.errors import CheckpointError, DidiError
 from didi_seq.formats import TeacherFormat
 from didi_seq.process import LogLinearSchedule
+from didi_seq.provenance import SourceInfo
 from didi_seq.teacher import TeacherAdapter, TeacherSpec
 
 from .alphabet import ProteinTokenizer, require_transformers
@@ -38,11 +39,11 @@ BUFFER_SUFFIXES = ("position_ids", "inv_freq")
 class EsmTeacher(TeacherAdapter):
     """An ``EsmForMaskedLM`` behind the TeacherAdapter: fp32 logits, padding-aware attention."""
 
-    def __init__(self, model, spec: TeacherSpec, provenance: dict):
+    def __init__(self, model, spec: TeacherSpec, provenance: SourceInfo | dict):
         self.model = model.eval()
         self.spec = spec
         self.schedule = LogLinearSchedule()
-        self.provenance = provenance
+        self.provenance = SourceInfo.of(provenance)
 
     def _ids(self, x_t: torch.Tensor) -> torch.Tensor:
         if x_t.is_floating_point():
@@ -84,7 +85,7 @@ class EsmTeacher(TeacherAdapter):
     def trunk_features(self, block: int, bf16: bool = True):
         from .esm_distill import esm_block_features
 
-        return esm_block_features(self.model, block, self.spec.pad_id, bf16, self.provenance.get("id", "this teacher"))
+        return esm_block_features(self.model, block, self.spec.pad_id, bf16, self.provenance.id or "this teacher")
 
 
 def _read_config(path: Path) -> dict | None:
@@ -193,11 +194,11 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
                        never_emit=list(tok.never_emit), never_mask=list(tok.never_mask), pad_id=tok.pad_id)
     weights, sha = _weights_id(path)
     name = path.parent.parent.name.replace("models--", "").replace("--", "/") if path.parent.name == "snapshots" else path.name
-    provenance = {"name": name, "id": f"{name.split('/')[-1]}@{sha[:12]}", "model_sha256": sha, "path": str(path),
-                  "format": "esm-masked-lm", "weights_file": weights, "domain": "protein",
-                  "token_dropout": bool(getattr(cfg, "token_dropout", False)),
-                  "revision": path.name if path.parent.name == "snapshots" else None,
-                  "architectures": getattr(cfg, "architectures", None)}
+    provenance = SourceInfo.build(name=name, id=f"{name.split('/')[-1]}@{sha[:12]}", model_sha256=sha, path=str(path),
+                                  format="esm-masked-lm", weights_file=weights, domain="protein",
+                                  token_dropout=bool(getattr(cfg, "token_dropout", False)),
+                                  revision=path.name if path.parent.name == "snapshots" else None,
+                                  architectures=getattr(cfg, "architectures", None))
     return EsmTeacher(model, spec, provenance)
 
 
@@ -218,8 +219,8 @@ def load_esm_student(path: Path, domain=None, **_) -> EsmTeacher:
     check_esm_size(config, {k: tuple(v.shape) for k, v in ckpt.state.items()}, ckpt.path)
     model = EsmForMaskedLM(config)
     load_state_strict(model, ckpt.state, str(ckpt.path))
-    prov = {**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "domain": ckpt.config.get("domain"),
-            "format": "didi-seq esm", "tokenizer_file": str(ckpt.tokenizer_file) if ckpt.tokenizer_file else None}
+    prov = SourceInfo.of_checkpoint(ckpt, format="didi-seq esm",
+                                    tokenizer_file=str(ckpt.tokenizer_file) if ckpt.tokenizer_file else None)
     return EsmTeacher(model, spec, prov)
 
 

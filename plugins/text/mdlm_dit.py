@@ -139,6 +139,7 @@ def build_teacher(state: dict, cfg, source: Path, fmt: str, weights: str, bf16: 
     from didi_seq.backbone import DiT
     from didi_seq.checkpoint import file_sha256, load_state_strict
     from didi_seq.process import LogLinearSchedule
+    from didi_seq.provenance import SourceInfo
     from didi_seq.teacher import NativeTeacher, TeacherSpec
 
     if cfg.vocab_size != gpt2.MASK_ID + 1:
@@ -149,11 +150,11 @@ def build_teacher(state: dict, cfg, source: Path, fmt: str, weights: str, bf16: 
     load_state_strict(model, state, str(source))
     sha = state_sha256(model.state_dict())
     name = display_name(source)
-    prov = {"format": fmt, "source": str(source), "path": str(source), "revision": hub_revision(source),
-            "weights": weights, "file_sha256": file_sha256(source) if source.is_file() else None,
-            "model_sha256": sha, "id": f"{name}@{sha[:12]}", "domain": "text",
-            "tokenizer": tokenizer_ref(source.parent if source.is_file() else source),
-            "architecture": cfg.to_dict(), **(extra or {})}
+    prov = SourceInfo.build(format=fmt, source=str(source), path=str(source), revision=hub_revision(source),
+                            weights=weights, file_sha256=file_sha256(source) if source.is_file() else None,
+                            model_sha256=sha, id=f"{name}@{sha[:12]}", domain="text",
+                            tokenizer=tokenizer_ref(source.parent if source.is_file() else source),
+                            architecture=cfg.to_dict(), **(extra or {}))
     spec = TeacherSpec(vocab_size=cfg.vocab_size, mask_id=gpt2.MASK_ID, max_length=cfg.length,
                        time_conditioned=cfg.time_conditioning)
     return NativeTeacher(model, spec, LogLinearSchedule(eps=1e-3), prov, bf16=bf16)
