@@ -123,6 +123,8 @@ class MaskedDiffusionModel:
 
         if directory.exists():
             directory.rmdir()  # empty: atomic_write_dir renames the finished checkpoint into its place
-        save_checkpoint(directory, adapter.model.state_dict(), config, json.loads(json.dumps(provenance, default=str)),
+        # clones: tied weights (an ESM head shares its embedding) share memory, which safetensors refuses
+        weights = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+        save_checkpoint(directory, weights, config, json.loads(json.dumps(provenance, default=str)),
                         self.tokenizer.to_json(), extra=extra)
         return directory

@@ -243,3 +243,18 @@ def test_native_sampler_per_step_mask_marginals_are_exact():
         p = (n_res * (nfe - t) // nfe) / n_res
         freq = (x[:, 1:-1] == mask_id).double().mean(0)
         assert (freq - p).abs().max().item() < 4.5 * math.sqrt(p * (1 - p) / rows), (t, freq.tolist(), p)
+
+
+def test_save_pretrained_writes_a_dplm_teacher_with_tied_weights(dplm_dir, tmp_path):
+    """An ESM masked LM ties its output head to its embedding; save_pretrained still writes it, and the
+    saved copy loads (as an ESM checkpoint) with the same logits."""
+    import torch
+
+    from didi_seq import MaskedDiffusionModel
+
+    model = MaskedDiffusionModel.from_pretrained(str(dplm_dir), domain="protein")
+    saved = MaskedDiffusionModel.from_pretrained(str(model.save_pretrained(tmp_path / "copy")), domain="protein")
+    x = mixed_batch()
+    t = torch.full((x.shape[0],), 0.5)
+    a, b = model._model.adapter, saved._model.adapter
+    assert torch.allclose(a.log_probs(x, t), b.log_probs(x, t))
