@@ -251,3 +251,16 @@ def test_distill_and_sample_from_a_lightning_teacher(dit, tmp_path):
     assert s.exit_code == 0, s.output
     adapter, tok = load_teacher(str(out), TEXT)
     assert tok.encode_batch(["Hello world"]) == [[15496, 995]]
+
+
+@pytest.mark.parametrize("over, fragment", [
+    ({"n_blocks": 10**9}, "does not describe these weights"),  # the shapes decide the architecture
+    ({"n_heads": 3}, "does not describe these weights"),
+    ({"model_length": -5}, "invalid model config"),
+])
+def test_untrusted_mdlm_config_is_checked_before_the_network_is_built(dit, tmp_path, over, fragment):
+    """An MDLM-format config.json is as untrusted as a native one: the architecture comes from the
+    tensor shapes, and what the config adds (heads, length) is validated before the DiT is allocated."""
+    path = ref.write_hf(tmp_path / "m", dit, config=ref.hf_config(dit, **over))
+    with pytest.raises(CheckpointError, match=fragment):
+        load_teacher(str(path), TEXT)

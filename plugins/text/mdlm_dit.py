@@ -140,12 +140,17 @@ def build_teacher(state: dict, cfg, source: Path, fmt: str, weights: str, bf16: 
     from didi_seq.checkpoint import file_sha256, load_state_strict
     from didi_seq.process import LogLinearSchedule
     from didi_seq.provenance import SourceInfo
-    from didi_seq.teacher import NativeTeacher, TeacherSpec
+    from didi_seq.teacher import NativeTeacher, TeacherSpec, check_size
 
     if cfg.vocab_size != gpt2.MASK_ID + 1:
         raise CheckpointError(f"{source}: vocabulary of {cfg.vocab_size} classes, but MDLM-family teachers have "
                               f"{gpt2.MASK_ID + 1} (GPT-2's 50257 + mask id {gpt2.MASK_ID}); is this a different tokenizer?")
+    try:
+        cfg.validate()  # an untrusted config is checked before anything is built from it
+    except ValueError as e:
+        raise CheckpointError(f"{source}: invalid model config ({e})") from None
     state = check_rotary(dict(state), cfg.hidden // cfg.heads, str(source))
+    check_size(cfg, state, source)  # by arithmetic, before the DiT is allocated
     model = DiT(cfg)
     load_state_strict(model, state, str(source))
     sha = state_sha256(model.state_dict())
