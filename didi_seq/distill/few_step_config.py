@@ -55,10 +55,8 @@ class SDTTConfig(MethodConfig):
     seed: int = 0
     threads: int | None = None
     bf16: bool = option(False, "bf16 autocast (the paper trains in bf16 on GPUs; slow on CPUs without bf16 units).")
-    # ↑ [MEASURED, unsettled] off by default: one timing here, taken while ~10 other jobs shared the two cores, found
-    # bf16 autocast far slower than fp32 for the student's forward+backward on 8 rows of 256 tokens (120 s vs 7.3 s)
-    # and the feature pass (56 s vs 12 s), against the quiet-machine speed-up in docs/machine-notes.md; re-measure
-    # on a quiet machine before changing the default
+    # ↑ [MEASURED] off by default: on a CPU without native bf16 (torch capability AVX2) autocast is emulated and
+    # 20.8x slower than fp32 for forward+backward, 7.2x for a forward (benchmarks/results/bf16_cpu.md)
 
     def validate(self) -> None:
         _check_common(self)
@@ -107,10 +105,8 @@ class MMDConfig(MethodConfig):
     seed: int = 0
     threads: int | None = None
     bf16: bool = option(False, "bf16 autocast (the paper trains in bf16 on GPUs; slow on CPUs without bf16 units).")
-    # ↑ [MEASURED, unsettled] off by default: one timing here, taken while ~10 other jobs shared the two cores, found
-    # bf16 autocast far slower than fp32 for the student's forward+backward on 8 rows of 256 tokens (120 s vs 7.3 s)
-    # and the feature pass (56 s vs 12 s), against the quiet-machine speed-up in docs/machine-notes.md; re-measure
-    # on a quiet machine before changing the default
+    # ↑ [MEASURED] off by default: on a CPU without native bf16 (torch capability AVX2) autocast is emulated and
+    # 20.8x slower than fp32 for forward+backward, 7.2x for a forward (benchmarks/results/bf16_cpu.md)
 
     def validate(self) -> None:
         _check_common(self)
