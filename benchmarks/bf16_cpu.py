@@ -59,7 +59,7 @@ def main(argv=None) -> None:
         times = {False: [], True: []}
         for _ in range(args.repeats):
             for bf16 in (False, True):
-                times[bf16].append(timed(lambda bf16=bf16: fn(bf16)))
+                times[bf16].append(timed(lambda fn=fn, bf16=bf16: fn(bf16)))
         fp32, bf16 = min(times[False]), min(times[True])
         rows.append({"pass": name, "fp32_s": fp32, "bf16_s": bf16, "bf16_over_fp32": bf16 / fp32})
     result = {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
