@@ -30,10 +30,14 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(ci) == 1 and f"\n    {ci[0]}\n" in README
 
 
-def test_withdrawn_sampler_overhead_numbers_are_not_quoted():
-    """The stale sampler-overhead results (measured before the current sampler) are not cited as numbers."""
-    section = README[README.index("`benchmarks/sampler_overhead.py` times"):README.index("Embedded teacher across NFE")]
-    assert "|" not in section and "%" not in section
+def test_sampler_overhead_table_matches_its_results():
+    res = json.loads((RESULTS / "sampler_overhead.json").read_text())
+    rows = table_after("From `benchmarks/sampler_overhead.py")
+    assert len(rows) == len(res["rows"])
+    for cells, r in zip(rows, res["rows"], strict=True):
+        assert cells == [str(r["nfe"]), str(r["batch"]), f"{r['logic_pct']:.1f} %", f"{r['cache_calls_per_seq']:.0f}",
+                         f"{r['cache_speedup']:.1f}x"]
+    assert f"({res['cached_calls_nfe1024_batch1']} real calls" in README
 
 
 def test_headline_table_matches_didi_vs_teacher_results():
