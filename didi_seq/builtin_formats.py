@@ -1,7 +1,7 @@
 """The core's own teacher format: didi-seq checkpoint directories.
 
-Registered directly by the plugin manager (the core cannot depend on a plugin);
-torch is imported only when a checkpoint is actually loaded.
+Loaded through the ``didi_seq`` entry-point group like any plugin (the core's entry points
+are registered first); torch is imported only when a checkpoint is actually loaded.
 """
 
 from __future__ import annotations

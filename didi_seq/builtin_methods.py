@@ -1,9 +1,9 @@
 """The core's own distillation methods: DiDi-Instruct (arXiv 2509.25035), SDTT (arXiv 2410.21035)
 and representation-space MMD (arXiv 2610.06648).
 
-Registered directly by the plugin manager like the core's checkpoint format; it is
-registered through ``register_methods`` exactly as a plugin's method would be. The
-trainer (and torch) is imported only when a run builds it.
+Loaded through the ``didi_seq`` entry-point group like any plugin (``didi_seq.plugins``
+registers the core's entry points first) and registered through ``register_methods`` exactly
+as a plugin's method would be. Each trainer (and torch) is imported only when a run builds it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ DIDI_INSTRUCT = DistillMethod(
     config=DistillConfig,
     build=_build_didi_instruct,
 )
-
-
 
 
 def _build_sdtt(ctx: MethodContext, cfg: SDTTConfig):

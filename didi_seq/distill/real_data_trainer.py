@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from .mmd import mmd_step, resolve_alpha
 from .sdtt import round_delta, round_of, sdtt_step
 
 
-class RealDataTrainer:
+class RealDataTrainer(ABC):
     """Student, EMA, AdamW and the RNG stream; ``step()`` = batch → ``loss()`` → update."""
 
     def __init__(self, ctx: MethodContext, cfg):
@@ -49,8 +50,9 @@ class RealDataTrainer:
         idx = torch.randint(len(self.data), (self.cfg.batch_size,), generator=self.gen)
         return trim_padding(torch.as_tensor(self.data[idx]), self.spec.pad_id)[self.rows].to(self.device)
 
+    @abstractmethod
     def loss(self, x0: torch.Tensor, noise: RowNoise) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        raise NotImplementedError
+        """The method's loss on real rows ``x0`` (and its logged metrics): what SDTT and MMD differ in."""
 
     def step(self) -> dict:
         cfg = self.cfg
@@ -92,7 +94,7 @@ class RealDataTrainer:
         """Checkpoints publish the EMA student (as the papers evaluate it)."""
         return self.ema.state_for(self.student)
 
-    def save_artifacts(self, tmp: Path) -> None:
+    def save_artifacts(self, tmp: Path) -> None:  # noqa: B027 - deliberately nothing, not abstract
         """Nothing beside the student: neither method leaves a network behind."""
 
     def ema_student(self) -> torch.nn.Module:
