@@ -11,6 +11,7 @@ their samples back to it; only the float arithmetic of the networks differs by d
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -60,9 +61,37 @@ def host_rand(shape, generator: torch.Generator | None, device: torch.device | s
     return torch.rand(shape, dtype=dtype, generator=generator).to(device)
 
 
+CPU_BF16_ENV = "DIDI_SEQ_CPU_BF16"
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether bf16 autocast pays on this CPU. Where the CPU lacks bf16 instructions (AVX512-BF16 or
+    AMX) torch emulates them and autocast is 7x slower for a forward and 21x for forward+backward than
+    fp32 (``benchmarks/bf16_cpu.py`` on an AVX2 EPYC), so didi-seq then computes in fp32.
+    ``DIDI_SEQ_CPU_BF16=1`` or ``0`` overrides the check (to reproduce a run made on the other kind)."""
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    if override:
+        raise DidiError(f"{CPU_BF16_ENV}={override!r}: expected 0 or 1 (or unset, to ask the CPU)")
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")
+
+
+def bf16_in_effect(device_type: str, requested: bool = True) -> bool:
+    """Whether a bf16 request is honoured on ``device_type``: always on GPUs, on CPUs only with native bf16."""
+    return requested and (device_type != "cpu" or cpu_has_native_bf16())
+
+
 def bf16_autocast(device_type: str, enabled: bool = True):
-    """bf16 autocast for a trunk on ``device_type`` (fp32 logits are taken outside it)."""
-    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+    """bf16 autocast for a trunk on ``device_type`` (fp32 logits are taken outside it); fp32 on a CPU
+    without native bf16 (see ``cpu_has_native_bf16``)."""
+    if bf16_in_effect(device_type, enabled):
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def module_device(module: torch.nn.Module) -> torch.device:

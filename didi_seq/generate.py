@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .devices import bf16_in_effect, module_device
 from .sampler import Sampler, SamplerOptions, prepared
 from .sampling import SampleResult, from_states, initial_states, start_states
 
@@ -63,6 +64,14 @@ def load_model(domain, checkpoint: str | None = None, *, device: torch.device | 
     adapter, tokenizer = load_teacher(checkpoint, domain, use_ema=use_ema)
     adapter.to(device)
     return Model(domain, adapter, tokenizer)
+
+
+def trunk_precision(adapter) -> str:
+    """What the network's trunk computed in, for the sample record: a bf16 request is honoured only
+    on GPUs and on CPUs with native bf16 (``devices.cpu_has_native_bf16``)."""
+    device = module_device(adapter.model) if isinstance(getattr(adapter, "model", None), torch.nn.Module) else None
+    requested = bool(getattr(adapter, "bf16", False))
+    return "bf16-autocast" if device is not None and bf16_in_effect(device.type, requested) else "fp32"
 
 
 def sampler_config(sampler: str, domain_name: str, **options) -> SamplerOptions:
@@ -115,6 +124,7 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
                          x_init, seed, batch_size, adapter.spec.pad_id)
     extra = {run.name: cfg.record()} if cfg.record() else {}
+    extra["trunk_precision"] = trunk_precision(adapter)
     if length_info:
         extra["length_model"] = length_info
     records = sample_records(model.domain, model.tokenizer, result, seed=seed, sampler=run.name,
