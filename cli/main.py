@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
 from pathlib import Path
 
@@ -352,6 +353,9 @@ def distill(
                                help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU."),
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling.",
                                     show_default="0", rich_help_panel=RUN),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
+                                             "trained this long (wall-clock, counted over resumes): equal-compute "
+                                             "comparisons of methods.", show_default="no limit", rich_help_panel=RUN),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
 ) -> None:
     """Distil the teacher into a few-step student with a registered method (default: DiDi-Instruct).
@@ -377,6 +381,8 @@ def distill(
             given[name] = (f"--{name.replace('_', '-')} {value}", value)
     cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
     cfg.validate()  # before anything loads
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise DidiError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
     warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
     if warning:
         status(f"warning: {warning}")
@@ -394,9 +400,10 @@ def distill(
 
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
                      on_prepare=lambda msg: bar.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema},
-                     device=dev, given=given)
+                     device=dev, given=given, max_minutes=max_minutes)
     if ranks.is_main:
-        typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s; student: {result.out_dir} "
+        budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""
+        typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s{budget}; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")
 
 

@@ -135,12 +135,25 @@ class TrainingRun:
         save_checkpoint(target, weights, config, provenance.to_dict(), tokenizer_json, extra=extra)
         publish_checkpoint(self.out_dir, target, keep)
 
+    def out_of_time(self, max_seconds: float | None) -> bool:
+        """Whether the run's training wall-clock (over all its sessions) has used up ``max_seconds``.
+        Rank 0's clock decides for every rank, so all ranks stop after the same step."""
+        if max_seconds is None:
+            return False
+        flag = [self.elapsed() >= max_seconds]
+        if self.ranks.active:
+            import torch.distributed
+
+            torch.distributed.broadcast_object_list(flag, src=0)
+        return bool(flag[0])
+
     def loop(self, trainer: Trainer, steps: int, ckpt_every: int, checkpoint: Callable[[dict], None],
-             on_step: Callable[[int, int, dict], None] | None = None) -> dict:
-        """Step until ``steps``; rank 0 logs every step and checkpoints every ``ckpt_every`` and at the end.
-        Returns the last metrics line."""
+             on_step: Callable[[int, int, dict], None] | None = None, max_seconds: float | None = None) -> dict:
+        """Step until ``steps`` (or until the wall-clock budget ``max_seconds`` is spent: benchmarks compare
+        methods at equal compute); rank 0 logs every step and checkpoints every ``ckpt_every`` and at the
+        end. Returns the last metrics line."""
         last: dict = {}
-        while trainer.step_count < steps:
+        while trainer.step_count < steps and not self.out_of_time(max_seconds):
             try:
                 last = trainer.step()
             except FloatingPointError as e:
@@ -155,4 +168,6 @@ class TrainingRun:
                     checkpoint(last)
             if on_step:
                 on_step(trainer.step_count, steps, last)
+        if self.ranks.is_main and last and trainer.step_count % ckpt_every and trainer.step_count != steps:
+            checkpoint(last)  # stopped by the budget between checkpoints
         return last

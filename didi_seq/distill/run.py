@@ -73,11 +73,14 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
             on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
             teacher_options: dict | None = None, device: torch.device = torch.device("cpu"),
-            given: dict | None = None) -> DistillResult:
+            given: dict | None = None, max_minutes: float | None = None) -> DistillResult:
     """Run (or ``resume``) ``method`` with config ``cfg`` into ``out_dir`` on ``device``; under torchrun
     every rank calls this, rank 0 writes. ``teacher_options`` go to the teacher's format loader (e.g.
     ``use_ema`` for Lightning files); ``given``: the settings chosen explicitly, {name: (as written, value)},
-    each checked against the saved run on resume. The device is not part of the run: it may resume on another."""
+    each checked against the saved run on resume. The device is not part of the run: it may resume on another.
+    ``max_minutes``: stop (with a checkpoint) once the run's training wall-clock, over all its sessions, reaches it."""
+    if max_minutes is not None and not max_minutes > 0:
+        raise DidiError(f"--max-minutes must be positive, got {max_minutes}")
     from ..loading import load_teacher
 
     cfg.validate()
@@ -115,5 +118,6 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
         run.save(trainer.step_count, trainer.student_state(), config, provenance, tokenizer.to_json(), state,
                  artifacts=trainer.save_artifacts)
 
-    last = run.loop(_Timed(trainer), cfg.steps, cfg.ckpt_every, checkpoint, on_step)
+    last = run.loop(_Timed(trainer), cfg.steps, cfg.ckpt_every, checkpoint, on_step,
+                    max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     return DistillResult(run.out_dir, trainer.step_count, run.elapsed(), last)
