@@ -70,6 +70,33 @@ def matched_entropy(points: list[dict], target: float) -> dict:
             "interpolated": interpolated}
 
 
+def bracket(grid: list[float], target: float, entropy_at, start: float = 1.0) -> list[float]:
+    """The temperatures to evaluate so that ``target`` is bracketed, cheapest first: ``entropy_at(T)``
+    at the grid point nearest ``start``, then one grid point at a time towards the target (entropy
+    rises with T) until the last two evaluated straddle it or the grid ends. A model × NFE whose
+    T = 1 entropy is near the target costs two cells instead of the grid's twelve."""
+    grid = sorted(grid)
+    i = min(range(len(grid)), key=lambda k: abs(grid[k] - start))
+    h = entropy_at(grid[i])
+    done, direction = [grid[i]], (1 if h < target else -1)
+    j = i + direction
+    while h != target and 0 <= j < len(grid):
+        h_next = entropy_at(grid[j])
+        done.append(grid[j])
+        if (h_next - target) * (h - target) <= 0:
+            break
+        h, j = h_next, j + direction
+    return done
+
+
+def parse_match(text: str) -> tuple[str, int]:
+    """``CHECKPOINT@NFE`` → (checkpoint, NFE); the checkpoint part may itself hold '@' (hub revisions)."""
+    checkpoint, sep, nfe = text.rpartition("@")
+    if not sep or not checkpoint or not nfe.isdigit() or int(nfe) < 1:
+        raise SystemExit(f"error: --match expects CHECKPOINT@NFE (e.g. teacher@1024), got {text!r}")
+    return checkpoint, int(nfe)
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--domain", default="text")
@@ -83,6 +110,11 @@ def parse_args(argv=None):
     ap.add_argument("--judge", default=None, help="judge name/path (default: the harness's offline default)")
     ap.add_argument("--reference-samples", type=int, default=256, help="real validation blocks: reference entropy, MAUVE")
     ap.add_argument("--target-entropy", type=float, default=None, help="match here instead of the reference's entropy")
+    ap.add_argument("--match", default=None, metavar="CHECKPOINT@NFE",
+                    help="match the entropy of this model at this NFE and T = 1 (e.g. teacher@1024), its own row in the table")
+    ap.add_argument("--match-label", default=None, help="the --match model's label (default: its checkpoint id)")
+    ap.add_argument("--bracket", action="store_true",
+                    help="per model × NFE evaluate only the grid points that bracket the target, walking from T = 1")
     ap.add_argument("--no-mauve", action="store_true", help="skip MAUVE (it needs the mauve extra)")
     ap.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: each metric's own)")
     ap.add_argument("--threads", type=int, default=1)
@@ -103,6 +135,16 @@ def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int
     return records
 
 
+def sampling_cost(samples: list[dict]) -> dict:
+    """Per-sample sampling cost of a cell from its records (each seed's run totals repeat in its records):
+    wall-clock seconds, batched network calls and sequence evaluations (rows the network computed)."""
+    runs = {r["seed"]: r["run"] for r in samples}
+    n = max(1, len(samples))
+    return {"s_per_sample": round(sum(r["wall_clock_s"] for r in runs.values()) / n, 4),
+            "network_calls_per_sample": round(sum(r["network_calls"] for r in runs.values()) / n, 3),
+            "rows_evaluated_per_sample": round(sum(r["rows_evaluated"] for r in runs.values()) / n, 2)}
+
+
 def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
     """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
     work = args.work / label.replace("/", "_")
@@ -117,7 +159,8 @@ def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[st
     sampled = time.perf_counter() - t0
     rec = evaluate(model.domain, samples, judge=args.judge, metrics=metrics, reference_samples=args.reference_samples,
                    tokenizer=model.tokenizer, bootstrap=args.bootstrap, options={"judge_batch_size": 8})
-    rec["frontier"] = {"label": label, "nfe": nfe, "temperature": temperature, "sampling_wall_clock_s": round(sampled, 2)}
+    rec["frontier"] = {"label": label, "nfe": nfe, "temperature": temperature, "sampling_wall_clock_s": round(sampled, 2),
+                       **sampling_cost(samples)}
     write_result(rec_file, rec)
     return rec
 
@@ -128,7 +171,8 @@ def point_of(rec: dict) -> dict:
     point = {"temperature": rec["frontier"]["temperature"], "entropy": m["entropy"]["mean"],
              "entropy_std": m["entropy"]["std"], "gen_ppl": g["pooled"], "gen_ppl_std": g["std"],
              "gen_ppl_ci": [g["ci"]["low"], g["ci"]["high"]] if g.get("ci") else None,
-             "rep_4": m.get("rep_4", {}).get("pooled"), "samples": rec["num_samples"], "seeds": rec["seeds"]}
+             "rep_4": m.get("rep_4", {}).get("pooled"), "samples": rec["num_samples"], "seeds": rec["seeds"],
+             **{k: rec["frontier"].get(k) for k in ("s_per_sample", "rows_evaluated_per_sample")}}
     if "mauve" in m:
         point["mauve"] = m["mauve"]["pooled"]
         point["mauve_ci"] = [m["mauve"]["ci"]["low"], m["mauve"]["ci"]["high"]] if m["mauve"].get("ci") else None
@@ -139,11 +183,15 @@ def fmt(x, spec=".1f"):
     return "–" if x is None else format(x, spec)
 
 
-def markdown(table: list[dict], curves: dict, header: str) -> str:
+def markdown(table: list[dict], curves: dict, header: str, matched_to: dict | None = None) -> str:
     lines = [header, "", "Matched entropy: nearest grid point, and linear interpolation between the two grid points that "
              "bracket the target (– when none do).", "",
              "| model × NFE | target H | nearest T | its H | Gen PPL | MAUVE | interpolated T | Gen PPL | MAUVE |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    if matched_to:
+        m = matched_to
+        lines.append(f"| {m['curve']} (the target) | {m['entropy']:.3f} | 1 | {m['entropy']:.3f} | {m['gen_ppl']:.1f} | "
+                     f"{fmt(m.get('mauve'), '.3f')} | 1 | {m['gen_ppl']:.1f} | {fmt(m.get('mauve'), '.3f')} |")
     for row in table:
         n, i = row["nearest"], row["interpolated"] or {}
         lines.append(f"| {row['curve']} | {row['target_entropy']:.3f} | {n['temperature']:g} | {n['entropy']:.3f} | "
@@ -165,25 +213,46 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.labels and len(args.labels) != len(args.checkpoints):
         raise SystemExit("error: --labels needs one label per checkpoint")
+    if args.match and args.target_entropy is not None:
+        raise SystemExit("error: give --match or --target-entropy, not both")
+    if args.bracket and not (args.match or args.target_entropy is not None):
+        raise SystemExit("error: --bracket needs a target: --match CHECKPOINT@NFE or --target-entropy H")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     dom = get_domain(args.domain)
     metrics = ["gen_ppl", "entropy", "rep_2", "rep_3", "rep_4"] + ([] if args.no_mauve else ["mauve"])
+    matched_to, target = None, args.target_entropy
+    if args.match:
+        checkpoint, nfe = parse_match(args.match)
+        model = load_model(dom, checkpoint)
+        label = args.match_label or model.adapter.provenance.id or checkpoint
+        rec = cell(model, label, nfe, 1.0, args, metrics)
+        matched_to = {"curve": f"{label} @ NFE {nfe}", "temperature": 1.0, **point_of(rec)}
+        target = matched_to["entropy"]
+        print(f"target entropy {target:.3f}: {matched_to['curve']} at T = 1 (Gen PPL {matched_to['gen_ppl']:.1f})", flush=True)
     curves, records, reference = {}, [], None
     for k, checkpoint in enumerate(args.checkpoints):
         model = load_model(dom, checkpoint)
         label = args.labels[k] if args.labels else model.adapter.provenance.id or checkpoint
         for nfe in sorted(args.nfe):
             name = f"{label} @ NFE {nfe}"
-            for temperature in sorted(args.temperatures):
+
+            def evaluated(temperature: float) -> dict:
                 rec = cell(model, label, nfe, temperature, args, metrics)
+                p = point_of(rec)
+                print(f"{name}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
+                      + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
+                return rec
+
+            temperatures = bracket(args.temperatures, target, lambda t: point_of(evaluated(t))["entropy"]) \
+                if args.bracket else args.temperatures
+            for temperature in sorted(temperatures):
+                rec = cell(model, label, nfe, temperature, args, metrics)  # made above when bracketing: read back
                 records.append(rec)
                 curves.setdefault(name, []).append(point_of(rec))
                 reference = reference or rec["reference"]
-                p = curves[name][-1]
-                print(f"{name}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
-                      + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
-    target = args.target_entropy if args.target_entropy is not None else reference["values"]["entropy"]
+    if target is None:
+        target = reference["values"]["entropy"]
     table = [{"curve": name, **matched_entropy(points, target)} for name, points in curves.items()]
     judge = records[0]["scorers"]["gen_ppl"]["judge"]
     grid = ", ".join(f"{t:g}" for t in sorted(args.temperatures))
@@ -191,18 +260,21 @@ def main(argv=None) -> dict:
               f"{args.samples} samples over seeds {args.seeds} per cell; judge {judge['id']} (revision "
               f"{str(judge['revision'])[:19]}); reference: {reference['num_blocks']} real validation blocks "
               f"(entropy {reference['values']['entropy']:.3f}, Gen PPL {reference['values']['gen_ppl']:.1f}); didi-seq {__version__}")
-    text = markdown(table, curves, header)
+    if matched_to:
+        header += f"; target entropy: {matched_to['curve']} at T = 1"
+    text = markdown(table, curves, header, matched_to)
     print(text)
     out = {"benchmark": "frontier", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "protocol": "arXiv 2610.06648 matched entropy (yandex-research/dlm-mmd mmd/owt_pareto.py): logits / T at every "
                        "ancestral step; nearest grid point and linear interpolation in entropy",
-           "target_entropy": target, "temperatures": sorted(args.temperatures), "matched": table, "curves": curves,
+           "target_entropy": target, "matched_to": matched_to, "bracket": args.bracket,
+           "temperatures": sorted(args.temperatures), "matched": table, "curves": curves,
            "reference": reference, "threads": args.threads, "machine": platform.platform(), "torch": torch.__version__,
            "didi_seq_version": __version__, "wall_clock_s": round(time.perf_counter() - t0, 1), "records": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(text)
-    plot_frontier(curves, args.out.with_suffix(".png"), target,
+    plot_frontier(curves, args.out.with_suffix(".png"), target, reference_point=matched_to,
                   title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
     print(f"wrote {args.out}.json/.md/.png")
     return out

@@ -88,11 +88,12 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
 
 
 def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: float | None = None,
-                  title: str = "Gen PPL and MAUVE against entropy") -> None:
+                  title: str = "Gen PPL and MAUVE against entropy", reference_point: dict | None = None) -> None:
     """One curve per label (model × NFE) through its temperature points (dicts with temperature,
     entropy, gen_ppl and optionally mauve): Gen PPL (log) and, when measured, MAUVE against
     entropy; the reference entropy as a vertical line. Temperatures are read off the table,
-    not printed next to points; the two ends of each curve are marked by T."""
+    not printed next to points; the two ends of each curve are marked by T. ``reference_point``
+    (a point with a ``curve`` name): the model the target entropy comes from, drawn as a star."""
     plt = _pyplot()
     has_mauve = any(p.get("mauve") is not None for points in curves.values() for p in points)
     fig, axes = plt.subplots(1, 2 if has_mauve else 1, figsize=(12 if has_mauve else 7, 5), squeeze=False,
@@ -106,6 +107,9 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
             line, = ax.plot([p["entropy"] for p in points], [p[key] for p in points], marker="o", ms=4, label=label)
             ax.plot(points[0]["entropy"], points[0][key], marker="v", ms=8, ls="", color=line.get_color())
             ax.plot(points[-1]["entropy"], points[-1][key], marker="^", ms=8, ls="", color=line.get_color())
+        if reference_point is not None and reference_point.get(key) is not None:
+            ax.plot(reference_point["entropy"], reference_point[key], marker="*", ms=14, ls="", c="black",
+                    label=f"{reference_point['curve']}, T = 1")
         if reference_entropy is not None:
             ax.axvline(reference_entropy, ls="--", c="gray", label=f"reference entropy {reference_entropy:.3f}")
         if log:

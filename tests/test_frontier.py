@@ -1,5 +1,6 @@
 """benchmarks/frontier.py's matched-entropy reading, checked by hand."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -61,3 +62,53 @@ def test_frontier_end_to_end_is_resumable(tiny_ckpt, tiny_judge, tmp_path):  # n
         assert (tmp_path / "out" / f"frontier{ext}").exists()
     (tmp_path / "work" / "tiny" / "nfe4_T1_seed0.jsonl").unlink()  # a finished cell is not resampled
     assert frontier.main(argv)["curves"] == out["curves"]
+
+
+def test_bracket_walks_from_one_towards_the_target_and_stops_once_straddled():
+    from frontier import bracket
+
+    def entropy(t):  # entropy rises with T
+        return 4.0 + 2.0 * (t - 1.0)
+
+    calls = []
+
+    def at(t):
+        calls.append(t)
+        return entropy(t)
+
+    assert bracket(TEMPERATURES, 4.12, at) == [1.0, 1.05, 1.1] == calls  # 4.0, 4.1 < 4.12 ≤ 4.2
+    calls.clear()
+    assert bracket(TEMPERATURES, 3.93, at) == [1.0, 0.975, 0.95] == calls  # 3.95 > 3.93 ≥ 3.90
+    assert bracket(TEMPERATURES, 4.0, entropy) == [1.0]  # on the grid point: nothing more to evaluate
+    assert bracket(TEMPERATURES, 9.0, entropy) == [1.0, 1.05, 1.1, 1.2]  # grid ends: never extrapolated
+    assert bracket([0.9, 1.1], 4.0, entropy) == [0.9, 1.1]  # starts at the point nearest T = 1
+
+
+def test_parse_match_reads_checkpoint_at_nfe():
+    from frontier import parse_match
+
+    assert parse_match("teacher@1024") == ("teacher", 1024)
+    assert parse_match("org/model@rev@16") == ("org/model@rev", 16)
+    for bad in ("teacher", "teacher@", "@16", "teacher@0", "teacher@x"):
+        with pytest.raises(SystemExit, match="--match expects CHECKPOINT@NFE"):
+            parse_match(bad)
+
+
+def test_frontier_bracket_matches_a_models_entropy(tiny_ckpt, tiny_judge, tmp_path):  # noqa: F811
+    import frontier
+
+    argv = ["--checkpoints", str(tiny_ckpt), "--labels", "tiny", "--nfe", "2", "--samples", "4", "--seeds", "0",
+            "--judge", str(tiny_judge), "--reference-samples", "4", "--no-mauve", "--bootstrap", "20",
+            "--match", f"{tiny_ckpt}@4", "--match-label", "ref", "--bracket",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out" / "frontier")]
+    out = frontier.main(argv)
+    assert out["matched_to"]["curve"] == "ref @ NFE 4" and out["target_entropy"] == out["matched_to"]["entropy"]
+    ref = (tmp_path / "work" / "ref" / "nfe4_T1.json")
+    assert json.loads(ref.read_text())["metrics"]["entropy"]["mean"] == out["target_entropy"]
+    temps = sorted(p["temperature"] for p in out["curves"]["tiny @ NFE 2"])
+    assert 1.0 in temps and len(temps) >= 1
+    entropies = [p["entropy"] for p in out["curves"]["tiny @ NFE 2"]]
+    row = out["matched"][0]
+    assert (min(entropies) <= out["target_entropy"] <= max(entropies)) == (row["interpolated"] is not None)
+    assert "(the target)" in (tmp_path / "out" / "frontier.md").read_text()
+    assert out["curves"]["tiny @ NFE 2"][0]["rows_evaluated_per_sample"] > 0
