@@ -26,6 +26,7 @@ Writes ``<out>.json`` (every cell and the matched-entropy table), ``<out>.md`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -165,6 +166,15 @@ def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[st
     return rec
 
 
+def reported_cell(model, label: str, nfe: int, temperature: float, *, args, metrics: list[str]) -> dict:
+    """``cell``, with its point printed as it lands (progress on stdout, one line per cell)."""
+    rec = cell(model, label, nfe, temperature, args, metrics)
+    p = point_of(rec)
+    print(f"{label} @ NFE {nfe}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
+          + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
+    return rec
+
+
 def point_of(rec: dict) -> dict:
     m = rec["metrics"]
     g = m["gen_ppl"]
@@ -236,18 +246,11 @@ def main(argv=None) -> dict:
         label = args.labels[k] if args.labels else model.adapter.provenance.id or checkpoint
         for nfe in sorted(args.nfe):
             name = f"{label} @ NFE {nfe}"
-
-            def evaluated(temperature: float) -> dict:
-                rec = cell(model, label, nfe, temperature, args, metrics)
-                p = point_of(rec)
-                print(f"{name}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
-                      + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
-                return rec
-
-            temperatures = bracket(args.temperatures, target, lambda t: point_of(evaluated(t))["entropy"]) \
+            at = functools.partial(reported_cell, model, label, nfe, args=args, metrics=metrics)
+            temperatures = bracket(args.temperatures, target, lambda t, at=at: point_of(at(t))["entropy"]) \
                 if args.bracket else args.temperatures
             for temperature in sorted(temperatures):
-                rec = cell(model, label, nfe, temperature, args, metrics)  # made above when bracketing: read back
+                rec = at(temperature)  # made above when bracketing: read back
                 records.append(rec)
                 curves.setdefault(name, []).append(point_of(rec))
                 reference = reference or rec["reference"]
