@@ -87,6 +87,39 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     _save(fig, path)
 
 
+def plot_matched_vs_nfe(series: dict[str, list[dict]], path: Path, baseline: dict | None = None,
+                        title: str = "At matched entropy") -> None:
+    """Gen PPL (log) and, when measured, MAUVE at matched entropy against NFE, one line per model;
+    ``baseline`` ({"label", "gen_ppl", "mauve"}: the model whose entropy is matched) as a dotted line."""
+    if max((len(points) for points in series.values()), default=0) < 2:
+        raise DidiError("a plot against NFE needs at least two NFE values in some series; report one NFE as a table")
+    plt = _pyplot()
+    has_mauve = any(p.get("mauve") is not None for points in series.values() for p in points)
+    panels = [("gen_ppl", "Gen PPL at matched entropy", True)] + ([("mauve", "MAUVE at matched entropy", False)]
+                                                                  if has_mauve else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False, layout="constrained")
+    ticks = sorted({p["nfe"] for points in series.values() for p in points})
+    for ax, (key, ylabel, log) in zip(axes[0], panels, strict=True):
+        for label, points in series.items():
+            points = sorted((p for p in points if p.get(key) is not None), key=lambda p: p["nfe"])
+            ax.plot([p["nfe"] for p in points], [p[key] for p in points], marker="o", label=label)
+        if baseline and baseline.get(key) is not None:
+            ax.axhline(baseline[key], ls=":", c="black", label=f"{baseline['label']} ({baseline[key]:.3g})")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        if log:
+            _log_y(ax)
+        else:
+            ax.set_ylim(0, 1.02)
+        ax.set_xlabel("NFE (sampling steps)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, wrap=True)
+    _save(fig, path)
+
+
 def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: float | None = None,
                   title: str = "Gen PPL and MAUVE against entropy", reference_point: dict | None = None) -> None:
     """One curve per label (model × NFE) through its temperature points (dicts with temperature,
