@@ -31,6 +31,13 @@ def with_decoded(record: dict, field: str) -> dict:
     return record
 
 
+def distilled_by(source: SourceInfo) -> dict:
+    """``{"method": ...}`` for a distilled student (the distillation method its provenance names), else nothing."""
+    if source.extra.get("kind") != "student":
+        return {}
+    return {"method": source.extra.get("method") or "didi-instruct"}  # students from before the registry: DiDi-Instruct
+
+
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: SourceInfo | dict,
                    extra: dict | None = None, temperature: float = 1.0) -> list[dict]:
     """JSONL records for a ``SampleResult``; run-level costs (and ``extra``, e.g. RGAS settings) repeat in every record."""
@@ -43,7 +50,7 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
         rec = with_decoded(domain.sample_record(ids, tokenizer), domain.sample_field)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
                     "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": source.id,
-                    "checkpoint_sha256": source.model_sha256, "tokens": ids, "run": run,
+                    "checkpoint_sha256": source.model_sha256, **distilled_by(source), "tokens": ids, "run": run,
                     "didi_seq_version": __version__, **(extra or {})})
         records.append(rec)
     return records

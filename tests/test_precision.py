@@ -63,3 +63,13 @@ def test_sample_records_say_what_the_trunk_computed_in(cpu_bf16):
     assert trunk_precision(Adapter()) == "fp32"
     cpu_bf16("1")
     assert trunk_precision(Adapter()) == "bf16-autocast"
+
+
+def test_sample_records_name_a_students_distillation_method():
+    from didi_seq.provenance import SourceInfo
+    from didi_seq.sample_io import distilled_by
+
+    assert distilled_by(SourceInfo.from_dict({"id": "s", "kind": "student", "method": "sdtt"})) == {"method": "sdtt"}
+    assert distilled_by(SourceInfo.from_dict({"id": "s", "kind": "student"})) == {"method": "didi-instruct"}
+    assert distilled_by(SourceInfo.from_dict({"id": "t", "kind": "teacher"})) == {}
+    assert distilled_by(SourceInfo.from_dict({"id": "hub"})) == {}
