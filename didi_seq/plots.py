@@ -87,6 +87,18 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     _save(fig, path)
 
 
+def _finish_panel(ax, log: bool, xlabel: str, ylabel: str) -> None:
+    """Scale, labels, grid and legend of one Gen PPL (log) or MAUVE panel."""
+    if log:
+        _log_y(ax)
+    else:  # MAUVE lives in [0, 1]: a fixed scale keeps plots comparable
+        ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_matched_vs_nfe(series: dict[str, list[dict]], path: Path, baseline: dict | None = None,
                         title: str = "At matched entropy") -> None:
     """Gen PPL (log) and, when measured, MAUVE at matched entropy against NFE, one line per model;
@@ -108,14 +120,7 @@ def plot_matched_vs_nfe(series: dict[str, list[dict]], path: Path, baseline: dic
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
-        if log:
-            _log_y(ax)
-        else:
-            ax.set_ylim(0, 1.02)
-        ax.set_xlabel("NFE (sampling steps)")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_panel(ax, log, "NFE (sampling steps)", ylabel)
     fig.suptitle(title, wrap=True)
     _save(fig, path)
 
@@ -145,13 +150,6 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
                     label=f"{reference_point['curve']}, T = 1")
         if reference_entropy is not None:
             ax.axvline(reference_entropy, ls="--", c="gray", label=f"reference entropy {reference_entropy:.3f}")
-        if log:
-            _log_y(ax)
-        else:  # MAUVE lives in [0, 1]: a fixed scale keeps plots comparable
-            ax.set_ylim(0, 1.02)
-        ax.set_xlabel("unigram entropy (nats)  ▼ lowest T, ▲ highest T")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel)
     fig.suptitle(title, wrap=True)
     _save(fig, path)
