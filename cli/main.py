@@ -12,6 +12,7 @@ import functools
 import math
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 import typer.rich_utils
@@ -101,6 +102,16 @@ def distributed_run(device: str):
         shutdown(ranks)
 
 
+# the options pretrain and distill share
+TrainingLog = Annotated[str | None, typer.Option(
+    "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install 'didi-seq\\[tensorboard]'). "
+    "metrics.jsonl is always written.", show_default="metrics.jsonl only", rich_help_panel=RUN)]
+TrainingThreads = Annotated[int | None, typer.Option(envvar="DIDI_SEQ_THREADS", help=THREADS_HELP,
+                                                     show_default=THREADS_DEFAULT, rich_help_panel=HARDWARE)]
+TrainingDevice = Annotated[str, typer.Option(envvar="DIDI_SEQ_DEVICE", rich_help_panel=HARDWARE,
+                                             help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU.")]
+
+
 def threads_or_default(threads: int | None) -> int:
     """--threads / DIDI_SEQ_THREADS, else the documented default (oversubscribed cores are far slower than one)."""
     from didi_seq.devices import default_threads
@@ -169,13 +180,9 @@ def pretrain(
                                       show_default="the preset's, else the domain's default_length"),
     ckpt_every: int | None = typer.Option(None, help="Steps between checkpoints.",
                                           show_default="the preset's: tiny 10, small 100", rich_help_panel=RUN),
-    log: str | None = typer.Option(None, "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; "
-                                   "pip install 'didi-seq\\[tensorboard]'). metrics.jsonl is always written.",
-                                   show_default="metrics.jsonl only", rich_help_panel=RUN),
-    threads: int | None = typer.Option(None, envvar="DIDI_SEQ_THREADS", help=THREADS_HELP, show_default=THREADS_DEFAULT,
-                                       rich_help_panel=HARDWARE),
-    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", rich_help_panel=HARDWARE,
-                               help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU."),
+    log: TrainingLog = None,
+    threads: TrainingThreads = None,
+    device: TrainingDevice = "auto",
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise.", rich_help_panel=RUN),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk.", rich_help_panel=HARDWARE),
     tokenizer: str | None = typer.Option(None, help="Tokenizer: the domain's embedded one (default) or, for text, "
@@ -344,13 +351,9 @@ def distill(
                                                 "when --steps ≤ --disc-warmup-steps, i.e. the student never moves."),
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints.", show_default="the method's",
                                           rich_help_panel=RUN),
-    log: str | None = typer.Option(None, "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; "
-                                   "pip install 'didi-seq\\[tensorboard]'). metrics.jsonl is always written.",
-                                   show_default="metrics.jsonl only", rich_help_panel=RUN),
-    threads: int | None = typer.Option(None, envvar="DIDI_SEQ_THREADS", help=THREADS_HELP, show_default=THREADS_DEFAULT,
-                                       rich_help_panel=HARDWARE),
-    device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", rich_help_panel=HARDWARE,
-                               help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU."),
+    log: TrainingLog = None,
+    threads: TrainingThreads = None,
+    device: TrainingDevice = "auto",
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling.",
                                     show_default="0", rich_help_panel=RUN),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
