@@ -271,7 +271,9 @@ def sample(
         positive(name, v)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
-    from didi_seq.generate import generate, load_model, sampler_config
+    from didi_seq.generate import check_num_samples, generate, load_model, sampler_config
+
+    check_num_samples(num_samples)
 
     cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, final=final, cache=not no_cache,
                          guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,

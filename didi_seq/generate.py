@@ -43,6 +43,21 @@ class Generation:
     sampler: str
 
 
+# One call holds every sample, its records and its start states in memory (about 10 kB per 256-token
+# text sample): a million is far beyond any evaluation, and a typo'd count fails before allocating.
+MAX_SAMPLES = 1 << 20
+
+
+def check_num_samples(num_samples: int) -> None:
+    from .errors import DidiError
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise DidiError(f"--num-samples must be a positive integer, got {num_samples!r}")
+    if num_samples > MAX_SAMPLES:
+        raise DidiError(f"--num-samples {num_samples} is more than one call holds in memory (at most {MAX_SAMPLES}); "
+                        "split the job over several --seed values")
+
+
 def default_checkpoint(domain) -> tuple[str, str | None]:
     """('student' | 'teacher', a note for the user or None): the embedded student, else the teacher."""
     if domain.embedded_student is not None and Path(domain.embedded_student).exists():
@@ -105,6 +120,7 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     from .plugins import get_sampler
     from .sample_io import sample_records
 
+    check_num_samples(num_samples)
     chosen = get_sampler(sampler, model.domain.name) if isinstance(sampler, str) else sampler
     if not isinstance(cfg, chosen.config):
         raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")

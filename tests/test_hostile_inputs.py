@@ -286,6 +286,10 @@ def test_dplm_directory_with_a_refused_pickle(work, monkeypatch):
 # -- numbers --------------------------------------------------------------------------------------
 
 
+def test_more_samples_than_memory_holds(work):
+    fails_cleanly(work, sample_into_precious(work, work / "good", "--num-samples", 10**8), "at most 1048576")
+
+
 def test_nfe_beyond_what_the_schedule_resolves(work):
     fails_cleanly(work, sample_into_precious(work, work / "good", "--nfe", 10**12), "more steps than the noise schedule can resolve")
 
