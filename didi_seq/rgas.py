@@ -38,6 +38,9 @@ from .provenance import SourceInfo
 from .sampling import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
 
 
+MAX_CANDIDATES = 1024
+
+
 @dataclass(kw_only=True)
 class RGASConfig(SamplerConfig):
     guidance_start: float = 0.2  # [INIT] and code defaults; HEAD ships 30 → 40 for the 169M model
@@ -51,6 +54,9 @@ class RGASConfig(SamplerConfig):
         super().validate()
         if self.candidates <= 0:
             raise DidiError(f"--candidates must be a positive integer, got {self.candidates}")
+        if self.candidates > MAX_CANDIDATES:  # every re-ranking step holds and scores batch × M sequences at once
+            raise DidiError(f"--candidates {self.candidates} is more than RGAS scores at once (at most {MAX_CANDIDATES}; "
+                            "the paper uses 4)")
         check_range("--rerank-ratio", self.rerank_ratio, 0.0, 1.0)
         check_range("--guidance-start", self.guidance_start)
         check_range("--guidance-end", self.guidance_end)

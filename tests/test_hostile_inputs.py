@@ -290,6 +290,10 @@ def test_more_samples_than_memory_holds(work):
     fails_cleanly(work, sample_into_precious(work, work / "good", "--num-samples", 10**8), "at most 1048576")
 
 
+def test_more_rgas_candidates_than_it_scores_at_once(work):
+    fails_cleanly(work, sample_into_precious(work, work / "good", "--sampler", "rgas", "--candidates", 10**9), "at most 1024")
+
+
 def test_nfe_beyond_what_the_schedule_resolves(work):
     fails_cleanly(work, sample_into_precious(work, work / "good", "--nfe", 10**12), "more steps than the noise schedule can resolve")
 
