@@ -106,14 +106,30 @@ def distill(method: str, steps: int, args) -> dict:
     return state
 
 
-def training_summary(method: str, run: Path, state: dict) -> dict:
-    """Steps, wall-clock and training tokens/s (real rows × their length per step, over the wall-clock)."""
-    cfg = state["config"]
-    length = json.loads((run / "checkpoints" / (run / "LATEST").read_text().strip() / "config.json").read_text())
-    rows = cfg.get("batch_size", 0) * (cfg.get("group_size", 1) if method == "didi-instruct" else 1)
-    tokens = state["step"] * rows * length["model"]["length"]
-    return {"method": method, "steps": state["step"], "wall_clock_s": state["wall_clock_s"],
-            "batch_rows": rows, "tokens_per_s": round(tokens / max(state["wall_clock_s"], 1e-9), 1), "config": cfg}
+def training_summary(method: str, step: int, wall_clock_s: float, cfg: dict, length: int) -> dict:
+    """Steps, wall-clock and training tokens/s: the sequences a step trains on (DiDi-Instruct: G rollouts
+    per row) × their length, over the wall-clock."""
+    rows = cfg.get("batch_size", 0) * (cfg.get("group_size", 1) if method.lower() == "didi-instruct" else 1)
+    return {"method": method, "steps": step, "wall_clock_s": wall_clock_s, "batch_rows": rows,
+            "tokens_per_s": round(step * rows * length / max(wall_clock_s, 1e-9), 1), "config": cfg}
+
+
+def run_training(method: str, run: Path, state: dict) -> dict:
+    config = json.loads((run / "checkpoints" / (run / "LATEST").read_text().strip() / "config.json").read_text())
+    return training_summary(method, state["step"], state["wall_clock_s"], state["config"], config["model"]["length"])
+
+
+def checkpoint_training(checkpoint: str) -> dict | None:
+    """The training summary a student checkpoint's provenance records (None for a teacher or a hub model)."""
+    from didi_seq.generate import load_model
+    from didi_seq.plugins import get_domain
+
+    model = load_model(get_domain("text"), checkpoint)
+    prov = model.adapter.provenance.extra
+    if prov.get("kind") != "student" or "wall_clock_s" not in prov:
+        return None
+    return training_summary(prov.get("method") or "didi-instruct", prov["step"], prov["wall_clock_s"],
+                            prov.get("distill_config") or {}, model.adapter.model.config.length)
 
 
 def matched_rows(front: dict, labels: list[str], nfes: list[int]) -> list[dict]:
@@ -168,10 +184,14 @@ def main(argv=None) -> dict:
         state = run_state(args.work / method) if args.evaluate_only else distill(method, steps.get(method, 400), args)
         if state is None:
             raise SystemExit(f"error: no {method} run in {args.work / method}; run without --evaluate-only first")
-        training[method] = training_summary(method, args.work / method, state)
+        training[method] = run_training(method, args.work / method, state)
         print(f"{method}: {state['step']} steps in {state['wall_clock_s'] / 60:.1f} min", file=sys.stderr, flush=True)
     if args.distill_only:
         return {"training": training}
+    for label, checkpoint in extra.items():
+        summary = checkpoint_training(checkpoint)
+        if summary is not None:
+            training[label] = summary
     labels = ["teacher", *args.methods, *extra]
     checkpoints = [args.teacher, *(str(args.work / m) for m in args.methods), *extra.values()]
     argv_f = ["--checkpoints", *checkpoints, "--labels", *labels, "--nfe", *map(str, args.nfe),

@@ -40,3 +40,6 @@ def test_methods_benchmark_distils_evaluates_and_resumes(tiny_ckpt, tiny_judge, 
         seed_file.unlink()
     again = methods.main(argv)
     assert again["rows"] == out["rows"] and again["training"] == out["training"]
+    # a student checkpoint given with --extra reports the training its provenance records
+    assert methods.checkpoint_training(str(tmp_path / "work" / "sdtt")) == {**out["training"]["sdtt"]}
+    assert methods.checkpoint_training(str(tiny_ckpt)) is None  # a teacher
