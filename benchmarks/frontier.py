@@ -37,6 +37,7 @@ import torch
 
 from didi_seq import __version__
 from didi_seq.evaluate import evaluate, write_result
+from didi_seq.metrics import unigram_entropy
 from didi_seq.plots import plot_frontier
 from didi_seq.plugins import get_domain
 from didi_seq.sample_io import read_jsonl, write_jsonl
@@ -146,17 +147,41 @@ def sampling_cost(samples: list[dict]) -> dict:
             "rows_evaluated_per_sample": round(sum(r["rows_evaluated"] for r in runs.values()) / n, 2)}
 
 
-def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
-    """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
+def cell_file(args, label: str, nfe: int, temperature: float, suffix: str = ".json") -> Path:
+    return args.work / label.replace("/", "_") / f"nfe{nfe}_T{temperature:g}{suffix}"
+
+
+def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[dict]:
+    """Every seed's samples of one cell (drawn, or read back from --work)."""
     work = args.work / label.replace("/", "_")
-    rec_file = work / f"nfe{nfe}_T{temperature:g}.json"
-    if rec_file.exists():
-        return json.loads(rec_file.read_text())
     work.mkdir(parents=True, exist_ok=True)
     per_seed = -(-args.samples // len(args.seeds))
-    samples, t0 = [], time.perf_counter()
-    for seed in args.seeds:
-        samples += draw(model, nfe, temperature, seed, per_seed, args.batch_size, work / f"nfe{nfe}_T{temperature:g}_seed{seed}.jsonl")
+    return [r for seed in args.seeds
+            for r in draw(model, nfe, temperature, seed, per_seed, args.batch_size,
+                          cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"))]
+
+
+def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> float:
+    """A cell's entropy without the judge: the mean over seeds of the mean per-sample unigram entropy
+    of the model's own ids (what ``evaluate`` reports as the entropy's mean). The bracket walks on
+    this, so only the two cells that straddle the target pay for the judge."""
+    rec_file = cell_file(args, label, nfe, temperature)
+    if rec_file.exists():
+        return json.loads(rec_file.read_text())["metrics"]["entropy"]["mean"]
+    pad = getattr(model.tokenizer, "pad_id", None)
+    by_seed: dict[int, list[float]] = {}
+    for r in cell_samples(model, label, nfe, temperature, args):
+        by_seed.setdefault(r["seed"], []).append(unigram_entropy([i for i in r["tokens"] if i != pad]))
+    return sum(sum(v) / len(v) for v in by_seed.values()) / len(by_seed)
+
+
+def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
+    """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
+    rec_file = cell_file(args, label, nfe, temperature)
+    if rec_file.exists():
+        return json.loads(rec_file.read_text())
+    t0 = time.perf_counter()
+    samples = cell_samples(model, label, nfe, temperature, args)
     sampled = time.perf_counter() - t0
     rec = evaluate(model.domain, samples, judge=args.judge, metrics=metrics, reference_samples=args.reference_samples,
                    tokenizer=model.tokenizer, bootstrap=args.bootstrap, options={"judge_batch_size": 8})
@@ -247,10 +272,13 @@ def main(argv=None) -> dict:
         for nfe in sorted(args.nfe):
             name = f"{label} @ NFE {nfe}"
             at = functools.partial(reported_cell, model, label, nfe, args=args, metrics=metrics)
-            temperatures = bracket(args.temperatures, target, lambda t, at=at: point_of(at(t))["entropy"]) \
-                if args.bracket else args.temperatures
+            if args.bracket:  # walk on the judge-free entropy; judge the last two points (the straddling pair)
+                walked = bracket(args.temperatures, target, functools.partial(sampled_entropy, model, label, nfe, args=args))
+                temperatures = walked[-2:]
+            else:
+                temperatures = args.temperatures
             for temperature in sorted(temperatures):
-                rec = at(temperature)  # made above when bracketing: read back
+                rec = at(temperature)
                 records.append(rec)
                 curves.setdefault(name, []).append(point_of(rec))
                 reference = reference or rec["reference"]

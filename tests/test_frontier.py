@@ -106,9 +106,30 @@ def test_frontier_bracket_matches_a_models_entropy(tiny_ckpt, tiny_judge, tmp_pa
     ref = (tmp_path / "work" / "ref" / "nfe4_T1.json")
     assert json.loads(ref.read_text())["metrics"]["entropy"]["mean"] == out["target_entropy"]
     temps = sorted(p["temperature"] for p in out["curves"]["tiny @ NFE 2"])
-    assert 1.0 in temps and len(temps) >= 1
+    assert 1 <= len(temps) <= 2  # only the straddling pair (or the last point) is judged
+    assert (tmp_path / "work" / "tiny" / "nfe2_T1_seed0.jsonl").exists()  # the walk starts at T = 1
+    judged = sorted(p.name for p in (tmp_path / "work" / "tiny").glob("nfe2_*.json"))
+    assert judged == sorted(f"nfe2_T{t:g}.json" for t in temps)
     entropies = [p["entropy"] for p in out["curves"]["tiny @ NFE 2"]]
     row = out["matched"][0]
     assert (min(entropies) <= out["target_entropy"] <= max(entropies)) == (row["interpolated"] is not None)
     assert "(the target)" in (tmp_path / "out" / "frontier.md").read_text()
     assert out["curves"]["tiny @ NFE 2"][0]["rows_evaluated_per_sample"] > 0
+
+
+def test_the_judge_free_entropy_is_the_evaluated_one(tiny_ckpt, tiny_judge, tmp_path):  # noqa: F811
+    """The bracket walks on ``sampled_entropy``; it must equal what ``evaluate`` reports for the same cell."""
+    import argparse
+
+    import frontier
+    from didi_seq.generate import load_model
+    from didi_seq.plugins import get_domain
+
+    args = argparse.Namespace(work=tmp_path / "work", samples=6, seeds=[0, 1], batch_size=4, judge=str(tiny_judge),
+                              reference_samples=4, bootstrap=20)
+    model = load_model(get_domain("text"), str(tiny_ckpt))
+    walked_h = frontier.sampled_entropy(model, "tiny", 3, 0.9, args)
+    assert not frontier.cell_file(args, "tiny", 3, 0.9).exists()  # no judge yet
+    rec = frontier.cell(model, "tiny", 3, 0.9, args, ["entropy"])  # reuses the drawn samples
+    assert rec["metrics"]["entropy"]["mean"] == pytest.approx(walked_h, abs=1e-12)
+    assert frontier.sampled_entropy(model, "tiny", 3, 0.9, args) == rec["metrics"]["entropy"]["mean"]
