@@ -122,6 +122,7 @@ def test_the_judge_free_entropy_is_the_evaluated_one(tiny_ckpt, tiny_judge, tmp_
     import argparse
 
     import frontier
+
     from didi_seq.generate import load_model
     from didi_seq.plugins import get_domain
 
