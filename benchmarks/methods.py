@@ -147,10 +147,15 @@ def matched_rows(front: dict, labels: list[str], nfes: list[int]) -> list[dict]:
             rows.append({"model": label, "nfe": nfe, "read": "interpolated" if m["interpolated"] else "nearest",
                          "temperature": pick["temperature"], "gen_ppl": pick["gen_ppl"], "mauve": pick.get("mauve"),
                          "nearest_entropy": m["nearest"]["entropy"], "entropy_gap": m["nearest"]["entropy_gap"],
-                         "gen_ppl_ci_nearest": point.get("gen_ppl_ci"), "rep_4": point.get("rep_4"),
+                         "nearest_gen_ppl": point["gen_ppl"], "gen_ppl_ci_nearest": point.get("gen_ppl_ci"),
+                         "rep_4": point.get("rep_4"),
                          "rows_per_sample": point.get("rows_evaluated_per_sample"),
                          "s_per_sample": point.get("s_per_sample")})
     return rows
+
+
+def ci(interval) -> str:
+    return "–" if not interval else f"{interval[0]:.1f}–{interval[1]:.1f}"
 
 
 def fmt(x, spec=".1f"):
@@ -161,14 +166,15 @@ def markdown(rows: list[dict], training: dict[str, dict], reference: dict, heade
     lines = [header, "",
              f"Target: {reference['curve']} at T = 1: entropy {reference['entropy']:.3f}, Gen PPL {reference['gen_ppl']:.1f}"
              + (f", MAUVE {reference['mauve']:.3f}" if reference.get("mauve") is not None else "") + ".", "",
-             "| model | NFE | Gen PPL @ matched H | MAUVE @ matched H | read at T | nearest H (gap) | rep-4 | rows/sample "
-             "| s/sample | distill steps | distill wall-clock | tokens/s |",
+             "| model | NFE | Gen PPL @ matched H | MAUVE @ matched H | read at T | nearest point: H (gap), Gen PPL [95 % CI] "
+             "| rep-4 | rows/sample | s/sample | distill steps | distill wall-clock | tokens/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = training.get(r["model"])
         tr = (f"{t['steps']} | {t['wall_clock_s'] / 60:.1f} min | {t['tokens_per_s']:.0f}" if t else "– | – | –")
         lines.append(f"| {r['model']} | {r['nfe']} | {r['gen_ppl']:.1f} | {fmt(r['mauve'], '.3f')} | "
-                     f"{r['temperature']:.3f} ({r['read']}) | {r['nearest_entropy']:.3f} ({r['entropy_gap']:+.3f}) | "
+                     f"{r['temperature']:.3f} ({r['read']}) | {r['nearest_entropy']:.3f} ({r['entropy_gap']:+.3f}), "
+                     f"{r['nearest_gen_ppl']:.1f} [{ci(r['gen_ppl_ci_nearest'])}] | "
                      f"{fmt(r['rep_4'], '.3f')} | {fmt(r['rows_per_sample'])} | {fmt(r['s_per_sample'], '.3f')} | {tr} |")
     return "\n".join(lines) + "\n"
 
