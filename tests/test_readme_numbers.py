@@ -70,3 +70,13 @@ def test_teacher_nfe_table_matches_the_sweep():
                               f"{r['sequence_evaluations_per_sample']:.1f}"], cells
     ref = sweep["reference"]
     assert f"| real validation text | {ref['gen_ppl']:.1f} | {ref['entropy']:.3f} |" in README
+
+
+def test_methods_table_is_the_benchmarks_own():
+    """The matched-entropy methods table in the README is benchmarks/results/methods.md's, line for line."""
+    table = [ln for ln in (RESULTS / "methods.md").read_text().splitlines() if ln.startswith("|")]
+    assert len(table) > 2 and all(f"\n{ln}\n" in README for ln in table)
+    res = json.loads((RESULTS / "methods.json").read_text())
+    best16 = min((r for r in res["rows"] if r["nfe"] == 16 and r["model"] != "teacher"), key=lambda r: r["gen_ppl"])
+    assert f"MMD at {best16['gen_ppl']:.1f}" in README and best16["model"] == "mmd"
+    assert f"teacher@1024's {res['reference']['gen_ppl']:.1f}" in README
