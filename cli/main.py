@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -267,8 +266,7 @@ def sample(
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
     """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
-    for name, v in (("num-samples", num_samples), ("batch-size", batch_size)):
-        positive(name, v)
+    positive("batch-size", batch_size)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
     from didi_seq.generate import check_num_samples, generate, load_model, sampler_config
@@ -374,6 +372,7 @@ def distill(
 
     from didi_seq.distill.method import parse_method_flags
     from didi_seq.distill.preflight import check_student_steps
+    from didi_seq.distill.run import check_max_minutes
     from didi_seq.distill.run import distill as run
     from didi_seq.plugins import get_method, methods
     from didi_seq.run_dir import exclusive_run
@@ -386,8 +385,7 @@ def distill(
             given[name] = (f"--{name.replace('_', '-')} {value}", value)
     cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
     cfg.validate()  # before anything loads
-    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
-        raise DidiError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
+    check_max_minutes(max_minutes)
     warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
     if warning:
         status(f"warning: {warning}")

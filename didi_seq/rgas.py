@@ -37,7 +37,6 @@ from .numbers import check_range
 from .provenance import SourceInfo
 from .sampling import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
 
-
 MAX_CANDIDATES = 1024
 
 

@@ -9,6 +9,7 @@ and a ``training_state.pt`` from which ``--resume`` continues exactly.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ def _check_same_teacher(run: TrainingRun, adapter) -> None:
                         f"mask id {adapter.spec.mask_id}); resume with the same --teacher")
 
 
+def check_max_minutes(max_minutes: float | None) -> None:
+    """A wall-clock budget is a positive, finite number of minutes (or None: no budget)."""
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise DidiError(f"--max-minutes must be a positive number of minutes, got {max_minutes}")
+
+
 def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
             on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
@@ -79,8 +86,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     ``use_ema`` for Lightning files); ``given``: the settings chosen explicitly, {name: (as written, value)},
     each checked against the saved run on resume. The device is not part of the run: it may resume on another.
     ``max_minutes``: stop (with a checkpoint) once the run's training wall-clock, over all its sessions, reaches it."""
-    if max_minutes is not None and not max_minutes > 0:
-        raise DidiError(f"--max-minutes must be positive, got {max_minutes}")
+    check_max_minutes(max_minutes)
     from ..loading import load_teacher
 
     cfg.validate()
