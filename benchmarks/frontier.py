@@ -129,12 +129,29 @@ def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int
     """One seed's samples of one cell, written as the CLI writes them (or read back when already there)."""
     from didi_seq.generate import generate, sampler_config
 
-    if path.exists():
-        return read_jsonl(path)
+    records = cached(path, model)
+    if records is not None:
+        return records
     cfg = sampler_config("ancestral", model.domain.name, nfe=nfe, temperature=temperature)
     records = generate(model, cfg, num_samples=n, seed=seed, batch_size=batch_size).records
     write_jsonl(path, records)
     return records
+
+
+def cached(path: Path, model):
+    """What an earlier run left at ``path`` in --work (a cell's record or a seed's samples), or None.
+    Files are named by label, so a label reused for another checkpoint (a re-distilled student) would
+    silently read the old model's samples; the checkpoint hash every record carries must match."""
+    if not path.exists():
+        return None
+    data = read_jsonl(path) if path.suffix == ".jsonl" else json.loads(path.read_text())
+    made_by = {r.get("checkpoint_sha256") for r in (data if isinstance(data, list) else [data])}
+    expected = model.adapter.provenance.model_sha256
+    if made_by != {expected}:
+        found = ", ".join(sorted(str(h)[:12] for h in made_by))
+        raise SystemExit(f"error: {path} was made by checkpoint {found}, not by this model ({str(expected)[:12]}): "
+                         f"give it another label (--labels) or another --work")
+    return data
 
 
 def sampling_cost(samples: list[dict]) -> dict:
@@ -165,9 +182,9 @@ def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> fl
     """A cell's entropy without the judge: the mean over seeds of the mean per-sample unigram entropy
     of the model's own ids (what ``evaluate`` reports as the entropy's mean). The bracket walks on
     this, so only the two cells that straddle the target pay for the judge."""
-    rec_file = cell_file(args, label, nfe, temperature)
-    if rec_file.exists():
-        return json.loads(rec_file.read_text())["metrics"]["entropy"]["mean"]
+    rec = cached(cell_file(args, label, nfe, temperature), model)
+    if rec is not None:
+        return rec["metrics"]["entropy"]["mean"]
     pad = getattr(model.tokenizer, "pad_id", None)
     by_seed: dict[int, list[float]] = {}
     for r in cell_samples(model, label, nfe, temperature, args):
@@ -178,8 +195,9 @@ def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> fl
 def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
     """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
     rec_file = cell_file(args, label, nfe, temperature)
-    if rec_file.exists():
-        return json.loads(rec_file.read_text())
+    rec = cached(rec_file, model)
+    if rec is not None:
+        return rec
     t0 = time.perf_counter()
     samples = cell_samples(model, label, nfe, temperature, args)
     sampled = time.perf_counter() - t0

@@ -95,10 +95,8 @@ def distributed_run(device: str):
 
     dev = resolve_device(device, local_rank())
     ranks = init_from_env(dev)
-    try:
-        yield ranks, dev
-    finally:
-        shutdown(ranks)
+    yield ranks, dev
+    shutdown(ranks)  # only after a clean run: a failed rank's peers may never reach the barrier (torchrun reaps them)
 
 
 # the options pretrain and distill share

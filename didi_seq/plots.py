@@ -137,12 +137,14 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
     fig, axes = plt.subplots(1, 2 if has_mauve else 1, figsize=(12 if has_mauve else 7, 5), squeeze=False,
                              layout="constrained")
     panels = [("gen_ppl", "Gen PPL (judge)", True)] + ([("mauve", "MAUVE", False)] if has_mauve else [])
+    palette = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors  # the default cycle repeats after 10
     for ax, (key, ylabel, log) in zip(axes[0], panels, strict=True):
-        for label, points in curves.items():
+        for k, (label, points) in enumerate(curves.items()):
             points = sorted((p for p in points if p.get(key) is not None), key=lambda p: p["temperature"])
             if not points:
                 continue
-            line, = ax.plot([p["entropy"] for p in points], [p[key] for p in points], marker="o", ms=4, label=label)
+            line, = ax.plot([p["entropy"] for p in points], [p[key] for p in points], marker="o", ms=4, label=label,
+                            color=palette[k % len(palette)])
             ax.plot(points[0]["entropy"], points[0][key], marker="v", ms=8, ls="", color=line.get_color())
             ax.plot(points[-1]["entropy"], points[-1][key], marker="^", ms=8, ls="", color=line.get_color())
         if reference_point is not None and reference_point.get(key) is not None:

@@ -134,3 +134,39 @@ def test_the_judge_free_entropy_is_the_evaluated_one(tiny_ckpt, tiny_judge, tmp_
     rec = frontier.cell(model, "tiny", 3, 0.9, args, ["entropy"])  # reuses the drawn samples
     assert rec["metrics"]["entropy"]["mean"] == pytest.approx(walked_h, abs=1e-12)
     assert frontier.sampled_entropy(model, "tiny", 3, 0.9, args) == rec["metrics"]["entropy"]["mean"]
+
+
+def test_a_label_reused_for_another_checkpoint_is_refused(tiny_ckpt, tiny_judge, tmp_path):  # noqa: F811
+    """Cells are filed by label: a re-distilled model under an old label must not inherit the old samples."""
+    import argparse
+
+    import frontier
+
+    from conftest import build_tiny_checkpoint
+    from didi_seq.generate import load_model
+    from didi_seq.plugins import get_domain
+
+    args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge),
+                              reference_samples=4, bootstrap=20)
+    first = load_model(get_domain("text"), str(tiny_ckpt))
+    h = frontier.sampled_entropy(first, "same-label", 3, 1.0, args)
+    assert frontier.sampled_entropy(first, "same-label", 3, 1.0, args) == h  # its own cells are reused
+    other = load_model(get_domain("text"), str(build_tiny_checkpoint(tmp_path / "other", seed=1)))
+    with pytest.raises(SystemExit, match="was made by checkpoint .* not by this model"):
+        frontier.sampled_entropy(other, "same-label", 3, 1.0, args)
+    frontier.cell(first, "same-label", 3, 1.0, args, ["entropy"])
+    with pytest.raises(SystemExit, match="another --work"):
+        frontier.cell(other, "same-label", 3, 1.0, args, ["entropy"])
+
+
+def test_every_frontier_curve_has_its_own_colour(monkeypatch, tmp_path):
+    """methods.py draws 12 model × NFE curves; matplotlib's default cycle repeats after 10."""
+    from didi_seq import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    curves = {f"m{k} @ NFE 8": [{"temperature": t, "entropy": 4 + k / 10 + t, "gen_ppl": 100.0 + k} for t in (0.9, 1.0)]
+              for k in range(12)}
+    plots.plot_frontier(curves, tmp_path / "f.png")
+    colours = [tuple(line.get_color()) for line in figures[0].axes[0].get_lines() if line.get_label() in curves]
+    assert len(colours) == 12 and len(set(colours)) == 12
