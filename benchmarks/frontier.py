@@ -37,7 +37,6 @@ import torch
 
 from didi_seq import __version__
 from didi_seq.evaluate import evaluate, write_result
-from didi_seq.metrics import unigram_entropy
 from didi_seq.plots import plot_frontier
 from didi_seq.plugins import get_domain
 from didi_seq.sample_io import read_jsonl, write_jsonl
@@ -179,17 +178,13 @@ def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[
 
 
 def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> float:
-    """A cell's entropy without the judge: the mean over seeds of the mean per-sample unigram entropy
-    of the model's own ids (what ``evaluate`` reports as the entropy's mean). The bracket walks on
-    this, so only the two cells that straddle the target pay for the judge."""
+    """A cell's entropy without the judge: ``evaluate``'s own entropy scorer alone (no reference, no
+    bootstrap). The bracket walks on this, so only the two cells that straddle the target pay for the judge."""
     rec = cached(cell_file(args, label, nfe, temperature), model)
-    if rec is not None:
-        return rec["metrics"]["entropy"]["mean"]
-    pad = getattr(model.tokenizer, "pad_id", None)
-    by_seed: dict[int, list[float]] = {}
-    for r in cell_samples(model, label, nfe, temperature, args):
-        by_seed.setdefault(r["seed"], []).append(unigram_entropy([i for i in r["tokens"] if i != pad]))
-    return sum(sum(v) / len(v) for v in by_seed.values()) / len(by_seed)
+    if rec is None:
+        rec = evaluate(model.domain, cell_samples(model, label, nfe, temperature, args), metrics=["entropy"],
+                       reference_samples=0, tokenizer=model.tokenizer, bootstrap=0)
+    return rec["metrics"]["entropy"]["mean"]
 
 
 def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
@@ -198,13 +193,11 @@ def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[st
     rec = cached(rec_file, model)
     if rec is not None:
         return rec
-    t0 = time.perf_counter()
     samples = cell_samples(model, label, nfe, temperature, args)
-    sampled = time.perf_counter() - t0
     rec = evaluate(model.domain, samples, judge=args.judge, metrics=metrics, reference_samples=args.reference_samples,
                    tokenizer=model.tokenizer, bootstrap=args.bootstrap, options={"judge_batch_size": 8})
-    rec["frontier"] = {"label": label, "nfe": nfe, "temperature": temperature, "sampling_wall_clock_s": round(sampled, 2),
-                       **sampling_cost(samples)}
+    rec["frontier"] = {"label": label, "nfe": nfe, "temperature": temperature,
+                       **sampling_cost(samples)}  # from the records: right also when the samples were read back
     write_result(rec_file, rec)
     return rec
 

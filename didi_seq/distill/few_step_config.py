@@ -20,23 +20,35 @@ from ..errors import DidiError
 from .method import MethodConfig, option
 
 
-def _check_common(cfg) -> None:
-    if cfg.steps <= 0:
-        raise DidiError(f"--steps must be a positive integer, got {cfg.steps}")
-    if cfg.batch_size <= 0 or cfg.ckpt_every <= 0:
-        raise DidiError(f"--batch-size and ckpt_every must be positive, got {cfg.batch_size}, {cfg.ckpt_every}")
-    if not cfg.lr > 0:
-        raise DidiError(f"--lr must be positive, got {cfg.lr}")
-    if not 0 <= cfg.ema < 1:
-        raise DidiError(f"--ema must lie in [0, 1), got {cfg.ema}")
-    if cfg.warmup_steps < 0 or cfg.grad_clip < 0:
-        raise DidiError("warmup_steps and grad_clip must be ≥ 0")
+@dataclass
+class RealDataConfig(MethodConfig):
+    """What both distillers share: a batch of noised real rows per step, checkpoints, seed, threads, precision."""
+
+    batch_size: int = option(8, "Real rows per iteration.")  # [CPU]; [SDTT] 128, [MMD] 512
+    ckpt_every: int = 25
+    seed: int = 0
+    threads: int | None = None
+    bf16: bool = option(False, "bf16 autocast (the paper trains in bf16 on GPUs; slow on CPUs without bf16 units).")
+    # ↑ [MEASURED] off by default: on a CPU without native bf16 (torch capability AVX2) autocast is emulated and
+    # 20.8x slower than fp32 for forward+backward, 7.2x for a forward (benchmarks/results/bf16_cpu.md)
+
+    def validate(self) -> None:
+        """The checks both share, on the fields each declares with its own default (steps, lr, ema, …)."""
+        if self.steps <= 0:
+            raise DidiError(f"--steps must be a positive integer, got {self.steps}")
+        if self.batch_size <= 0 or self.ckpt_every <= 0:
+            raise DidiError(f"--batch-size and ckpt_every must be positive, got {self.batch_size}, {self.ckpt_every}")
+        if not self.lr > 0:
+            raise DidiError(f"--lr must be positive, got {self.lr}")
+        if not 0 <= self.ema < 1:
+            raise DidiError(f"--ema must lie in [0, 1), got {self.ema}")
+        if self.warmup_steps < 0 or self.grad_clip < 0:
+            raise DidiError("warmup_steps and grad_clip must be ≥ 0")
 
 
 @dataclass
-class SDTTConfig(MethodConfig):
+class SDTTConfig(RealDataConfig):
     steps: int = 350  # [CPU] 7 rounds × 50; paper 7 rounds × 10k
-    batch_size: int = option(8, "Real rows per iteration.")  # [CPU]; paper 128
     lr: float = option(6e-5, "Peak learning rate (Adam, no weight decay).")  # [SDTT] 6e-5 (repository default 3e-4)
     ema: float = option(0.99, "EMA decay of the published student (and of the next round's teacher).")
     # ↑ [CPU] rounds of 50 steps: 0.99 averages ~100 steps; paper 0.9999 over 10k-step rounds, not reset between rounds
@@ -51,15 +63,9 @@ class SDTTConfig(MethodConfig):
     warmup_steps: int = 10  # [CPU] of 50-step rounds; paper 500 linear of 10k, then constant
     grad_clip: float = 1.0  # [SDTT]
     t_min: float = 1e-3  # ε of t ~ U[ε, 1] and of Algorithm 1's max(t − iΔ, ε) (MDLM's ε)
-    ckpt_every: int = 25
-    seed: int = 0
-    threads: int | None = None
-    bf16: bool = option(False, "bf16 autocast (the paper trains in bf16 on GPUs; slow on CPUs without bf16 units).")
-    # ↑ [MEASURED] off by default: on a CPU without native bf16 (torch capability AVX2) autocast is emulated and
-    # 20.8x slower than fp32 for forward+backward, 7.2x for a forward (benchmarks/results/bf16_cpu.md)
 
     def validate(self) -> None:
-        _check_common(self)
+        super().validate()
         if self.divergence not in ("reverse", "forward"):
             raise DidiError(f"--sdtt-divergence must be reverse or forward, got {self.divergence!r}")
         for name in ("teacher_steps", "start_nfe", "rounds"):
@@ -75,9 +81,8 @@ class SDTTConfig(MethodConfig):
 
 
 @dataclass
-class MMDConfig(MethodConfig):
+class MMDConfig(RealDataConfig):
     steps: int = 400  # [CPU]; [MMD] ~4k (notes: 3.25k–7k)
-    batch_size: int = option(8, "Real rows per iteration.")  # [CPU]; [MMD] 512
     # [MMD] AdamW 1e-4, no weight decay, at batch 512. [MEASURED] a batch-8 port at 1e-4 collapsed the embedded
     # text teacher's sample entropy in 400 steps (4.83 → 3.90 nats, runs of newlines); 2e-5 kept 4.75.
     lr: float = option(2e-5, "Learning rate (AdamW, no weight decay).")
@@ -101,15 +106,9 @@ class MMDConfig(MethodConfig):
     warmup_steps: int = 0  # [MMD] not recorded in the notes: constant
     grad_clip: float = 0.0  # [MMD] no clipping (0 = off)
     t_min: float = 1e-3  # [MMD] t ~ antithetic U[1e-3, 1]
-    ckpt_every: int = 25
-    seed: int = 0
-    threads: int | None = None
-    bf16: bool = option(False, "bf16 autocast (the paper trains in bf16 on GPUs; slow on CPUs without bf16 units).")
-    # ↑ [MEASURED] off by default: on a CPU without native bf16 (torch capability AVX2) autocast is emulated and
-    # 20.8x slower than fp32 for forward+backward, 7.2x for a forward (benchmarks/results/bf16_cpu.md)
 
     def validate(self) -> None:
-        _check_common(self)
+        super().validate()
         if self.groups < 2:
             raise DidiError(f"--mmd-groups must be at least 2 (the baseline leaves one group out), got {self.groups}")
         if self.draws < 2:
