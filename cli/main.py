@@ -152,7 +152,8 @@ def plugins() -> None:
     out.print("samplers: " + (", ".join(f"{n} ({', '.join(s.domains)})" if s.domains else n
                                         for n, s in samplers().items()) or "none"))
     out.print("scorers: " + (", ".join(s.name for s in scorers()) or "none"))
-    out.print("distillation methods: " + (", ".join(sorted(methods())) or "none"))
+    out.print("distillation methods:" + ("".join(f"\n  {n}: {m.description}" for n, m in sorted(methods().items()))
+                                         or " none"), markup=False)  # a plugin's "[…]" is text, not markup
     out.print("plugins: " + ", ".join(f"{n} ({dist})" for n, dist in plugin_names()))
 
 

@@ -22,7 +22,7 @@ def _build_didi_instruct(ctx: MethodContext, cfg: DistillConfig):
 
 DIDI_INSTRUCT = DistillMethod(
     name="didi-instruct",
-    description="DiDi-Instruct: adversarial integral-KL policy gradient (a discriminator rewards the student)",
+    description="DiDi-Instruct (arXiv 2509.25035): adversarial integral-KL policy gradient (a discriminator rewards the student)",
     config=DistillConfig,
     build=_build_didi_instruct,
 )
@@ -36,7 +36,8 @@ def _build_sdtt(ctx: MethodContext, cfg: SDTTConfig):
 
 SDTT = DistillMethod(
     name="sdtt",
-    description="SDTT: self-distillation through time (one student step learns two teacher steps; rounds halve the steps)",
+    description="SDTT (arXiv 2410.21035): self-distillation through time "
+                "(one student step learns two teacher steps; rounds halve the steps)",
     config=SDTTConfig,
     build=_build_sdtt,
 )
@@ -50,7 +51,8 @@ def _build_mmd(ctx: MethodContext, cfg: MMDConfig):
 
 MMD = DistillMethod(
     name="mmd",
-    description="representation-space MMD: REINFORCE on an RBF-MMD reward between fills and real data in teacher features",
+    description="representation-space MMD (arXiv 2610.06648): REINFORCE on an RBF-MMD reward "
+                "between fills and real data in teacher features",
     config=MMDConfig,
     build=_build_mmd,
 )

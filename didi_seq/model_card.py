@@ -89,7 +89,8 @@ def render(config: dict, provenance: dict) -> str:
              f"made with didi-seq ({info['method'] or 'imported'}, step {info['step']}).", ""]
     if teacher:
         about += [f"Distilled from the teacher `{teacher.get('id')}` (sha256 `{str(teacher.get('sha256'))[:12]}…`) with "
-                  "DiDi-Instruct (arXiv 2509.25035): it is meant to be sampled in few steps (8–16).", ""]
+                  f"the `{info['method'] or 'didi-instruct'}` method (`didi-seq plugins` lists each method's paper): "
+                  "it is meant to be sampled in few steps (8–16).", ""]
     about += ["## Use", "", "    pip install didi-seq",
               f"    didi-seq sample --domain {info['domain']} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4", "",
               "## Training", ""]

@@ -360,3 +360,13 @@ def test_new_plugin_writes_a_skeleton_whose_own_tests_pass(tmp_path):
     assert "3 passed" in t.stdout
     one_error_line(invoke("new-plugin", "smiles", "--out", target), "already exists")
     one_error_line(invoke("new-plugin", "Bad-Name", "--out", tmp_path / "x"), "plugin name 'Bad-Name'")
+
+
+def test_a_student_card_names_the_method_that_made_it():
+    """The card once credited DiDi-Instruct for every student, SDTT's and MMD's included."""
+    from didi_seq.model_card import render
+
+    prov = {"method": "mmd", "step": 665, "teacher": {"id": "text-teacher@d2e306680f1c", "sha256": "d2e306680f1c"}}
+    body = render({"kind": "student", "domain": "text"}, prov)
+    assert "with the `mmd` method" in body and "DiDi-Instruct" not in body
+    assert "with the `didi-instruct` method" in render({"kind": "student", "domain": "text"}, {**prov, "method": None})
