@@ -88,12 +88,29 @@ def run_state(run: Path) -> dict | None:
     return {"step": prov["step"], "wall_clock_s": prov["wall_clock_s"], "config": prov.get("distill_config") or {}}
 
 
+def finished(state: dict | None, steps: int, budget_minutes: float) -> bool:
+    """Whether a run has stopped for good: all its steps done, or its wall-clock budget spent."""
+    return state is not None and (state["step"] >= steps or state["wall_clock_s"] >= 60 * budget_minutes)
+
+
+def finished_run(method: str, steps: int, args) -> dict:
+    """--evaluate-only: the run's state, refusing a missing or unfinished run (one still training would be
+    judged on an intermediate checkpoint)."""
+    state = run_state(args.work / method)
+    if state is None:
+        raise SystemExit(f"error: no {method} run in {args.work / method}; run without --evaluate-only first")
+    if not finished(state, steps, args.budget_minutes):
+        raise SystemExit(f"error: the {method} run in {args.work / method} is at step {state['step']} of {steps}, "
+                         f"{state['wall_clock_s'] / 60:.1f} of {args.budget_minutes:g} min: let it finish "
+                         f"(or run without --evaluate-only to resume it)")
+    return state
+
+
 def distill(method: str, steps: int, args) -> dict:
     """Run, resume or reuse ``method``'s distillation in --work; returns its run state."""
     run = args.work / method
     state = run_state(run)
-    finished = state is not None and (state["step"] >= steps or state["wall_clock_s"] >= 60 * args.budget_minutes)
-    if not finished:
+    if not finished(state, steps, args.budget_minutes):
         cmd = [sys.executable, "-m", "didi_seq", "distill", "--domain", "text", "--method", method, "--out", str(run),
                "--teacher", args.teacher,
                "--steps", str(steps), "--max-minutes", f"{args.budget_minutes:g}", "--threads", str(args.threads)]
@@ -187,9 +204,8 @@ def main(argv=None) -> dict:
     args.work.mkdir(parents=True, exist_ok=True)
     training = {}
     for method in args.methods:
-        state = run_state(args.work / method) if args.evaluate_only else distill(method, steps.get(method, 400), args)
-        if state is None:
-            raise SystemExit(f"error: no {method} run in {args.work / method}; run without --evaluate-only first")
+        run = finished_run if args.evaluate_only else distill
+        state = run(method, steps.get(method, 400), args)
         training[method] = run_training(method, args.work / method, state)
         print(f"{method}: {state['step']} steps in {state['wall_clock_s'] / 60:.1f} min", file=sys.stderr, flush=True)
     if args.distill_only:

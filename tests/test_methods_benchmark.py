@@ -43,3 +43,27 @@ def test_methods_benchmark_distils_evaluates_and_resumes(tiny_ckpt, tiny_judge, 
     # a student checkpoint given with --extra reports the training its provenance records
     assert methods.checkpoint_training(str(tmp_path / "work" / "sdtt")) == {**out["training"]["sdtt"]}
     assert methods.checkpoint_training(str(tiny_ckpt)) is None  # a teacher
+
+
+def test_evaluate_only_refuses_a_run_that_is_still_training(tmp_path):
+    """Its latest checkpoint is an intermediate one: judging it would fill the cache with the wrong model."""
+    import argparse
+
+    import methods
+
+    def run_at(step, wall_clock_s):
+        ckpt = tmp_path / "mmd" / "checkpoints" / f"step_{step:07d}"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "provenance.json").write_text(json.dumps({"step": step, "wall_clock_s": wall_clock_s}))
+        (tmp_path / "mmd" / "LATEST").write_text(ckpt.name)
+
+    args = argparse.Namespace(work=tmp_path, budget_minutes=30.0)
+    with pytest.raises(SystemExit, match="no mmd run"):
+        methods.finished_run("mmd", 400, args)
+    run_at(120, 600.0)
+    with pytest.raises(SystemExit, match="is at step 120 of 400, 10.0 of 30 min: let it finish"):
+        methods.finished_run("mmd", 400, args)
+    run_at(258, 1805.0)  # stopped by the budget
+    assert methods.finished_run("mmd", 400, args)["step"] == 258
+    run_at(400, 900.0)  # all its steps
+    assert methods.finished_run("mmd", 400, args)["step"] == 400
