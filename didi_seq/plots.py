@@ -87,8 +87,9 @@ def plot_gen_ppl_vs_nfe(series: dict[str, list[dict]], path: Path, reference: di
     _save(fig, path)
 
 
-def _finish_panel(ax, log: bool, xlabel: str, ylabel: str) -> None:
-    """Scale, labels, grid and legend of one Gen PPL (log) or MAUVE panel."""
+def _finish_panel(ax, log: bool, xlabel: str, ylabel: str, legend_below: bool = False) -> None:
+    """Scale, labels, grid and legend of one Gen PPL (log) or MAUVE panel; a long legend goes below the
+    axes, where it cannot hide curves."""
     if log:
         _log_y(ax)
     else:  # MAUVE lives in [0, 1]: a fixed scale keeps plots comparable
@@ -96,7 +97,10 @@ def _finish_panel(ax, log: bool, xlabel: str, ylabel: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend_below:
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    else:
+        ax.legend(fontsize=8)
 
 
 def plot_matched_vs_nfe(series: dict[str, list[dict]], path: Path, baseline: dict | None = None,
@@ -134,7 +138,8 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
     (a point with a ``curve`` name): the model the target entropy comes from, drawn as a star."""
     plt = _pyplot()
     has_mauve = any(p.get("mauve") is not None for points in curves.values() for p in points)
-    fig, axes = plt.subplots(1, 2 if has_mauve else 1, figsize=(12 if has_mauve else 7, 5), squeeze=False,
+    height = 5 + 0.25 * max(0, len(curves) - 6)  # room for a legend below the axes
+    fig, axes = plt.subplots(1, 2 if has_mauve else 1, figsize=(12 if has_mauve else 7, height), squeeze=False,
                              layout="constrained")
     panels = [("gen_ppl", "Gen PPL (judge)", True)] + ([("mauve", "MAUVE", False)] if has_mauve else [])
     palette = plt.get_cmap("tab20" if len(curves) > 10 else "tab10").colors  # the default cycle repeats after 10
@@ -152,6 +157,6 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
                     label=f"{reference_point['curve']}, T = 1")
         if reference_entropy is not None:
             ax.axvline(reference_entropy, ls="--", c="gray", label=f"reference entropy {reference_entropy:.3f}")
-        _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel)
+        _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel, legend_below=len(curves) > 6)
     fig.suptitle(title, wrap=True)
     _save(fig, path)
