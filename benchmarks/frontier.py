@@ -108,6 +108,9 @@ def parse_args(argv=None):
     ap.add_argument("--samples", type=int, default=258, help="samples per cell, split evenly over the seeds")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--sampler", default="ancestral",
+                    help="sampler of the --checkpoints models, with its default options (e.g. rgas: does a reward-guided "
+                         "sampler win by lowering entropy?); the --match model is always sampled ancestrally")
     ap.add_argument("--judge", default=None, help="judge name/path (default: the harness's offline default)")
     ap.add_argument("--reference-samples", type=int, default=256, help="real validation blocks: reference entropy, MAUVE")
     ap.add_argument("--target-entropy", type=float, default=None, help="match here instead of the reference's entropy")
@@ -124,32 +127,36 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int, path: Path) -> list[dict]:
+def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int, path: Path,
+         sampler: str = "ancestral") -> list[dict]:
     """One seed's samples of one cell, written as the CLI writes them (or read back when already there)."""
     from didi_seq.generate import generate, sampler_config
 
-    records = cached(path, model)
+    records = cached(path, model, sampler)
     if records is not None:
         return records
-    cfg = sampler_config("ancestral", model.domain.name, nfe=nfe, temperature=temperature)
-    records = generate(model, cfg, num_samples=n, seed=seed, batch_size=batch_size).records
+    cfg = sampler_config(sampler, model.domain.name, nfe=nfe, temperature=temperature)
+    records = generate(model, cfg, sampler=sampler, num_samples=n, seed=seed, batch_size=batch_size).records
     write_jsonl(path, records)
     return records
 
 
-def cached(path: Path, model):
+def cached(path: Path, model, sampler: str = "ancestral"):
     """What an earlier run left at ``path`` in --work (a cell's record or a seed's samples), or None.
     Files are named by label, so a label reused for another checkpoint (a re-distilled student) would
-    silently read the old model's samples; the checkpoint hash every record carries must match."""
+    silently read the old model's samples; the checkpoint hash (and sampler) every record carries must match."""
     if not path.exists():
         return None
     data = read_jsonl(path) if path.suffix == ".jsonl" else json.loads(path.read_text())
-    made_by = {r.get("checkpoint_sha256") for r in (data if isinstance(data, list) else [data])}
+    rows = data if isinstance(data, list) else [data]
+    made_by = {r.get("checkpoint_sha256") for r in rows}
     expected = model.adapter.provenance.model_sha256
     if made_by != {expected}:
         found = ", ".join(sorted(str(h)[:12] for h in made_by))
         raise SystemExit(f"error: {path} was made by checkpoint {found}, not by this model ({str(expected)[:12]}): "
                          f"give it another label (--labels) or another --work")
+    if {r.get("sampler") for r in rows} != {sampler}:
+        raise SystemExit(f"error: {path} was sampled with {sorted({str(r.get('sampler')) for r in rows})}, not {sampler}")
     return data
 
 
@@ -164,7 +171,8 @@ def sampling_cost(samples: list[dict]) -> dict:
 
 
 def cell_file(args, label: str, nfe: int, temperature: float, suffix: str = ".json") -> Path:
-    return args.work / label.replace("/", "_") / f"nfe{nfe}_T{temperature:g}{suffix}"
+    sampler = "" if args.sampler == "ancestral" else f"_{args.sampler}"  # ancestral cells keep their old names
+    return args.work / label.replace("/", "_") / f"nfe{nfe}_T{temperature:g}{sampler}{suffix}"
 
 
 def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[dict]:
@@ -174,13 +182,13 @@ def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[
     per_seed = -(-args.samples // len(args.seeds))
     return [r for seed in args.seeds
             for r in draw(model, nfe, temperature, seed, per_seed, args.batch_size,
-                          cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"))]
+                          cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"), args.sampler)]
 
 
 def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> float:
     """A cell's entropy without the judge: ``evaluate``'s own entropy scorer alone (no reference, no
     bootstrap). The bracket walks on this, so only the two cells that straddle the target pay for the judge."""
-    rec = cached(cell_file(args, label, nfe, temperature), model)
+    rec = cached(cell_file(args, label, nfe, temperature), model, args.sampler)
     if rec is None:
         rec = evaluate(model.domain, cell_samples(model, label, nfe, temperature, args), metrics=["entropy"],
                        reference_samples=0, tokenizer=model.tokenizer, bootstrap=0)
@@ -190,7 +198,7 @@ def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> fl
 def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[str]) -> dict:
     """The evaluation record of one (model, NFE, T), from --work when an earlier run made it."""
     rec_file = cell_file(args, label, nfe, temperature)
-    rec = cached(rec_file, model)
+    rec = cached(rec_file, model, args.sampler)
     if rec is not None:
         return rec
     samples = cell_samples(model, label, nfe, temperature, args)
@@ -272,7 +280,7 @@ def main(argv=None) -> dict:
         checkpoint, nfe = parse_match(args.match)
         model = load_model(dom, checkpoint)
         label = args.match_label or model.adapter.provenance.id or checkpoint
-        rec = cell(model, label, nfe, 1.0, args, metrics)
+        rec = cell(model, label, nfe, 1.0, argparse.Namespace(**{**vars(args), "sampler": "ancestral"}), metrics)
         matched_to = {"curve": f"{label} @ NFE {nfe}", "temperature": 1.0, **point_of(rec)}
         target = matched_to["entropy"]
         print(f"target entropy {target:.3f}: {matched_to['curve']} at T = 1 (Gen PPL {matched_to['gen_ppl']:.1f})", flush=True)
@@ -298,7 +306,7 @@ def main(argv=None) -> dict:
     table = [{"curve": name, **matched_entropy(points, target)} for name, points in curves.items()]
     judge = records[0]["scorers"]["gen_ppl"]["judge"]
     grid = ", ".join(f"{t:g}" for t in sorted(args.temperatures))
-    header = (f"Gen PPL–entropy frontier ({args.domain}): ancestral sampler, T ∈ {{{grid}}}, "
+    header = (f"Gen PPL–entropy frontier ({args.domain}): {args.sampler} sampler, T ∈ {{{grid}}}, "
               f"{args.samples} samples over seeds {args.seeds} per cell; judge {judge['id']} (revision "
               f"{str(judge['revision'])[:19]}); reference: {reference['num_blocks']} real validation blocks "
               f"(entropy {reference['values']['entropy']:.3f}, Gen PPL {reference['values']['gen_ppl']:.1f}); didi-seq {__version__}")

@@ -126,7 +126,7 @@ def test_the_judge_free_entropy_is_the_evaluated_one(tiny_ckpt, tiny_judge, tmp_
     from didi_seq.generate import load_model
     from didi_seq.plugins import get_domain
 
-    args = argparse.Namespace(work=tmp_path / "work", samples=6, seeds=[0, 1], batch_size=4, judge=str(tiny_judge),
+    args = argparse.Namespace(work=tmp_path / "work", samples=6, seeds=[0, 1], batch_size=4, judge=str(tiny_judge), sampler="ancestral",
                               reference_samples=4, bootstrap=20)
     model = load_model(get_domain("text"), str(tiny_ckpt))
     walked_h = frontier.sampled_entropy(model, "tiny", 3, 0.9, args)
@@ -146,7 +146,7 @@ def test_a_label_reused_for_another_checkpoint_is_refused(tiny_ckpt, tiny_judge,
     from didi_seq.generate import load_model
     from didi_seq.plugins import get_domain
 
-    args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge),
+    args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge), sampler="ancestral",
                               reference_samples=4, bootstrap=20)
     first = load_model(get_domain("text"), str(tiny_ckpt))
     h = frontier.sampled_entropy(first, "same-label", 3, 1.0, args)
@@ -170,3 +170,30 @@ def test_every_frontier_curve_has_its_own_colour(monkeypatch, tmp_path):
     plots.plot_frontier(curves, tmp_path / "f.png")
     colours = [tuple(line.get_color()) for line in figures[0].axes[0].get_lines() if line.get_label() in curves]
     assert len(colours) == 12 and len(set(colours)) == 12
+
+
+from test_bad_inputs import tiny_student  # noqa: E402,F401  (the fixture: a 1-step DiDi-Instruct student)
+
+
+def test_frontier_samples_with_the_chosen_sampler_and_files_it_apart(tiny_student, tiny_judge, tmp_path):  # noqa: F811
+    """--sampler rgas: the cells are RGAS's (their records say so), in files of their own beside the ancestral ones."""
+    import argparse
+
+    import frontier
+
+    from didi_seq.generate import load_model
+    from didi_seq.plugins import get_domain
+
+    args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge),
+                              reference_samples=4, bootstrap=20, sampler="rgas")
+    model = load_model(get_domain("text"), str(tiny_student))
+    frontier.sampled_entropy(model, "s", 2, 1.0, args)
+    (rgas_file,) = (tmp_path / "work" / "s").glob("*.jsonl")
+    assert rgas_file.name == "nfe2_T1_rgas_seed0.jsonl"
+    records = [json.loads(x) for x in rgas_file.read_text().splitlines()]
+    assert {r["sampler"] for r in records} == {"rgas"} and all(r["run"]["discriminator_calls"] > 0 for r in records)
+    ancestral = argparse.Namespace(**{**vars(args), "sampler": "ancestral"})
+    frontier.sampled_entropy(model, "s", 2, 1.0, ancestral)
+    assert (tmp_path / "work" / "s" / "nfe2_T1_seed0.jsonl").exists()
+    with pytest.raises(SystemExit, match=r"sampled with \['rgas'\], not ancestral"):
+        frontier.cached(rgas_file, model, "ancestral")
