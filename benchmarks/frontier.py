@@ -325,7 +325,8 @@ def main(argv=None) -> dict:
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(text)
     plot_frontier(curves, args.out.with_suffix(".png"), target, reference_point=matched_to,
-                  title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
+                  title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge"
+                        + ("" if args.sampler == "ancestral" else f", {args.sampler} sampler") + ")")
     print(f"wrote {args.out}.json/.md/.png")
     return out
 
