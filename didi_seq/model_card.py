@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .provenance import student_method
+
 CARD_FILE = "README.md"
 LICENSE = "apache-2.0"  # didi-seq's own; a card notes that the training data may carry another
 
@@ -89,7 +91,7 @@ def render(config: dict, provenance: dict) -> str:
              f"made with didi-seq ({info['method'] or 'imported'}, step {info['step']}).", ""]
     if teacher:
         about += [f"Distilled from the teacher `{teacher.get('id')}` (sha256 `{str(teacher.get('sha256'))[:12]}…`) with "
-                  f"the `{info['method'] or 'didi-instruct'}` method (`didi-seq plugins` lists each method's paper): "
+                  f"the `{student_method(info['method'])}` method (`didi-seq plugins` lists each method's paper): "
                   "it is meant to be sampled in few steps (8–16).", ""]
     about += ["## Use", "", "    pip install didi-seq",
               f"    didi-seq sample --domain {info['domain']} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4", "",

@@ -34,6 +34,12 @@ _SOURCE_FIELDS = ("id", "path", "model_sha256", "format", "domain", "revision", 
                   "tokenizer", "tokenizer_file")
 
 
+def student_method(recorded: str | None) -> str:
+    """The distillation method a student's provenance names; students saved before the method registry
+    record none, and were all DiDi-Instruct's."""
+    return recorded or "didi-instruct"
+
+
 @dataclass(eq=False)
 class SourceInfo(Mapping):
     """Where a loaded model came from: what its format loader read (``adapter.provenance``).

@@ -16,7 +16,7 @@ from pathlib import Path
 from ._version import __version__
 from .checkpoint import atomic_write_bytes
 from .errors import DidiError
-from .provenance import SourceInfo
+from .provenance import SourceInfo, student_method
 from .untrusted import check_regular_file, parse_json
 
 DECODED = "decoded"  # the decoded sample's key in every domain; Domain.sample_field names its alias
@@ -35,7 +35,7 @@ def distilled_by(source: SourceInfo) -> dict:
     """``{"method": ...}`` for a distilled student (the distillation method its provenance names), else nothing."""
     if source.extra.get("kind") != "student":
         return {}
-    return {"method": source.extra.get("method") or "didi-instruct"}  # students from before the registry: DiDi-Instruct
+    return {"method": student_method(source.extra.get("method"))}
 
 
 def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final: str, provenance: SourceInfo | dict,
