@@ -89,14 +89,14 @@ def positive(name: str, value: int | None) -> None:
 @contextlib.contextmanager
 def distributed_run(device: str):
     """(ranks, device) of this process under torchrun (a single process otherwise): under torchrun
-    ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group on exit."""
+    ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group after a clean run."""
     from didi_seq.devices import resolve_device
     from didi_seq.distributed import init_from_env, local_rank, shutdown
 
     dev = resolve_device(device, local_rank())
     ranks = init_from_env(dev)
     yield ranks, dev
-    shutdown(ranks)  # only after a clean run: a failed rank's peers may never reach the barrier (torchrun reaps them)
+    shutdown(ranks)  # not after an error: a failed rank's peers may never reach the barrier (torchrun reaps them)
 
 
 # the options pretrain and distill share

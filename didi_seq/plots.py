@@ -138,7 +138,8 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
     (a point with a ``curve`` name): the model the target entropy comes from, drawn as a star."""
     plt = _pyplot()
     has_mauve = any(p.get("mauve") is not None for points in curves.values() for p in points)
-    height = 5 + 0.25 * max(0, len(curves) - 6)  # room for a legend below the axes
+    legend_below = len(curves) > 6  # a long legend inside the axes hides curves
+    height = 5 + (0.25 * (len(curves) - 6) if legend_below else 0)  # room for it below the axes
     fig, axes = plt.subplots(1, 2 if has_mauve else 1, figsize=(12 if has_mauve else 7, height), squeeze=False,
                              layout="constrained")
     panels = [("gen_ppl", "Gen PPL (judge)", True)] + ([("mauve", "MAUVE", False)] if has_mauve else [])
@@ -157,6 +158,6 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
                     label=f"{reference_point['curve']}, T = 1")
         if reference_entropy is not None:
             ax.axvline(reference_entropy, ls="--", c="gray", label=f"reference entropy {reference_entropy:.3f}")
-        _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel, legend_below=len(curves) > 6)
+        _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel, legend_below)
     fig.suptitle(title, wrap=True)
     _save(fig, path)

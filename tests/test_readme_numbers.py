@@ -16,16 +16,17 @@ README = (ROOT / "README.md").read_text()
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def first_table(text: str) -> list[str]:
+    """The lines of the first Markdown table in ``text`` (header and |---| line included)."""
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    return list(itertools.takewhile(lambda ln: ln.startswith("|"), lines[start:]))
+
+
 def table_after(heading_fragment: str) -> list[list[str]]:
     """Body rows (cells stripped) of the first Markdown table after the line holding ``heading_fragment``."""
-    lines = README[README.index(heading_fragment):].splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
-    rows = []
-    for ln in lines[start + 2:]:  # skip the header and the |---| line
-        if not ln.startswith("|"):
-            break
-        rows.append([c.strip().strip("*") for c in ln.strip().strip("|").split("|")])
-    return rows
+    body = first_table(README[README.index(heading_fragment):])[2:]  # skip the header and the |---| line
+    return [[c.strip().strip("*") for c in ln.strip().strip("|").split("|")] for ln in body]
 
 
 def test_readme_test_command_is_what_ci_runs():
@@ -77,9 +78,7 @@ def test_teacher_nfe_table_matches_the_sweep():
 
 def copied_tables(results_md: str) -> list[str]:
     """The lines of a results file's first Markdown table; the README must carry each one verbatim."""
-    lines = (RESULTS / results_md).read_text().splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
-    table = list(itertools.takewhile(lambda ln: ln.startswith("|"), lines[start:]))
+    table = first_table((RESULTS / results_md).read_text())
     assert len(table) > 2
     return table
 
