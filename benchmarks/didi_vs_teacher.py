@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     write_result(args.out.with_suffix(".json"), result)
     args.out.with_suffix(".md").write_text(table)
     plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out}.json/.md/.png")
+    print(f"wrote {args.out}.json/.md/.png", file=sys.stderr)
 
 
 if __name__ == "__main__":

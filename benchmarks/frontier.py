@@ -211,11 +211,11 @@ def cell(model, label: str, nfe: int, temperature: float, args, metrics: list[st
 
 
 def reported_cell(model, label: str, nfe: int, temperature: float, *, args, metrics: list[str]) -> dict:
-    """``cell``, with its point printed as it lands (progress on stdout, one line per cell)."""
+    """``cell``, with its point printed as it lands (progress on stderr, one line per cell)."""
     rec = cell(model, label, nfe, temperature, args, metrics)
     p = point_of(rec)
     print(f"{label} @ NFE {nfe}, T {temperature:g}: entropy {p['entropy']:.3f}, Gen PPL {p['gen_ppl']:.1f}"
-          + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), flush=True)
+          + (f", MAUVE {p['mauve']:.3f}" if p.get("mauve") is not None else ""), file=sys.stderr, flush=True)
     return rec
 
 
@@ -283,7 +283,8 @@ def main(argv=None) -> dict:
         rec = cell(model, label, nfe, 1.0, argparse.Namespace(**{**vars(args), "sampler": "ancestral"}), metrics)
         matched_to = {"curve": f"{label} @ NFE {nfe}", "temperature": 1.0, **point_of(rec)}
         target = matched_to["entropy"]
-        print(f"target entropy {target:.3f}: {matched_to['curve']} at T = 1 (Gen PPL {matched_to['gen_ppl']:.1f})", flush=True)
+        print(f"target entropy {target:.3f}: {matched_to['curve']} at T = 1 (Gen PPL {matched_to['gen_ppl']:.1f})",
+              file=sys.stderr, flush=True)
     curves, records, reference = {}, [], None
     for k, checkpoint in enumerate(args.checkpoints):
         model = load_model(dom, checkpoint)
@@ -327,7 +328,7 @@ def main(argv=None) -> dict:
     plot_frontier(curves, args.out.with_suffix(".png"), target, reference_point=matched_to,
                   title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge"
                         + ("" if args.sampler == "ancestral" else f", {args.sampler} sampler") + ")")
-    print(f"wrote {args.out}.json/.md/.png")
+    print(f"wrote {args.out}.json/.md/.png", file=sys.stderr)
     return out
 
 

@@ -246,7 +246,7 @@ def main(argv=None) -> dict:
     plot_matched_vs_nfe(series, args.out.with_suffix(".png"), baseline,
                         title=f"Methods at equal compute ({args.budget_minutes:g} min each): "
                               f"Gen PPL and MAUVE at teacher@{args.match_nfe}'s entropy")
-    print(f"wrote {args.out}.json/.md/.png")
+    print(f"wrote {args.out}.json/.md/.png", file=sys.stderr)
     return out
 
 

@@ -164,7 +164,7 @@ def main(argv=None) -> None:
     if len(rows) > 1:  # one NFE is a table row, not a "vs NFE" plot
         plot_gen_ppl_vs_nfe({label: rows}, args.out.with_suffix(".png"), reference,
                             title=f"{label}: Gen PPL and entropy vs NFE ({judge['id'].split(' ')[0].split('/')[-1]} judge)")
-    print(f"wrote {args.out}.json/.md" + (".png" if len(rows) > 1 else ""))
+    print(f"wrote {args.out}.json/.md" + (".png" if len(rows) > 1 else ""), file=sys.stderr)
     return out
 
 

@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
            "torch": torch.__version__, "didi_seq_version": __version__, "records": records}
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(table)
-    print(f"wrote {args.out}.json/.md")
+    print(f"wrote {args.out}.json/.md", file=sys.stderr)
     return out
 
 
