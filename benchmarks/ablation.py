@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nfe_sweep  # noqa: E402
 
-from didi_seq.evaluate import write_result  # noqa: E402
+from didi_seq.evaluation.harness import write_result  # noqa: E402
 
 ROWS = [
     ("baseline", ["--no-score-decomposition", "--no-coupled-time", "--omega", "constant", "--pi", "uniform",

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
+from didi_seq.models.loading import load_teacher
+from didi_seq.registry.plugins import get_domain
 
 
 def timed(fn) -> float:

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nfe_sweep  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
-from didi_seq.evaluate import write_result  # noqa: E402
-from didi_seq.generate import generate, load_model, sampler_config  # noqa: E402
-from didi_seq.plots import plot_gen_ppl_vs_nfe  # noqa: E402
-from didi_seq.plugins import get_domain  # noqa: E402
+from didi_seq.evaluation.harness import write_result  # noqa: E402
+from didi_seq.evaluation.plots import plot_gen_ppl_vs_nfe  # noqa: E402
+from didi_seq.registry.plugins import get_domain  # noqa: E402
+from didi_seq.sampling.generate import generate, load_model, sampler_config  # noqa: E402
 
 
 def parse_args(argv=None):

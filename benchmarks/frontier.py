@@ -12,9 +12,9 @@ model × NFE is reported where its mean per-sample unigram entropy meets a refer
   (what that paper's text describes); absent when no pair brackets it (never extrapolated).
 
 For every cell (model, NFE, T) ``--samples`` sequences are drawn over ``--seeds`` and scored by
-``didi_seq.evaluate`` (Gen PPL with its bootstrap CI, entropy, rep-n and, with the
+``didi_seq.evaluation.harness`` (Gen PPL with its bootstrap CI, entropy, rep-n and, with the
 ``mauve`` extra, MAUVE against the real-data reference). Entropy here is of the model's own
-tokens, not the judge's (``didi_seq.metrics``). Each cell is one JSON in --work, so an
+tokens, not the judge's (``didi_seq.evaluation.metrics``). Each cell is one JSON in --work, so an
 interrupted sweep continues where it stopped; the reference's scoring is cached by evaluate.
 
 Writes ``<out>.json`` (every cell and the matched-entropy table), ``<out>.md`` and ``<out>.png``
@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 
 from didi_seq import __version__
-from didi_seq.evaluate import evaluate, write_result
-from didi_seq.plots import plot_frontier
-from didi_seq.plugins import get_domain
-from didi_seq.sample_io import read_jsonl, write_jsonl
+from didi_seq.evaluation.harness import evaluate, write_result
+from didi_seq.evaluation.plots import plot_frontier
+from didi_seq.io.samples import read_jsonl, write_jsonl
+from didi_seq.registry.plugins import get_domain
 
 # arXiv 2610.06648's temperature grid (yandex-research/dlm-mmd, mmd/owt_pareto.py)
 TEMPERATURES = [0.75, 0.80, 0.85, 0.875, 0.90, 0.925, 0.95, 0.975, 1.00, 1.05, 1.10, 1.20]
@@ -130,7 +130,7 @@ def parse_args(argv=None):
 def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int, path: Path,
          sampler: str = "ancestral") -> list[dict]:
     """One seed's samples of one cell, written as the CLI writes them (or read back when already there)."""
-    from didi_seq.generate import generate, sampler_config
+    from didi_seq.sampling.generate import generate, sampler_config
 
     records = cached(path, model, sampler)
     if records is not None:
@@ -262,7 +262,7 @@ def markdown(table: list[dict], curves: dict, header: str, matched_to: dict | No
 
 
 def main(argv=None) -> dict:
-    from didi_seq.generate import load_model
+    from didi_seq.sampling.generate import load_model
 
     args = parse_args(argv)
     if args.labels and len(args.labels) != len(args.checkpoints):

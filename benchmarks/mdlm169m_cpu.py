@@ -32,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.backbone import DiT, DiTConfig
-from didi_seq.generate import Model, generate
-from didi_seq.plugins import get_domain
-from didi_seq.process import LogLinearSchedule
-from didi_seq.sampling import SamplerConfig, time_grid
-from didi_seq.teacher import NativeTeacher, TeacherSpec
+from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import NativeTeacher, TeacherSpec
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, time_grid
+from didi_seq.sampling.generate import Model, generate
 
 VOCAB, MASK = 50258, 50257
 SEED = 0

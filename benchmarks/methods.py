@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
-from didi_seq.evaluate import write_result  # noqa: E402
-from didi_seq.plots import plot_matched_vs_nfe  # noqa: E402
+from didi_seq.evaluation.harness import write_result  # noqa: E402
+from didi_seq.evaluation.plots import plot_matched_vs_nfe  # noqa: E402
 
 # Step counts give each method's schedule a length; the budget is what binds. SDTT needs its
 # rounds to end inside the budget (7 rounds × 150 steps ≈ 26 min at ≈ 1.45 s/step, one thread);
@@ -138,8 +138,8 @@ def run_training(method: str, run: Path, state: dict) -> dict:
 
 def checkpoint_training(checkpoint: str) -> dict | None:
     """The training summary a student checkpoint's provenance records (None for a teacher or a hub model)."""
-    from didi_seq.generate import load_model
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.sampling.generate import load_model
 
     model = load_model(get_domain("text"), checkpoint)
     prov = model.adapter.provenance.extra

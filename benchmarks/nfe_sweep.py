@@ -2,7 +2,7 @@
 
 For every NFE the checkpoint draws ``--samples`` sequences split over ``--seeds`` (the
 default 258 = 3 × 86), with the ancestral sampler (fp64 draws, exact per-sequence cache);
-the samples are written as the CLI writes them and scored by ``didi_seq.evaluate`` with
+the samples are written as the CLI writes them and scored by ``didi_seq.evaluation.harness`` with
 the chosen judge (default: the offline SmolLM2-135M). Reported per NFE: Gen PPL and
 entropy as mean ± std over seeds, wall-clock s/sample, batched network calls and
 sequence evaluations per sample. Real validation text is scored the same way once as the
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from didi_seq import __version__
-from didi_seq.evaluate import evaluate, reference_records, write_result
-from didi_seq.generate import generate, load_model, ready_sampler, sampler_config
-from didi_seq.plots import plot_gen_ppl_vs_nfe
-from didi_seq.plugins import get_domain
-from didi_seq.sample_io import read_jsonl, write_jsonl
+from didi_seq.evaluation.harness import evaluate, reference_records, write_result
+from didi_seq.evaluation.plots import plot_gen_ppl_vs_nfe
+from didi_seq.io.samples import read_jsonl, write_jsonl
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.generate import generate, load_model, ready_sampler, sampler_config
 
 
 def parse_args(argv=None):

@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 
 from didi_seq import __version__
-from didi_seq.evaluate import evaluate, reference_records, write_result
-from didi_seq.generate import generate, load_model, sampler_config
-from didi_seq.plugins import get_domain
-from didi_seq.sample_io import read_jsonl, write_jsonl
+from didi_seq.evaluation.harness import evaluate, reference_records, write_result
+from didi_seq.io.samples import read_jsonl, write_jsonl
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.generate import generate, load_model, sampler_config
 
 COLUMNS = [("aa_composition_js", "AA JS", 3), ("dipeptide_composition_js", "dipep JS", 3),
            ("longest_homopolymer", "max run", 1), ("max_residue_fraction", "max res frac", 3), ("uniqueness", "unique", 2),

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.generate import Model, generate, load_model
-from didi_seq.plugins import get_domain
-from didi_seq.sampling import SamplerConfig, time_grid
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, time_grid
+from didi_seq.sampling.generate import Model, generate, load_model
 
 SEED = 0
 

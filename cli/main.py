@@ -38,7 +38,7 @@ THREADS_HELP = "torch CPU threads."
 THREADS_DEFAULT = "half the cores, at most 4"  # didi_seq.devices.default_threads
 RUN = "Run and output"
 HARDWARE = "Hardware"
-METHOD = "DiDi-Instruct method (each default names its source in didi_seq/distill/config.py)"
+METHOD = "DiDi-Instruct method (each default names its source in didi_seq/distill/didi_instruct/config.py)"
 SWITCHES = "Ablation switches (on: the paper's full method)"  # own panel: their long names need the width
 
 
@@ -91,7 +91,7 @@ def distributed_run(device: str):
     """(ranks, device) of this process under torchrun (a single process otherwise): under torchrun
     ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group after a clean run."""
     from didi_seq.devices import resolve_device
-    from didi_seq.distributed import init_from_env, local_rank, shutdown
+    from didi_seq.training.distributed import init_from_env, local_rank, shutdown
 
     dev = resolve_device(device, local_rank())
     ranks = init_from_env(dev)
@@ -127,7 +127,7 @@ def make_run_parent(out: Path) -> None:
 
 
 def domain_or_fail(name: str):
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
 
     return get_domain(name)
 
@@ -138,7 +138,7 @@ def plugins() -> None:
     """List domains, teacher formats, samplers, scorers, distillation methods and the plugins that provide them."""
     from rich.table import Table
 
-    from didi_seq.plugins import domains, methods, plugin_names, samplers, scorers, teacher_formats
+    from didi_seq.registry.plugins import domains, methods, plugin_names, samplers, scorers, teacher_formats
 
     out = console()
     table = Table(title="domains")
@@ -196,10 +196,10 @@ def pretrain(
     dom = domain_or_fail(domain)
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from didi_seq.pretrain import PretrainConfig
-    from didi_seq.pretrain import pretrain as run
-    from didi_seq.run_dir import exclusive_run
-    from didi_seq.training_log import check_logger, training_logger
+    from didi_seq.training.log import check_logger, training_logger
+    from didi_seq.training.pretrain import PretrainConfig
+    from didi_seq.training.pretrain import pretrain as run
+    from didi_seq.training.run_dir import exclusive_run
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
@@ -268,7 +268,7 @@ def sample(
     positive("batch-size", batch_size)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
-    from didi_seq.generate import check_num_samples, generate, load_model, sampler_config
+    from didi_seq.sampling.generate import check_num_samples, generate, load_model, sampler_config
 
     check_num_samples(num_samples)
 
@@ -278,14 +278,14 @@ def sample(
     to_stdout = output is not None and str(output) == "-"
     outputs = []
     if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
-        from didi_seq.outputs import input_paths, plan_outputs
+        from didi_seq.io.outputs import input_paths, plan_outputs
 
         outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, teacher))
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from didi_seq.devices import resolve_device
-    from didi_seq.sample_io import jsonl_bytes, jsonl_text
+    from didi_seq.io.samples import jsonl_bytes, jsonl_text
 
     torch.set_num_threads(threads)
     model = load_model(dom, checkpoint, device=resolve_device(device), use_ema=ema,
@@ -303,7 +303,7 @@ def sample(
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()
     else:
-        from didi_seq.outputs import write_all
+        from didi_seq.io.outputs import write_all
 
         write_all(zip(outputs, [jsonl_bytes(records), *(render(records) for render in dom.sample_files.values())], strict=True))
         written = outputs
@@ -319,7 +319,7 @@ class DistillCommand(TyperCommand):
     def format_help(self, ctx, formatter) -> None:
         super().format_help(ctx, formatter)
         from didi_seq.distill.method import flags_help
-        from didi_seq.plugins import methods
+        from didi_seq.registry.plugins import methods
 
         text = flags_help(methods())
         if formatter.getvalue():  # click's plain help
@@ -369,13 +369,13 @@ def distill(
     dom = domain_or_fail(domain)
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from didi_seq.distill.didi_instruct.preflight import check_student_steps
     from didi_seq.distill.method import parse_method_flags
-    from didi_seq.distill.preflight import check_student_steps
     from didi_seq.distill.run import check_max_minutes
     from didi_seq.distill.run import distill as run
-    from didi_seq.plugins import get_method, methods
-    from didi_seq.run_dir import exclusive_run
-    from didi_seq.training_log import check_logger, training_logger
+    from didi_seq.registry.plugins import get_method, methods
+    from didi_seq.training.log import check_logger, training_logger
+    from didi_seq.training.run_dir import exclusive_run
 
     chosen = get_method(method)
     given = parse_method_flags(chosen, methods(), ctx.args)
@@ -466,13 +466,13 @@ def evaluate(
     dom = domain_or_fail(domain)
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
-        from didi_seq.outputs import check_output, input_paths
+        from didi_seq.io.outputs import check_output, input_paths
 
         output = check_output(output, input_paths(samples, judge, plddt_model))
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from didi_seq.evaluate import describe_files, load_samples, write_result
-    from didi_seq.evaluate import evaluate as run
+    from didi_seq.evaluation.harness import describe_files, load_samples, write_result
+    from didi_seq.evaluation.harness import evaluate as run
 
     records = load_samples(samples, dom)  # bad files fail before any model loads
     if reference:
@@ -514,7 +514,7 @@ def evaluate(
 def _print_record(console, record: dict) -> None:
     from rich.table import Table
 
-    from didi_seq.plugins import scorers
+    from didi_seq.registry.plugins import scorers
 
     table = Table(title=f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
                         f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}")
@@ -557,7 +557,7 @@ def new_plugin(
 
 
 def _register_plugin_commands() -> None:
-    from didi_seq.plugins import get_plugin_manager
+    from didi_seq.registry.plugins import get_plugin_manager
 
     get_plugin_manager().hook.register_commands(app=app)
 

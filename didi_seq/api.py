@@ -5,8 +5,8 @@
     result = model.evaluate(records, metrics=["entropy"])
     model.save_pretrained("my-student")
 
-A thin layer over what the CLI runs (``didi_seq.generate``, ``didi_seq.evaluate``,
-``didi_seq.checkpoint``): the same records, the same numbers for the same seed. Documented
+A thin layer over what the CLI runs (``didi_seq.sampling.generate``, ``didi_seq.evaluation.harness``,
+``didi_seq.io.checkpoint``): the same records, the same numbers for the same seed. Documented
 (and tested block by block) in docs/python-api.md.
 """
 
@@ -17,18 +17,18 @@ import shutil
 from pathlib import Path
 
 from .errors import DidiError
-from .provenance import SourceInfo
+from .io.provenance import SourceInfo
 
 DISCRIMINATOR_FILES = ("discriminator.safetensors", "discriminator.json")  # a student's, for --sampler rgas
 
 
 def _domain_of(src: str, domain):
     """A Domain from ``domain`` (a name or a Domain), else from a native checkpoint's config.json."""
-    from .plugins import get_domain
+    from .registry.plugins import get_domain
 
     if domain is not None:
         return get_domain(domain) if isinstance(domain, str) else domain
-    from .checkpoint import read_config, resolve_checkpoint_dir
+    from .io.checkpoint import read_config, resolve_checkpoint_dir
 
     if src not in ("teacher", "student") and Path(src).exists():
         name = read_config(resolve_checkpoint_dir(src)).get("domain")
@@ -41,7 +41,7 @@ class MaskedDiffusionModel:
     """A loaded masked-diffusion teacher or distilled student, its domain and tokenizer."""
 
     def __init__(self, model):
-        self._model = model  # didi_seq.generate.Model
+        self._model = model  # didi_seq.sampling.generate.Model
 
     @classmethod
     def from_pretrained(cls, src: str | Path, domain=None, *, device: str = "cpu", use_ema: bool = True) -> MaskedDiffusionModel:
@@ -49,7 +49,7 @@ class MaskedDiffusionModel:
         file another format reads (.ckpt), or a hub id (``owner/name[@revision]``, from the local cache).
         ``domain``: a name or Domain; optional for didi-seq checkpoints, whose config names it."""
         from .devices import resolve_device
-        from .generate import load_model
+        from .sampling.generate import load_model
 
         src = str(src)
         dom = _domain_of(src, domain)
@@ -80,7 +80,7 @@ class MaskedDiffusionModel:
                temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32, **options) -> list[dict]:
         """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
         ``options``: the sampler's own (``final="greedy"``, ``cache=False``, RGAS's ``candidates=``, …)."""
-        from .generate import generate, sampler_config
+        from .sampling.generate import generate, sampler_config
 
         cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
         return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
@@ -89,7 +89,7 @@ class MaskedDiffusionModel:
     def evaluate(self, samples: list[dict] | list[str | Path], *, metrics: list[str] | None = None, judge: str | None = None,
                  reference_samples: int = 0, **options) -> dict:
         """The evaluation record ``didi-seq evaluate --output`` writes, for records or JSONL paths of this domain."""
-        from .evaluate import evaluate
+        from .evaluation.harness import evaluate
 
         if samples and not isinstance(samples[0], dict):
             samples = [Path(p) for p in samples]
@@ -99,7 +99,7 @@ class MaskedDiffusionModel:
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write a didi-seq checkpoint directory (weights, config, tokenizer, provenance, model card) that
         ``from_pretrained`` and ``--checkpoint`` load; a student's discriminator files are copied along."""
-        from .checkpoint import save_checkpoint
+        from .io.checkpoint import save_checkpoint
 
         adapter, directory = self._model.adapter, Path(directory)
         config_of = getattr(getattr(getattr(adapter, "model", None), "config", None), "to_dict", None)

@@ -20,10 +20,10 @@ torch.set_num_threads(1)
 
 def build_tiny_checkpoint(path, vocab_size=None, mask_id=None, domain="text", length=16, seed=0):
     """A randomly initialised tiny DiT saved in the native format, with the text tokenizer."""
-    from didi_seq.backbone import DiT, DiTConfig
-    from didi_seq.checkpoint import save_checkpoint
-    from didi_seq.plugins import get_domain
-    from didi_seq.teacher import TeacherSpec
+    from didi_seq.io.checkpoint import save_checkpoint
+    from didi_seq.models.dit import DiT, DiTConfig
+    from didi_seq.models.teacher import TeacherSpec
+    from didi_seq.registry.plugins import get_domain
 
     tok = get_domain("text").load_tokenizer(None)
     vocab_size = vocab_size or tok.vocab_size

@@ -9,10 +9,10 @@ import itertools
 
 import torch
 
-from didi_seq.backbone import DiT, DiTConfig
-from didi_seq.distill.networks import dit_denoiser
-from didi_seq.process import LogLinearSchedule
-from didi_seq.teacher import NativeTeacher, TeacherSpec
+from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq.models.networks import dit_denoiser
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import NativeTeacher, TeacherSpec
 
 V, MASK, L = 3, 3, 3
 STATES = torch.tensor(list(itertools.product(range(V + 1), repeat=L)))  # [64, L]

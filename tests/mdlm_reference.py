@@ -1,6 +1,6 @@
 """A reference MDLM DiT written for the tests, and writers for every published on-disk format.
 
-Independent of ``didi_seq.backbone``: explicit attention (no SDPA), MDLM's rotate-half
+Independent of ``didi_seq.models.dit``: explicit attention (no SDPA), MDLM's rotate-half
 rotary applied to q and k, bias-free fp32 LayerNorm, adaLN-Zero blocks, the same
 parameter names and registration order as ``kuleshov-group/mdlm`` ``models/dit.py``
 (and its Lightning / Hugging Face checkpoints, ``kuleshov-group/mdlm-owt``). Tiny sizes; GPT-2's 50258 classes.

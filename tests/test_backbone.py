@@ -1,6 +1,6 @@
 import torch
 
-from didi_seq.backbone import DiT, DiTConfig
+from didi_seq.models.dit import DiT, DiTConfig
 
 
 def model(time_conditioning=False):

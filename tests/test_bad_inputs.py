@@ -124,7 +124,7 @@ def test_teacher_with_another_vocabulary(work):
 
 
 def test_teacher_with_another_mask_id(work):
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
 
     tok = get_domain("text").load_tokenizer(None)
     wrong = build_tiny_checkpoint(work / "mask", vocab_size=tok.vocab_size, mask_id=tok.mask_id - 1)
@@ -152,7 +152,7 @@ def test_student_with_a_teacher_of_another_vocabulary(work, tiny_student):
 
 
 def test_resume_with_a_teacher_of_another_mask_id(work, tiny_student):
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
 
     tok = get_domain("text").load_tokenizer(None)
     run = work / "run"
@@ -166,7 +166,7 @@ def test_resume_with_a_teacher_of_another_mask_id(work, tiny_student):
 
 
 def protein_domain_or_skip():
-    from didi_seq.plugins import domains
+    from didi_seq.registry.plugins import domains
 
     if "protein" not in domains():
         pytest.skip("FASTA corpora belong to the protein domain (issue 5), which is not installed yet")

@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from conftest import build_tiny_checkpoint
-from didi_seq.backbone import DiT, DiTConfig
-from didi_seq.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
 from didi_seq.errors import CheckpointError
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
+from didi_seq.io.checkpoint import load_checkpoint, load_state_strict, save_checkpoint
+from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq.models.loading import load_teacher
+from didi_seq.registry.plugins import get_domain
 
 
 def test_round_trip_is_exact(tiny_ckpt):
@@ -85,7 +85,7 @@ def test_atomic_save_keeps_old_checkpoint_on_failure(tiny_ckpt, tmp_path):
 def test_atomic_files_get_normal_permissions(tmp_path):
     import os
 
-    from didi_seq.checkpoint import atomic_write_bytes
+    from didi_seq.io.checkpoint import atomic_write_bytes
 
     umask = os.umask(0o022)
     try:

@@ -40,7 +40,7 @@ def test_sample_embedded_teacher(tmp_path):
 @pytest.mark.parametrize("domain", ["text", "protein"])
 def test_embedded_models_fit_the_artifact_budget(domain):
     """Each shipped teacher and student directory (student: weights + discriminator) is ≤ 30 MB."""
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
 
     dom = get_domain(domain)
     for path in (dom.embedded_teacher, dom.embedded_student):

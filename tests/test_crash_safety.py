@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import build_tiny_checkpoint
-from didi_seq.checkpoint import LATEST_FILE, STATE_FILE, load_checkpoint
+from didi_seq.io.checkpoint import LATEST_FILE, STATE_FILE, load_checkpoint
 from didi_seq_cli.main import app
 
 pytestmark = pytest.mark.slow

@@ -8,12 +8,12 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import build_tiny_checkpoint
-from didi_seq.checkpoint import load_checkpoint
 from didi_seq.devices import backend_for, host_rand, resolve_device
 from didi_seq.errors import DidiError
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.sampling import SamplerConfig, sample_batches
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.models.loading import load_teacher
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, sample_batches
 from didi_seq_cli.main import app
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

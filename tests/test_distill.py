@@ -8,9 +8,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import build_tiny_checkpoint, one_error_line
-from didi_seq.checkpoint import load_checkpoint
 from didi_seq.distill.objective import grouped_advantages, omega, rewards, sample_tau
-from didi_seq.process import LogLinearSchedule
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.models.process import LogLinearSchedule
 from didi_seq_cli.main import app
 
 runner = CliRunner()
@@ -110,7 +110,7 @@ def test_every_ablation_switch_runs(tiny_ckpt, tmp_path, switches):
 
 
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tiny_ckpt, tmp_path, monkeypatch):
-    import didi_seq.distill.trainer as trainer
+    import didi_seq.distill.didi_instruct.trainer as trainer
 
     real = trainer.grouped_advantages
     calls = {"n": 0}

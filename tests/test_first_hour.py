@@ -24,7 +24,7 @@ def invoke(*args, **kwargs):
     (set(), "huggingface-cli download owner/name model.safetensors --revision abc"),
 ])
 def test_download_command_names_the_installed_cli(monkeypatch, scripts, expected):
-    from didi_seq import hub
+    from didi_seq.io import hub
 
     monkeypatch.setattr(hub, "_console_scripts", lambda: scripts)
     assert hub.download_command("owner/name", "model.safetensors", revision="abc") == expected
@@ -35,14 +35,14 @@ def test_installed_hub_provides_the_command_we_name():
     """The name comes from the installed package's metadata: it is one of its console scripts."""
     from importlib.metadata import distribution
 
-    from didi_seq.hub import hub_cli
+    from didi_seq.io.hub import hub_cli
 
     scripts = {ep.name for ep in distribution("huggingface_hub").entry_points if ep.group == "console_scripts"}
     assert hub_cli() in scripts
 
 
 def test_cache_miss_error_names_the_hub_command(monkeypatch):
-    from didi_seq import hub
+    from didi_seq.io import hub
 
     monkeypatch.setattr(hub, "_console_scripts", lambda: {"hf"})
     r = invoke("sample", "--domain", "text", "--checkpoint", "test-org/not-cached@v1", "--nfe", 2)
@@ -63,8 +63,8 @@ def test_every_record_carries_decoded_and_the_domain_alias(tiny_ckpt, tmp_path):
 
 @pytest.mark.parametrize("key", ["decoded", "text"])
 def test_evaluate_reads_records_with_either_key(tmp_path, key):
-    from didi_seq.evaluate import load_samples
-    from didi_seq.plugins import get_domain
+    from didi_seq.evaluation.harness import load_samples
+    from didi_seq.registry.plugins import get_domain
 
     f = tmp_path / "s.jsonl"
     f.write_text(json.dumps({key: "hello world", "nfe": 4}) + "\n")
@@ -73,7 +73,7 @@ def test_evaluate_reads_records_with_either_key(tmp_path, key):
 
 
 def test_with_decoded_keeps_both_when_present():
-    from didi_seq.sample_io import with_decoded
+    from didi_seq.io.samples import with_decoded
 
     assert with_decoded({"sequence": "MKV"}, "sequence") == {"sequence": "MKV", "decoded": "MKV"}
     assert with_decoded({"decoded": "a", "text": "b"}, "text") == {"decoded": "a", "text": "b"}
@@ -171,8 +171,8 @@ def test_distill_refuses_a_run_where_the_student_never_steps(tiny_ckpt, tmp_path
 
 
 def test_check_student_steps():
-    from didi_seq.distill.config import DistillConfig
-    from didi_seq.distill.preflight import check_student_steps, student_steps
+    from didi_seq.distill.didi_instruct.config import DistillConfig
+    from didi_seq.distill.didi_instruct.preflight import check_student_steps, student_steps
     from didi_seq.errors import DidiError
 
     assert student_steps(DistillConfig(steps=21, disc_warmup_steps=20)) == 1
@@ -253,7 +253,7 @@ def test_student_card_names_method_teacher_and_base_model(tiny_ckpt, tmp_path):
 
 
 def test_card_metadata_for_hub_teacher_and_dataset():
-    from didi_seq.model_card import metadata
+    from didi_seq.io.model_card import metadata
 
     prov = {"corpus": "openwebtext", "method": "DiDi-Instruct", "step": 10,
             "teacher": {"id": "kuleshov-group/mdlm-owt@abc123", "path": "/cache/models--kuleshov-group--mdlm-owt/x"}}
@@ -270,9 +270,9 @@ def test_small_preset_takes_the_domains_default_length(tmp_path):
     """A preset that sets no length defers to Domain.default_length (the tiny preset is a fixed test shape)."""
     import dataclasses
 
-    from didi_seq.checkpoint import load_checkpoint
-    from didi_seq.plugins import get_domain
-    from didi_seq.pretrain import PretrainConfig, pretrain
+    from didi_seq.io.checkpoint import load_checkpoint
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.training.pretrain import PretrainConfig, pretrain
 
     dom = dataclasses.replace(get_domain("text"), default_length=24)
     cfg = PretrainConfig.from_preset("small", steps=1, batch_size=2, eval_batches=1, threads=1,
@@ -284,7 +284,7 @@ def test_small_preset_takes_the_domains_default_length(tmp_path):
 
 
 def test_char_tokenizer_ids_round_trip_and_errors(tmp_path):
-    from didi_seq.char_tokenizer import CharTokenizer
+    from didi_seq.domain.char_tokenizer import CharTokenizer
     from didi_seq.errors import DidiError
 
     tok = CharTokenizer("ACGU", upper=True, symbol="base")
@@ -302,7 +302,7 @@ def test_char_tokenizer_ids_round_trip_and_errors(tmp_path):
 def test_length_models_live_in_the_core_and_read_fasta(tmp_path):
     import torch
 
-    from didi_seq.lengths import EmpiricalLengths, parse_lengths
+    from didi_seq.domain.lengths import EmpiricalLengths, parse_lengths
 
     fasta = tmp_path / "x.fa"
     fasta.write_text(">a\nACGT\n>b\nACGTACGT\nAC\n")  # wrapped lines count once: lengths 4 and 10
@@ -330,7 +330,7 @@ def test_a_domain_without_embedded_models_suggests_pretrain(monkeypatch):
     import dataclasses
 
     from conftest import one_error_line
-    from didi_seq import plugins
+    from didi_seq.registry import plugins
 
     bare = dataclasses.replace(plugins.get_domain("text"), embedded_teacher=None, embedded_student=None)
     monkeypatch.setattr(plugins, "get_domain", lambda name: bare)
@@ -364,7 +364,7 @@ def test_new_plugin_writes_a_skeleton_whose_own_tests_pass(tmp_path):
 
 def test_a_student_card_names_the_method_that_made_it():
     """The card once credited DiDi-Instruct for every student, SDTT's and MMD's included."""
-    from didi_seq.model_card import render
+    from didi_seq.io.model_card import render
 
     prov = {"method": "mmd", "step": 665, "teacher": {"id": "text-teacher@d2e306680f1c", "sha256": "d2e306680f1c"}}
     body = render({"kind": "student", "domain": "text"}, prov)

@@ -123,8 +123,8 @@ def test_the_judge_free_entropy_is_the_evaluated_one(tiny_ckpt, tiny_judge, tmp_
 
     import frontier
 
-    from didi_seq.generate import load_model
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.sampling.generate import load_model
 
     args = argparse.Namespace(work=tmp_path / "work", samples=6, seeds=[0, 1], batch_size=4, judge=str(tiny_judge), sampler="ancestral",
                               reference_samples=4, bootstrap=20)
@@ -143,8 +143,8 @@ def test_a_label_reused_for_another_checkpoint_is_refused(tiny_ckpt, tiny_judge,
     import frontier
 
     from conftest import build_tiny_checkpoint
-    from didi_seq.generate import load_model
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.sampling.generate import load_model
 
     args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge), sampler="ancestral",
                               reference_samples=4, bootstrap=20)
@@ -161,7 +161,7 @@ def test_a_label_reused_for_another_checkpoint_is_refused(tiny_ckpt, tiny_judge,
 
 def test_every_frontier_curve_has_its_own_colour(monkeypatch, tmp_path):
     """methods.py draws 12 model × NFE curves; matplotlib's default cycle repeats after 10."""
-    from didi_seq import plots
+    from didi_seq.evaluation import plots
 
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
@@ -181,8 +181,8 @@ def test_frontier_samples_with_the_chosen_sampler_and_files_it_apart(tiny_studen
 
     import frontier
 
-    from didi_seq.generate import load_model
-    from didi_seq.plugins import get_domain
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.sampling.generate import load_model
 
     args = argparse.Namespace(work=tmp_path / "work", samples=2, seeds=[0], batch_size=2, judge=str(tiny_judge),
                               reference_samples=4, bootstrap=20, sampler="rgas")

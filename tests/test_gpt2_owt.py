@@ -5,9 +5,9 @@ import shutil
 
 import pytest
 
-from didi_seq.data import pack_blocks, text_hash
+from didi_seq.domain.data import pack_blocks, text_hash
 from didi_seq.errors import DidiError
-from didi_seq.plugins import get_domain
+from didi_seq.registry.plugins import get_domain
 from didi_seq_text import gpt2, owt
 from didi_seq_text.corpus import load_text_corpus, read_local
 

@@ -113,7 +113,7 @@ def test_disk_full_while_pretraining(work, monkeypatch):
 
 def test_all_outputs_or_none(tmp_path, monkeypatch):
     """A failure while writing the second file leaves the first untouched and no temporary behind."""
-    from didi_seq import outputs
+    from didi_seq.io import outputs
 
     (tmp_path / "a.jsonl").write_text("old a\n")
     calls = []
@@ -133,7 +133,7 @@ def test_all_outputs_or_none(tmp_path, monkeypatch):
 
 
 def test_sibling_names_never_collide(tmp_path):
-    from didi_seq.outputs import plan_outputs
+    from didi_seq.io.outputs import plan_outputs
 
     fasta = tmp_path / "in.fasta"
     fasta.write_text(">a\nMKV\n")
@@ -229,7 +229,7 @@ def test_metadata_that_is_not_a_regular_file(work, name, kind):
 
 
 def test_read_bounded_caps_the_size(tmp_path):
-    from didi_seq.untrusted import read_bounded
+    from didi_seq.io.untrusted import read_bounded
 
     (tmp_path / "big.json").write_bytes(b" " * 2048)
     assert len(read_bounded(tmp_path / "big.json", limit=2048)) == 2048
@@ -364,7 +364,7 @@ def test_pretrain_out_is_an_existing_file(work):
 
 HOLD = """
 import sys, time
-from didi_seq.run_dir import exclusive_run
+from didi_seq.training.run_dir import exclusive_run
 with exclusive_run(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
@@ -384,7 +384,7 @@ def test_one_run_per_directory(work):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    from didi_seq.run_dir import exclusive_run
+    from didi_seq.training.run_dir import exclusive_run
 
     with exclusive_run(run):  # the kernel released the dead holder's lock
         assert (run / ".lock").read_text().strip() == str(os.getpid())
@@ -392,7 +392,7 @@ def test_one_run_per_directory(work):
 
 
 def test_lock_leaves_no_trace_when_a_run_fails_early(work):
-    from didi_seq.run_dir import exclusive_run
+    from didi_seq.training.run_dir import exclusive_run
 
     before = snapshot(work)
     with pytest.raises(RuntimeError), exclusive_run(work / "new_run"):
@@ -420,7 +420,7 @@ def test_permission_denied_on_an_input(work, monkeypatch):
 @pytest.mark.parametrize("kw", [{"layers": 1}, {"layers": 3, "mlp_ratio": 3, "pad_id": 5, "time_conditioning": True}])
 def test_parameter_arithmetic_matches_a_built_dit(kw):
     """The size check counts parameters without building the network: it must agree with a real DiT."""
-    from didi_seq.backbone import DiT, DiTConfig
+    from didi_seq.models.dit import DiT, DiTConfig
 
     cfg = DiTConfig(vocab_size=50, length=8, hidden=16, heads=2, cond_dim=8, **kw)
     state = DiT(cfg).state_dict()

@@ -118,7 +118,7 @@ def test_every_package_is_parsed():
     for package in (CORE, "didi_seq_cli", "didi_seq_text", "didi_seq_protein", "didi_seq.distill"):
         assert package in graph
     # a lazy import the scan must see: the CLI imports the core only inside its commands
-    assert "didi_seq.plugins" in graph["didi_seq_cli.main"]
+    assert "didi_seq.registry.plugins" in graph["didi_seq_cli.main"]
 
 
 def test_no_import_cycles_lazy_imports_included():

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from didi_seq.evaluate import evaluate
-from didi_seq.metrics import mean_std
-from didi_seq.plugins import get_domain
+from didi_seq.evaluation.harness import evaluate
+from didi_seq.evaluation.metrics import mean_std
+from didi_seq.registry.plugins import get_domain
 from didi_seq_text.judge import Judge
 from didi_seq_text.scorers import token_weighted_ppl
 

@@ -8,10 +8,10 @@ import toy_method
 from typer.testing import CliRunner
 
 from conftest import one_error_line
-from didi_seq.checkpoint import load_checkpoint
 from didi_seq.distill.method import method_flags, parse_method_flags
 from didi_seq.errors import DidiError
-from didi_seq.plugins import get_plugin_manager, methods
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.registry.plugins import get_plugin_manager, methods
 from didi_seq_cli.main import app
 
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_a_method_whose_config_lacks_the_run_settings_is_refused_by_name(tiny_ck
     from dataclasses import dataclass
 
     from didi_seq.distill.method import DistillMethod, MethodConfig
-    from didi_seq.hookspecs import hookimpl
+    from didi_seq.registry.hookspecs import hookimpl
 
     @dataclass
     class NoRunFields(MethodConfig):

@@ -6,7 +6,6 @@ import pytest
 import torch
 from distill_toy import MASK, L, V, denoiser, tiny_dit
 
-from didi_seq.distill.few_step_config import MMDConfig
 from didi_seq.distill.mmd import (
     draw_fills,
     features_of_fills,
@@ -17,8 +16,9 @@ from didi_seq.distill.mmd import (
     reinforce_loss,
     sample_stats,
 )
-from didi_seq.distill.networks import dit_block_features
+from didi_seq.distill.real_data_config import MMDConfig
 from didi_seq.errors import DidiError
+from didi_seq.models.networks import dit_block_features
 
 X0 = torch.tensor([[2, 0, 1]])
 FILLS = torch.tensor(list(itertools.product(range(V), repeat=L)))  # all 27 fills of S = every position

@@ -5,8 +5,8 @@ import types
 from typer.testing import CliRunner
 
 from didi_seq.domain import Domain
-from didi_seq.hookspecs import hookimpl
-from didi_seq.plugins import domains, get_plugin_manager
+from didi_seq.registry.hookspecs import hookimpl
+from didi_seq.registry.plugins import domains, get_plugin_manager
 
 
 def test_text_domain_found_through_entry_point():
@@ -45,7 +45,7 @@ COMMAND_PLUGIN = '''
 import typer
 
 from didi_seq.errors import DidiError
-from didi_seq.hookspecs import hookimpl
+from didi_seq.registry.hookspecs import hookimpl
 
 
 @hookimpl

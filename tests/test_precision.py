@@ -54,7 +54,7 @@ def test_unset_asks_the_cpu(cpu_bf16):
 
 
 def test_sample_records_say_what_the_trunk_computed_in(cpu_bf16):
-    from didi_seq.generate import trunk_precision
+    from didi_seq.sampling.generate import trunk_precision
 
     class Adapter:
         model, bf16 = torch.nn.Linear(2, 2), True
@@ -66,8 +66,8 @@ def test_sample_records_say_what_the_trunk_computed_in(cpu_bf16):
 
 
 def test_sample_records_name_a_students_distillation_method():
-    from didi_seq.provenance import SourceInfo
-    from didi_seq.sample_io import distilled_by
+    from didi_seq.io.provenance import SourceInfo
+    from didi_seq.io.samples import distilled_by
 
     assert distilled_by(SourceInfo.from_dict({"id": "s", "kind": "student", "method": "sdtt"})) == {"method": "sdtt"}
     assert distilled_by(SourceInfo.from_dict({"id": "s", "kind": "student"})) == {"method": "didi-instruct"}

@@ -6,7 +6,7 @@ from pydoc_data.topics import topics
 import torch
 from typer.testing import CliRunner
 
-from didi_seq.checkpoint import load_checkpoint
+from didi_seq.io.checkpoint import load_checkpoint
 from didi_seq_cli.main import app
 
 runner = CliRunner()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from didi_seq.process import (
+from didi_seq.models.process import (
     LogLinearSchedule,
     corrupt,
     masked_token_nll,
@@ -112,8 +112,8 @@ def test_nelbo_of_uniform_model_exact_given_the_draw():
 
 def test_pretrain_nelbo_loss_matches_a_direct_computation():
     """pretrain.nelbo_loss (masking, head at masked positions, SUBS, 1/t weight) against the full-logit formula."""
-    from didi_seq.backbone import DiT, DiTConfig
-    from didi_seq.pretrain import nelbo_loss
+    from didi_seq.models.dit import DiT, DiTConfig
+    from didi_seq.training.pretrain import nelbo_loss
 
     V, L, B = 9, 12, 4  # ids 0..7 are tokens, 8 is the mask
     torch.manual_seed(0)

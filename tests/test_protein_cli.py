@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import one_error_line
-from didi_seq.checkpoint import load_checkpoint
 from didi_seq.errors import DidiError
-from didi_seq.loading import resolve_source
-from didi_seq.plugins import get_domain
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.models.loading import resolve_source
+from didi_seq.registry.plugins import get_domain
 from didi_seq_cli.main import app
 from didi_seq_protein.alphabet import STANDARD
 from didi_seq_protein.fasta import read_fasta

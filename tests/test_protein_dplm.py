@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from didi_seq.errors import CheckpointError, DidiError
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.process import framed_prior
-from didi_seq.provenance import SourceInfo
-from didi_seq.sampling import SamplerConfig, ancestral_sample, sample_batches
+from didi_seq.io.provenance import SourceInfo
+from didi_seq.models.loading import load_teacher
+from didi_seq.models.process import framed_prior
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, ancestral_sample, sample_batches
 from didi_seq_protein.alphabet import STANDARD, ProteinTokenizer
 from didi_seq_protein.native_sampler import dplm_sample, over_repeated
 from protein_models import save_tiny_dplm
@@ -57,7 +57,7 @@ def test_adapter_spec_and_provenance(teacher, dplm_dir):
 def test_esm_student_loader_gives_a_source_info(tmp_path, teacher):
     """A didi-seq checkpoint of an ESM network (a student distilled from DPLM) loads through the esm-student
     format with its provenance.json, then path, id, domain, format and tokenizer file."""
-    from didi_seq.checkpoint import load_checkpoint, save_checkpoint
+    from didi_seq.io.checkpoint import load_checkpoint, save_checkpoint
 
     state = {k: v.clone() for k, v in teacher.model.state_dict().items()}  # untie the shared embedding / head
     config = {"domain": "protein", "kind": "student", "architecture": "esm", "model": teacher.model.config.to_dict(),
@@ -198,7 +198,7 @@ def test_dplm_layout_without_contact_head_and_with_old_buffers(tmp_path, dplm_di
 def test_native_sampler_remasks_the_least_confident_positions():
     """DPLM re-masks the lowest-scored positions: on a toy whose logits are sharp at some positions and flat
     at the others, the state after step 1 of 2 must hold <mask> exactly at the flat (least confident) ones."""
-    from didi_seq.teacher import TeacherSpec
+    from didi_seq.models.teacher import TeacherSpec
 
     cls_id, eos_id, mask_id, n_res, rows = 5, 6, 7, 8, 64
     sharp = torch.tensor([False, True, True, False, True, False, False, True])  # 4 of 8 residues: cutoff ⌊(1 − 1/2)·8⌋
@@ -224,7 +224,7 @@ def test_native_sampler_remasks_the_least_confident_positions():
 def test_native_sampler_per_step_mask_marginals_are_exact():
     """With the same logits everywhere the positions are exchangeable, so after step t of T every residue is
     masked with probability exactly ⌊(1 − t/T)·N⌋ / N (DPLM's linear schedule), whatever it held before."""
-    from didi_seq.teacher import TeacherSpec
+    from didi_seq.models.teacher import TeacherSpec
 
     cls_id, eos_id, mask_id, n_res, rows, nfe = 5, 6, 7, 8, 2000, 4
     seen = []

@@ -39,8 +39,8 @@ def test_padding_is_excluded(fold_dir):
 
 def test_fraction_above_70_on_the_0_100_scale(fold_dir, tmp_path):
     """Through the scorers: a confident model (model pLDDT ≈ 0.95) is above 70 everywhere, the default one nowhere."""
-    from didi_seq.evaluate import evaluate
-    from didi_seq.plugins import get_domain
+    from didi_seq.evaluation.harness import evaluate
+    from didi_seq.registry.plugins import get_domain
 
     records = [{"sequence": s, "seed": 0, "index": i} for i, s in enumerate(SEQS)]
     confident = save_tiny_esmfold(tmp_path / "confident", confident=True)

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from didi_seq.data import pad_rows, trim_padding
+from didi_seq.domain.data import pad_rows, trim_padding
+from didi_seq.domain.lengths import EmpiricalLengths, parse_lengths
 from didi_seq.errors import DidiError
-from didi_seq.lengths import EmpiricalLengths, parse_lengths
-from didi_seq.process import framed_prior
+from didi_seq.models.process import framed_prior
 from didi_seq_protein import metrics as m
 from didi_seq_protein.alphabet import STANDARD, ProteinTokenizer
 from didi_seq_protein.fasta import read_fasta, write_fasta

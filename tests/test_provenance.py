@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from didi_seq.checkpoint import load_checkpoint
-from didi_seq.provenance import Provenance, SourceInfo, TeacherRef
+from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.io.provenance import Provenance, SourceInfo, TeacherRef
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("plugins/*/assets/*/provenance.json"), *ROOT.glob("examples/*/*/assets/*/provenance.json")])
@@ -66,8 +66,8 @@ def test_source_info_keeps_the_loaders_dict_key_for_key():
 def test_native_loader_gives_a_source_info_of_the_checkpoint(tiny_ckpt):
     """What NativeTeacher.from_checkpoint put on the adapter before SourceInfo: provenance.json, then
     path, id, domain (in place if provenance.json has it) and the tokenizer file."""
-    from didi_seq.loading import load_teacher
-    from didi_seq.plugins import get_domain
+    from didi_seq.models.loading import load_teacher
+    from didi_seq.registry.plugins import get_domain
 
     adapter, _ = load_teacher(str(tiny_ckpt), get_domain("text"))
     ckpt = load_checkpoint(tiny_ckpt)
@@ -81,8 +81,8 @@ def test_native_loader_gives_a_source_info_of_the_checkpoint(tiny_ckpt):
 
 @pytest.mark.parametrize("which", ["teacher", "student"])
 def test_shipped_text_checkpoints_load_with_a_source_info(which):
-    from didi_seq.loading import load_teacher
-    from didi_seq.plugins import get_domain
+    from didi_seq.models.loading import load_teacher
+    from didi_seq.registry.plugins import get_domain
 
     adapter, _ = load_teacher(which, get_domain("text"))
     info = adapter.provenance

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 import mdlm_reference as ref
 from conftest import one_error_line
-from didi_seq.checkpoint import file_sha256
 from didi_seq.errors import CheckpointError
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.provenance import SourceInfo
+from didi_seq.io.checkpoint import file_sha256
+from didi_seq.io.provenance import SourceInfo
+from didi_seq.models.loading import load_teacher
+from didi_seq.registry.plugins import get_domain
 from didi_seq_cli.main import app
 
 TEXT = get_domain("text")
@@ -240,7 +240,7 @@ def test_distill_and_sample_from_a_lightning_teacher(dit, tmp_path):
                                  "--out", str(out), "--steps", "2", "--ckpt-every", "2", "--batch-size", "2",
                                  "--group-size", "2", "--disc-warmup-steps", "1", "--threads", "1"])
     assert r.exit_code == 0, r.output
-    from didi_seq.checkpoint import load_checkpoint
+    from didi_seq.io.checkpoint import load_checkpoint
 
     student = load_checkpoint(out)
     teacher = student.provenance["teacher"]

@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from didi_seq.loading import load_discriminator, load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.process import LogLinearSchedule
-from didi_seq.rgas import RGASConfig, rgas_sample
-from didi_seq.sampling import SamplerConfig, ancestral_sample
-from didi_seq.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.models.loading import load_discriminator, load_teacher
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, ancestral_sample
+from didi_seq.sampling.rgas import RGASConfig, rgas_sample
 from didi_seq_cli.main import app
 
 runner = CliRunner()
@@ -103,7 +103,7 @@ def test_prepare_takes_the_bundled_discriminator_first():
     from types import SimpleNamespace
 
     from didi_seq.errors import DidiError
-    from didi_seq.rgas import RGASSampler
+    from didi_seq.sampling.rgas import RGASSampler
 
     bundled = torch.nn.Linear(1, 1)
     adapter = SimpleNamespace(bundled_discriminator=lambda: bundled, device=torch.device("cpu"), provenance={})

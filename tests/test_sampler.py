@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from didi_seq.errors import DidiError
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.process import LogLinearSchedule
-from didi_seq.sampling import SamplerConfig, ancestral_sample, draw_categorical
-from didi_seq.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.models.loading import load_teacher
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, ancestral_sample, draw_categorical
 
 
 class FixedTeacher(TeacherAdapter):
@@ -99,8 +99,8 @@ def stamp_samplers():
     The registered ``ancestral`` and ``rgas`` run through the registry's ``sample``, as ``generate`` runs them."""
     from dataclasses import replace
 
-    from didi_seq.plugins import samplers
-    from didi_seq.rgas import RGASConfig
+    from didi_seq.registry.plugins import samplers
+    from didi_seq.sampling.rgas import RGASConfig
 
     class NoDiscriminator(torch.nn.Module):
         def forward(self, *a):

@@ -10,10 +10,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from didi_seq.hookspecs import hookimpl
-from didi_seq.plugins import get_plugin_manager, samplers
-from didi_seq.sampler import SamplerOptions
-from didi_seq.sampling import SampleResult, tempered
+from didi_seq.registry.hookspecs import hookimpl
+from didi_seq.registry.plugins import get_plugin_manager, samplers
+from didi_seq.sampling.ancestral import SampleResult, tempered
+from didi_seq.sampling.contract import SamplerOptions
 from didi_seq_cli.main import app
 
 
@@ -83,9 +83,9 @@ def test_unregistered_toy_is_gone(toy_plugin):
 
 def test_generate_refuses_another_samplers_config(tiny_ckpt):
     from didi_seq.errors import DidiError
-    from didi_seq.generate import generate, load_model
-    from didi_seq.plugins import get_domain
-    from didi_seq.sampling import SamplerConfig
+    from didi_seq.registry.plugins import get_domain
+    from didi_seq.sampling.ancestral import SamplerConfig
+    from didi_seq.sampling.generate import generate, load_model
 
     model = load_model(get_domain("text"), str(tiny_ckpt))
     with pytest.raises(DidiError, match="'rgas' takes a RGASConfig, not a SamplerConfig"):

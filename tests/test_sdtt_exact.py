@@ -4,7 +4,7 @@ import pytest
 import torch
 from distill_toy import MASK, SCHEDULE, STATES, L, V, denoiser, step_matrix, tiny_dit
 
-from didi_seq.distill.few_step_config import SDTTConfig
+from didi_seq.distill.real_data_config import SDTTConfig
 from didi_seq.distill.sdtt import reveal_step_target, round_delta, round_of, sdtt_loss, teacher_target, teacher_times
 from didi_seq.errors import DidiError
 

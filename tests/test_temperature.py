@@ -12,10 +12,10 @@ import torch
 from test_sampler import PROBS, FixedTeacher, chi_square
 from typer.testing import CliRunner
 
-from didi_seq.loading import load_teacher
-from didi_seq.plugins import get_domain
-from didi_seq.sampler import tempered
-from didi_seq.sampling import SamplerConfig, ancestral_sample, time_grid
+from didi_seq.models.loading import load_teacher
+from didi_seq.registry.plugins import get_domain
+from didi_seq.sampling.ancestral import SamplerConfig, ancestral_sample, time_grid
+from didi_seq.sampling.contract import tempered
 from didi_seq_cli.main import app
 
 CRIT_DF4_P001 = 18.47
@@ -95,8 +95,8 @@ def test_lower_temperature_lowers_sample_entropy():
 
 
 def test_native_sampler_at_small_temperature_takes_the_argmax():
-    from didi_seq.process import framed_prior
-    from didi_seq.teacher import TeacherSpec
+    from didi_seq.models.process import framed_prior
+    from didi_seq.models.teacher import TeacherSpec
     from didi_seq_protein.alphabet import ProteinTokenizer
     from didi_seq_protein.native_sampler import NativeConfig, NativeSampler
 

@@ -7,8 +7,8 @@ import toy_method
 from typer.testing import CliRunner
 
 from conftest import one_error_line
-from didi_seq.plugins import get_plugin_manager
-from didi_seq.training import TrainingRun
+from didi_seq.registry.plugins import get_plugin_manager
+from didi_seq.training.run import TrainingRun
 from didi_seq_cli.main import app
 
 

@@ -2,11 +2,11 @@
 
 import torch
 
-from didi_seq.backbone import DiT, DiTConfig
 from didi_seq.distill.objective import rewards
-from didi_seq.pretrain import nelbo_loss
-from didi_seq.process import LogLinearSchedule, corrupt, framed_prior
-from didi_seq.teacher import TeacherSpec
+from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq.models.process import LogLinearSchedule, corrupt, framed_prior
+from didi_seq.models.teacher import TeacherSpec
+from didi_seq.training.pretrain import nelbo_loss
 
 MASK, BOS, EOS, PAD = 9, 0, 2, 1
 
@@ -56,7 +56,7 @@ def test_framed_prior_rejects_lengths_that_do_not_fit():
 
 
 def test_padded_training_batches_have_similar_lengths():
-    from didi_seq.data import draw_batch, length_order
+    from didi_seq.domain.data import draw_batch, length_order
 
     lengths = torch.randperm(100, generator=torch.Generator().manual_seed(0)) + 1
     rows = torch.stack([torch.cat([torch.full((int(n),), 5), torch.full((101 - int(n),), PAD)]) for n in lengths])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from didi_seq.distill.method import DistillMethod, MethodConfig, MethodContext, option
-from didi_seq.hookspecs import hookimpl
+from didi_seq.registry.hookspecs import hookimpl
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Distillation methods as registered objects, and how their options become ``distill`` flags.
 
 A method (``DistillMethod``) owns its networks, losses, configuration and step; the run
-(``didi_seq/distill/run.py`` on ``didi_seq/training.py``) owns everything else: the teacher,
+(``didi_seq/distill/run.py`` on ``didi_seq/training/run.py``) owns everything else: the teacher,
 the run directory, ``--resume``, provenance, checkpoint cadence and the metrics log.
 Methods are registered through the ``register_methods`` hook, DiDi-Instruct by the core
-(``didi_seq/builtin_methods.py``) exactly as a plugin registers its own.
+(``didi_seq/distill/builtin.py``) exactly as a plugin registers its own.
 
 A method's configuration is a dataclass (subclass ``MethodConfig``) holding the run's
 settings ``RUN_FIELDS`` (each method picks its defaults) and its own. Every field
@@ -25,7 +25,7 @@ from ..errors import DidiError
 if TYPE_CHECKING:
     import torch
 
-    from ..distributed import Ranks
+    from ..training.distributed import Ranks
 
 # settings of the run every method config holds: `distill --steps/--ckpt-every/--seed/--threads` set them
 RUN_FIELDS = ("steps", "ckpt_every", "seed", "threads")

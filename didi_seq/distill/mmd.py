@@ -27,12 +27,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..distributed import RowNoise, local_mean
 from ..errors import DidiError
-from ..sampling import categorical_from_uniform
-from .few_step_config import MMDConfig
+from ..sampling.ancestral import categorical_from_uniform
+from ..training.distributed import RowNoise, local_mean
 from .noised_data import noised_rows
 from .objective import Mean, entropy, kl_regulariser
+from .real_data_config import MMDConfig
 
 # ids [N, L] → token features [N, L, H] (fp32) of a frozen trunk cut after one block
 Features = Callable[[torch.Tensor], torch.Tensor]

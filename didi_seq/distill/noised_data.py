@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from ..distributed import RowNoise
-from ..process import LogLinearSchedule, corrupt, stratified_times
+from ..models.process import LogLinearSchedule, corrupt, stratified_times
+from ..training.distributed import RowNoise
 
 
 def noised_rows(x0: torch.Tensor, maskable: torch.Tensor | None, schedule: LogLinearSchedule, mask_id: int,

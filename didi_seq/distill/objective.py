@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..distributed import RowNoise, local_mean
-from ..process import LogLinearSchedule
-from ..sampling import categorical_from_uniform
+from ..models.process import LogLinearSchedule
+from ..sampling.ancestral import categorical_from_uniform
+from ..training.distributed import RowNoise, local_mean
 
 # (x [N, L] long, positions bool [N, L], t [N]) -> log p(x0 | x) at those positions, fp32 [P, V]
 Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,4 +1,4 @@
-"""A distillation run: any registered method, on the one training run (``didi_seq/training.py``).
+"""A distillation run: any registered method, on the one training run (``didi_seq/training/run.py``).
 
 The run loads the teacher, checks on ``--resume`` that the method, the teacher and the
 settings are the run's own, hands the method a ``MethodContext``, and writes each
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..distributed import Ranks
 from ..errors import DidiError
-from ..provenance import Provenance, SourceInfo, TeacherRef
-from ..training import TrainingRun
+from ..io.checkpoint import load_checkpoint
+from ..io.provenance import Provenance, SourceInfo, TeacherRef
+from ..training.distributed import Ranks
+from ..training.run import TrainingRun
 from .method import DistillMethod, MethodContext
 
 DEFAULT_METHOD = "didi-instruct"
@@ -87,7 +87,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     each checked against the saved run on resume. The device is not part of the run: it may resume on another.
     ``max_minutes``: stop (with a checkpoint) once the run's training wall-clock, over all its sessions, reaches it."""
     check_max_minutes(max_minutes)
-    from ..loading import load_teacher
+    from ..models.loading import load_teacher
 
     cfg.validate()
     run = TrainingRun(out_dir, resume, ranks, "distillation run", kind="student")

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import torch
 
-from ..distributed import RowNoise, local_mean
-from ..process import LogLinearSchedule
-from .few_step_config import SDTTConfig
+from ..models.process import LogLinearSchedule
+from ..training.distributed import RowNoise, local_mean
 from .noised_data import noised_rows
 from .objective import Denoiser, Mean, entropy, kl_regulariser, rollout
+from .real_data_config import SDTTConfig
 
 
 def round_of(step: int, steps_per_round: int, rounds: int) -> int:

@@ -56,7 +56,7 @@ class ProteinTokenizer:
         tok = cls()
         if path is None:
             return tok
-        from didi_seq.untrusted import read_json
+        from didi_seq.io.untrusted import read_json
 
         try:
             saved = read_json(Path(path), "tokenizer file")["tokens"]

@@ -31,7 +31,7 @@ def load_protein_corpus(src: str | None) -> dict:
     """
     import datasets
 
-    from didi_seq.data import text_hash
+    from didi_seq.domain.data import text_hash
 
     datasets.disable_progress_bars()
     if src is None:

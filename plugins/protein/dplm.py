@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from didi_seq.errors import CheckpointError, DidiError
-from didi_seq.formats import TeacherFormat
-from didi_seq.process import LogLinearSchedule
-from didi_seq.provenance import SourceInfo
-from didi_seq.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.io.provenance import SourceInfo
+from didi_seq.models.formats import TeacherFormat
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
 
 from .alphabet import ProteinTokenizer, require_transformers
 
@@ -89,7 +89,7 @@ class EsmTeacher(TeacherAdapter):
 
 
 def _read_config(path: Path) -> dict | None:
-    from didi_seq.untrusted import read_json
+    from didi_seq.io.untrusted import read_json
 
     try:
         config = read_json(path / "config.json", "config")
@@ -107,7 +107,7 @@ def is_esm_masked_lm(path: Path) -> bool:
 
 def is_esm_student(path: Path) -> bool:
     """A didi-seq checkpoint (or run directory) whose network is ESM: a student distilled from DPLM."""
-    from didi_seq.checkpoint import resolve_checkpoint_dir
+    from didi_seq.io.checkpoint import resolve_checkpoint_dir
 
     path = path.parent if path.is_file() else path
     try:
@@ -118,7 +118,7 @@ def is_esm_student(path: Path) -> bool:
 
 
 def _weights_id(path: Path) -> tuple[str, str]:
-    from didi_seq.checkpoint import file_sha256
+    from didi_seq.io.checkpoint import file_sha256
 
     for name in WEIGHT_FILES:
         if (path / name).is_file():
@@ -129,7 +129,7 @@ def _weights_id(path: Path) -> tuple[str, str]:
 def _check_vocab(path: Path, tok: ProteinTokenizer) -> None:
     vocab = path / "vocab.txt"
     if vocab.is_file():
-        from didi_seq.untrusted import read_text
+        from didi_seq.io.untrusted import read_text
 
         tokens = tuple(line.strip() for line in read_text(vocab, "vocabulary", error=CheckpointError).splitlines() if line.strip())
         if tokens != tok.tokens:
@@ -166,7 +166,7 @@ def load_esm_teacher(path: Path, domain=None, **_) -> EsmTeacher:
     if (path / "model.safetensors").is_file():  # a .bin file cannot be inspected without unpickling it
         from transformers import EsmConfig
 
-        from didi_seq.untrusted import safetensors_shapes
+        from didi_seq.io.untrusted import safetensors_shapes
 
         try:
             esm_cfg = EsmConfig.from_pretrained(str(path))
@@ -207,7 +207,7 @@ def load_esm_student(path: Path, domain=None, **_) -> EsmTeacher:
     require_transformers("loading an ESM student")
     from transformers import EsmConfig, EsmForMaskedLM
 
-    from didi_seq.checkpoint import load_checkpoint, load_state_strict
+    from didi_seq.io.checkpoint import load_checkpoint, load_state_strict
 
     ckpt = load_checkpoint(path)
     try:

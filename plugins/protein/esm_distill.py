@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from didi_seq.backbone import TimestepEmbedder
 from didi_seq.devices import bf16_autocast
-from didi_seq.distill.networks import TrainablePart
 from didi_seq.errors import DidiError
-from didi_seq.process import forbid_tokens
+from didi_seq.models.dit import TimestepEmbedder
+from didi_seq.models.networks import TrainablePart
+from didi_seq.models.process import forbid_tokens
 
 
 def esm_denoiser(model, mask_id: int, never_emit: list[int], pad_id: int, bf16: bool = True):

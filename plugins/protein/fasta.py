@@ -6,8 +6,8 @@ import gzip
 import io
 from pathlib import Path
 
-from didi_seq.checkpoint import atomic_write_bytes
 from didi_seq.errors import DidiError
+from didi_seq.io.checkpoint import atomic_write_bytes
 
 from .alphabet import STANDARD
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from didi_seq.errors import DidiError
-from didi_seq.hub import download_command
+from didi_seq.io.hub import download_command
 
 CA = 1  # atom37 index of Cα
 
@@ -120,7 +120,7 @@ class FairEsmFold:
 def _hf_dir(spec: str) -> Path:
     p = Path(spec).expanduser()
     if p.is_dir():
-        from didi_seq.untrusted import read_json
+        from didi_seq.io.untrusted import read_json
 
         try:
             config = read_json(p / "config.json", "config")
@@ -152,7 +152,7 @@ def load_folder(spec: str, device: str = "cpu"):
 def fold_all(folder, seqs: list[str], batch_size: int = 4, pdb_dir: Path | None = None, names: list[str] | None = None,
              advance=None) -> list[Folded]:
     """Fold in length-sorted batches (less padding); optionally write ``NAME.pdb`` files atomically."""
-    from didi_seq.checkpoint import atomic_write_bytes
+    from didi_seq.io.checkpoint import atomic_write_bytes
 
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     results: list[Folded | None] = [None] * len(seqs)

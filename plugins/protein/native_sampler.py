@@ -35,8 +35,8 @@ import torch
 
 from didi_seq.devices import host_rand
 from didi_seq.errors import DidiError
-from didi_seq.sampler import SamplerOptions
-from didi_seq.sampling import SampleResult
+from didi_seq.sampling.ancestral import SampleResult
+from didi_seq.sampling.contract import SamplerOptions
 
 NEG_INF = float("-inf")
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from didi_seq.domain import Domain
-from didi_seq.hookspecs import hookimpl
+from didi_seq.registry.hookspecs import hookimpl
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -33,13 +33,13 @@ def _load_corpus(src: str | None):
 
 
 def _pad_rows(dataset, tokenizer, length: int):
-    from didi_seq.data import pad_rows
+    from didi_seq.domain.data import pad_rows
 
     return pad_rows(dataset, tokenizer, length)
 
 
 def _length_model(spec: str | None, max_residues: int):
-    from didi_seq.lengths import parse_lengths
+    from didi_seq.domain.lengths import parse_lengths
 
     from .corpus import corpus_lengths
     from .fasta import read_fasta

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 
 from didi_seq.errors import DidiError
-from didi_seq.metrics import mean_std
-from didi_seq.scorer import EvalContext, Scorer
+from didi_seq.evaluation.metrics import mean_std
+from didi_seq.evaluation.scorer import EvalContext, Scorer
 
 from . import metrics as m
 

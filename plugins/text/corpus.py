@@ -98,7 +98,7 @@ def load_text_corpus(src: str | None) -> dict:
     """
     import datasets
 
-    from didi_seq.data import text_hash
+    from didi_seq.domain.data import text_hash
 
     from . import owt
 

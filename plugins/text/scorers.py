@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from didi_seq.errors import DidiError
-from didi_seq.scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
+from didi_seq.evaluation.scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
 
 from . import mauve
 

@@ -34,7 +34,7 @@ class TextTokenizer:
     def from_file(cls, path: Path | None = None) -> TextTokenizer:
         from tokenizers import Tokenizer
 
-        from didi_seq.untrusted import check_bounded_file
+        from didi_seq.io.untrusted import check_bounded_file
 
         path = Path(path) if path else EMBEDDED_TOKENIZER
         check_bounded_file(path, "tokenizer")  # a symlink to /dev/zero would be read until memory runs out

@@ -2,7 +2,7 @@
 
 Records are cut into fixed-size documents (``FRAGMENT`` bases) so that even a single
 genome gives a held-out validation split: the last 5 % of documents, as the text
-domain does. ``didi_seq.data.pack_blocks`` then packs them into training rows.
+domain does. ``didi_seq.domain.data.pack_blocks`` then packs them into training rows.
 """
 
 from __future__ import annotations

@@ -1,0 +1,129 @@
+"""The trainable networks of DiDi-Instruct: the student as a denoiser, and the discriminator.
+
+The discriminator is the teacher's trunk (embedding, time embedder, blocks) with the
+vocabulary head replaced by a spectral-normalised MLP that emits one logit per token;
+only the last ``trainable_blocks`` blocks and the head learn (haoyangzheng-ai/didi-instruct,
+``algo.py``: ``discriminator_unfreeze_blocks: 4`` and a spectral-norm Linear-SiLU-Linear
+head). Because the frozen part *is* the teacher, only the trainable part is saved, next
+to the hash of the teacher it must be rebuilt on.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..devices import bf16_autocast
+from .dit import DiT
+from .process import LogLinearSchedule, forbid_tokens
+
+
+def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogLinearSchedule, bf16: bool = True):
+    """A ``Denoiser`` over a DiT: log p(x0 | x) in fp32 at the requested positions.
+
+    Rows that are entirely masked at the same time are identical inputs (every student
+    rollout starts there), so they are computed once and broadcast: the first step costs
+    one sequence, not a batch.
+    """
+    forbid = torch.tensor(never_emit, dtype=torch.long)
+
+    def run(x: torch.Tensor, positions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        sigma = schedule.sigma(t.float())
+        if x.shape[0] > 1 and bool(positions.all()) and bool((t == t[0]).all()):
+            one = run(x[:1], positions[:1], t[:1])
+            return one.repeat(x.shape[0], 1)
+        with bf16_autocast(x.device.type, bf16):
+            h, c = model.hidden_states(x, sigma)
+            logits = model.head(h, c, positions)
+        return torch.log_softmax(forbid_tokens(logits, mask_id, forbid.to(logits.device)), dim=-1)
+
+    return run
+
+
+def dit_block_features(model: DiT, block: int, bf16: bool = True):
+    """ids [N, L] → token features [N, L, H] (fp32) after zero-based trunk block ``block`` of a
+    frozen ``model``, on clean input with σ = 0 (representation-space MMD's feature map; the
+    blocks above ``block`` and the vocabulary head are never run)."""
+
+    @torch.no_grad()
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with bf16_autocast(x.device.type, bf16):
+            h = model.embed(x)
+            c = model.cond(None, h.shape[0], h.device)  # σ = 0
+            rope = model.rotary_emb(h.shape[1], h.device)
+            keys = model.key_mask(x)
+            for b in model.blocks[: block + 1]:
+                h = b(h, c, rope, keys)
+        return h.float()
+
+    return run
+
+
+class TrainablePart:
+    """Save and load only what a discriminator trains (its ``_trainable_prefixes()``): the
+    frozen rest is the teacher's trunk, rebuilt from the teacher, so it is never stored."""
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        keep = self._trainable_prefixes()
+        return {k: v.detach().clone().contiguous() for k, v in self.state_dict().items() if k.startswith(keep)}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        from ..errors import CheckpointError
+
+        expected = set(self.trainable_state())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{source}: discriminator keys do not match (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        own = self.state_dict()
+        bad = [k for k in state if tuple(state[k].shape) != tuple(own[k].shape)]
+        if bad:
+            raise CheckpointError(f"{source}: discriminator tensors of the wrong shape: {bad[:3]}")
+        self.load_state_dict({**own, **state})
+
+
+class Discriminator(TrainablePart, nn.Module):
+    """(tokens [B, L] or probabilities [B, L, V], t [B]) → one logit per token [B, L] (fp32)."""
+
+    def __init__(self, teacher_model: DiT, trainable_blocks: int, schedule: LogLinearSchedule, bf16: bool = True):
+        super().__init__()
+        n = len(teacher_model.blocks)
+        if not 1 <= trainable_blocks <= n:
+            raise ValueError(f"discriminator trainable blocks must be in 1..{n}, got {trainable_blocks}")
+        self.trunk = copy.deepcopy(teacher_model)
+        del self.trunk.output_layer  # the vocabulary head is replaced, not reused
+        self.frozen_blocks = n - trainable_blocks
+        hidden = teacher_model.config.hidden
+        self.head = nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))
+        self.schedule, self.bf16 = schedule, bf16
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        for block in self.trunk.blocks[self.frozen_blocks:]:
+            for p in block.parameters():
+                p.requires_grad_(True)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        trunk = self.trunk
+        sigma = self.schedule.sigma(t.float())
+        with bf16_autocast(x.device.type, self.bf16):
+            # the frozen prefix needs no graph unless a gradient w.r.t. the input is asked for (RGAS)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and x.is_floating_point() and x.requires_grad):
+                h = trunk.embed(x)
+                # always the real σ(t), even over a time-agnostic trunk (as the reference code):
+                # the log density ratio depends on t, and the mask count alone is a noisy clock
+                c = torch.nn.functional.silu(trunk.sigma_map(sigma))
+                rope = trunk.rotary_emb(h.shape[1], h.device)
+                keys = trunk.key_mask(x)
+                for block in trunk.blocks[: self.frozen_blocks]:
+                    h = block(h, c, rope, keys)
+            for block in trunk.blocks[self.frozen_blocks:]:
+                h = block(h, c, rope, keys)
+        return self.head(h.float()).squeeze(-1)
+
+    def _trainable_prefixes(self) -> tuple[str, ...]:
+        return (*(f"trunk.blocks.{i}." for i in range(self.frozen_blocks, len(self.trunk.blocks))), "head.")
+
+
+DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"

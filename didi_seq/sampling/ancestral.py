@@ -1,0 +1,254 @@
+"""Ancestral sampling for masked diffusion, with exact fp64 draws and a per-sequence cache.
+
+One step from t to s < t: every masked position is revealed with probability
+(α_s − α_t) / (1 − α_t) and, if revealed, takes a token drawn from p(x0 | x_t).
+This is exactly MDLM's ancestral update (the categorical over {tokens ∝ p(x0)(α_s−α_t),
+mask ∝ 1−α_s}) but only draws tokens where something is revealed, which keeps the
+sampler cheap next to the network (docs/machine-notes.md §3).
+
+Why float64: Gumbel-max or inverse-CDF draws in fp32 lower the effective temperature
+and flatter perplexity (Zheng et al. 2024); all uniforms and CDFs here are fp64.
+
+Only masked positions get log-probs (``masked_log_probs``): SUBS carries every other
+position over, so the output head, which dominates at V = 50k, runs where it is read.
+
+The cache: for a time-agnostic teacher p(x0 | x_t) depends on x_t only, so a row in
+which no token changed since its last evaluation reuses its cached log-probs; only the
+rows that changed are sent through the network. Samples are identical with or without
+the cache (same random draws), only the number of network calls differs.
+
+The loop (``denoise``) is written once: a sampler in this family supplies its transition
+x_t → x_s given the cached prediction (``ancestral_transition``; RGAS in ``rgas.py``), so
+every such sampler gets the cache, start states ``x_init`` and the temperature T, which
+divides the prediction's logits before each draw (``contract.tempered``; T = 1: untouched).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..devices import host_rand
+from ..errors import DidiError
+from ..models.process import prior
+from .contract import SamplerOptions, tempered
+
+
+@dataclass(kw_only=True)
+class SamplerConfig(SamplerOptions):
+    """Options of the ancestral sampler (RGAS extends them)."""
+
+    final: str = "ancestral"  # "greedy": arg-max for tokens revealed at the last step
+    cache: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        if self.final not in ("ancestral", "greedy"):
+            raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # [N, L]
+    network_calls: int  # batched forward invocations
+    rows_evaluated: int  # sequences pushed through the network, summed over calls
+    nfe: int
+    wall_clock_s: float
+    aux_calls: int = 0  # calls of auxiliary networks (RGAS's discriminator), reported beside NFE
+
+
+def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row of ``log_probs`` [N, V] by inverse CDF in float64 (uniforms from the host generator)."""
+    return categorical_from_uniform(log_probs, host_rand(log_probs.shape[0], generator, log_probs.device))
+
+
+def categorical_from_uniform(log_probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw per row of ``log_probs`` [N, V] from given float64 uniforms ``u`` [N]
+    (or [N, K]: K draws per row from one CDF, shaped like ``u``)."""
+    p = log_probs.double().exp()
+    cdf = p.cumsum(-1)
+    k = u.numel() // max(len(p), 1)
+    idx = torch.searchsorted(cdf, u.reshape(len(p), k) * cdf[:, -1:], right=True).view(u.shape)
+    return idx.clamp_max(p.shape[-1] - 1)
+
+
+def time_grid(nfe: int) -> torch.Tensor:
+    """t_0 = 1 > … > t_nfe = 0; the last step reaches α = 1 and reveals every mask."""
+    return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
+
+
+class Prediction:
+    """p(x0 | x_t) at the masked positions of every row, through the exact per-sequence cache.
+
+    ``table`` [B, L, V] holds valid log-probs at the positions masked when their row was last
+    evaluated; a row is sent through the network again only if it changed since (or always,
+    without the cache or for a time-conditioned network). Counts the calls it makes.
+    """
+
+    def __init__(self, adapter, num: int, use_cache: bool):
+        self.adapter, self.use_cache = adapter, use_cache and not adapter.spec.time_conditioned
+        self.stale = torch.ones(num, dtype=torch.bool, device=adapter.device)
+        self.table: torch.Tensor | None = None
+        self.calls = self.rows = 0
+
+    def update(self, x: torch.Tensor, masked: torch.Tensor, t: float) -> torch.Tensor:
+        need = (self.stale if self.use_cache else masked.any(-1)) & masked.any(-1)
+        if need.any():  # p(x0) only where it can be read: masked positions of changed rows
+            n = int(need.sum())
+            lp = self.adapter.masked_log_probs(x[need], torch.full((n,), t, device=x.device), masked[need])
+            if self.table is None:
+                self.table = torch.empty((*x.shape, lp.shape[-1]), dtype=lp.dtype, device=x.device)
+            self.table[masked & need[:, None]] = lp
+            self.calls, self.rows = self.calls + 1, self.rows + n
+        return self.table
+
+    def changed(self, rows: torch.Tensor) -> None:
+        """Rows whose tokens changed in the last step: their cached log-probs are stale."""
+        self.stale = rows
+
+
+def reveal_probability(schedule, t: torch.Tensor, s: torch.Tensor) -> float:
+    """P(a masked position is revealed on the step t → s) = (α_s − α_t) / (1 − α_t)."""
+    a_t, a_s = schedule.alpha(t), schedule.alpha(s)
+    return float((a_s - a_t) / (1 - a_t))
+
+
+def draw_reveal(x: torch.Tensor, masked: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """bool [B, L]: masked positions revealed on this step (one fp64 uniform per position)."""
+    return masked & (host_rand(x.shape, generator, x.device) < p)
+
+
+def fill(x: torch.Tensor, reveal: torch.Tensor, log_probs: torch.Tensor, generator: torch.Generator,
+         temperature: float = 1.0, greedy: bool = False) -> torch.Tensor:
+    """A copy of ``x`` whose ``reveal`` positions take tokens drawn from ``log_probs`` [n_revealed, V]
+    (tempered by T), or their arg-max when ``greedy``."""
+    x = x.clone()
+    if reveal.any():
+        x[reveal] = log_probs.argmax(-1) if greedy else draw_categorical(tempered(log_probs, temperature), generator)
+    return x
+
+
+Transition = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator],
+                      torch.Tensor]
+
+
+def ancestral_transition(adapter, cfg: SamplerConfig) -> Transition:
+    """The ancestral step k from t to s: reveal each masked position with probability
+    (α_s − α_t)/(1 − α_t), draw revealed tokens from p(x0 | x_t) (the cached ``table``)."""
+
+    def step(k, x, masked, table, t, s, generator):
+        reveal = draw_reveal(x, masked, reveal_probability(adapter.schedule, t, s), generator)
+        greedy = k == cfg.nfe - 1 and cfg.final == "greedy"
+        return fill(x, reveal, table[reveal], generator, cfg.temperature, greedy)
+
+    return step
+
+
+@torch.no_grad()
+def denoise(adapter, x_init: torch.Tensor, cfg: SamplerConfig, generator: torch.Generator, transition: Transition,
+            on_step: Callable[[], None] | None = None) -> SampleResult:
+    """The loop every ancestral-style sampler runs: ``cfg.nfe`` steps on the time grid, each
+    ``transition(k, x, masked, table, t, s, generator) -> x_s`` given p(x0 | x_t) at the masked
+    positions (``Prediction``, with the exact cache). A step with nothing masked costs nothing."""
+    cfg.validate()
+    x = x_init.to(adapter.device, copy=True)  # a variable-length batch arrives cut to its own width
+    prediction = Prediction(adapter, x.shape[0], cfg.cache)
+    grid = time_grid(cfg.nfe)
+    start = time.perf_counter()
+    for k in range(cfg.nfe):
+        t, s = grid[k], grid[k + 1]
+        masked = x == adapter.spec.mask_id
+        if masked.any():  # otherwise the sample is complete and the step costs nothing
+            table = prediction.update(x, masked, float(t))
+            x_s = transition(k, x, masked, table, t, s, generator)
+            prediction.changed((x_s != x).any(-1))
+            x = x_s
+        if on_step:
+            on_step()
+    return SampleResult(x.cpu(), prediction.calls, prediction.rows, cfg.nfe, time.perf_counter() - start)
+
+
+def start_states(adapter, num: int, length: int | None = None) -> torch.Tensor:
+    """All-mask rows of ``length`` (default: the adapter's max length) for a fixed-length domain."""
+    return prior((num, length or adapter.spec.max_length), adapter.spec.mask_id, adapter.device)
+
+
+def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Generator,
+                     x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> SampleResult:
+    """``num`` ancestral samples from ``x_init`` (default: all-mask rows of ``cfg.length``)."""
+    x = start_states(teacher, num, cfg.length) if x_init is None else x_init
+    return denoise(teacher, x, cfg, generator, ancestral_transition(teacher, cfg), on_step)
+
+
+@dataclass(frozen=True)
+class AncestralSampler:
+    """MDLM's ancestral sampler with fp64 draws and the exact per-sequence cache."""
+
+    name: str = "ancestral"
+    description: str = "exact ancestral sampling (fp64 categorical draws, per-sequence p(x0) cache)"
+    config: type = SamplerConfig
+    domains: tuple[str, ...] | None = None
+
+    def sample(self, adapter, x_init, cfg, generator, on_step=None) -> SampleResult:
+        return denoise(adapter, x_init, cfg, generator, ancestral_transition(adapter, cfg), on_step)
+
+
+def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, seed: int, batch_size: int) -> SampleResult:
+    """``num`` samples as ``draw(n, generator)`` batches from one seeded generator; costs are summed."""
+    gen = torch.Generator().manual_seed(seed)
+    parts = [draw(min(batch_size, num - start), gen) for start in range(0, num, batch_size)]
+    return SampleResult(torch.cat([r.tokens for r in parts]), sum(r.network_calls for r in parts),
+                        sum(r.rows_evaluated for r in parts), parts[0].nfe, sum(r.wall_clock_s for r in parts),
+                        sum(r.aux_calls for r in parts))
+
+
+def from_states(draw: Callable[[torch.Tensor, torch.Generator], SampleResult], x_init: torch.Tensor, seed: int,
+                batch_size: int, pad_id: int | None) -> SampleResult:
+    """``draw(states, generator)`` over batches of the start states ``x_init`` [N, L].
+
+    Each batch is cut to its own width first (columns that are padding in all its rows carry
+    nothing under a key-padding mask), so a batch of short proteins does not pay for the longest
+    one; the samples are padded back to L so every batch concatenates.
+    """
+    from ..domain.data import trim_padding
+
+    chunks, width = iter(x_init.split(batch_size)), x_init.shape[1]
+
+    def one(n: int, gen: torch.Generator) -> SampleResult:
+        res = draw(trim_padding(next(chunks), pad_id), gen)
+        if res.tokens.shape[1] < width:
+            res.tokens = torch.nn.functional.pad(res.tokens, (0, width - res.tokens.shape[1]), value=pad_id)
+        return res
+
+    return in_batches(one, len(x_init), seed, batch_size)
+
+
+def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size: int = 32,
+                   on_step: Callable[[], None] | None = None, x_init: torch.Tensor | None = None) -> SampleResult:
+    """Ancestral samples in batches (see ``from_states``); ``x_init`` [num, L] gives each row its
+    start state (variable-length domains: ``initial_states``), else every row starts all-mask."""
+    x = start_states(teacher, num, cfg.length) if x_init is None else x_init
+    return from_states(lambda xb, gen: AncestralSampler().sample(teacher, xb, cfg, gen, on_step), x, seed, batch_size,
+                       teacher.spec.pad_id)
+
+
+def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | None = None) -> tuple[torch.Tensor | None, dict]:
+    """Start states for a variable-length domain, with the length model's description.
+
+    Lengths come from the domain's length model (``lengths`` is its spec: None for the fitted
+    default, one length, or a list) and are drawn from their own generator, so the sampler's
+    random stream is the same whatever the lengths. Fixed-length domains return (None, {}).
+    """
+    if domain.length_model is None:
+        if lengths is not None:
+            raise DidiError(f"domain {domain.name!r} has fixed-length rows; --lengths does not apply")
+        return None, {}
+    model = domain.length_model(lengths, spec.max_length - 2)
+    drawn = model.draw(num, torch.Generator().manual_seed(seed + 7919))
+    from ..models.process import framed_prior
+
+    x = framed_prior(drawn, spec.mask_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    return x, model.describe()

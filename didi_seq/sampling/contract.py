@@ -1,0 +1,102 @@
+"""The sampler contract: what a plugin registers through ``register_samplers``.
+
+A sampler turns start states into samples with a teacher or student adapter. The core's
+``ancestral`` and ``rgas`` and the protein plugin's ``native`` register through the same
+hook as a third-party sampler; ``didi_seq.sampling.generate.generate`` is the one place that picks
+one, builds its start states, batches, and writes the records.
+
+A sampler offers:
+
+* ``name``, ``description``, ``domains`` (None: every domain);
+* ``config``: a dataclass (a ``SamplerOptions`` subclass) carrying ``nfe``, ``temperature``
+  and every other option of the sampler; ``record()`` names the settings a sample record
+  must carry beyond ``nfe``/``temperature``;
+* optionally ``prepare(adapter, domain, cfg) -> Sampler``: load auxiliary networks (RGAS's
+  discriminator) once and return a sampler ready to run; without it the sampler runs as is;
+* ``sample(adapter, x_init, cfg, generator, on_step) -> SampleResult``: ``x_init`` [B, L]
+  are the start states (all-mask rows, or framed rows of a variable-length domain), draws
+  come from the CPU ``generator``, ``on_step()`` is called once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from ..errors import DidiError
+
+# The time grid is 1 > 1 − 1/nfe > … > 0 and reaches the networks (and the training times they
+# saw) in float32, whose spacing just below 1 is 2^-24: more steps than that are not distinct
+# times. The bound also keeps the grid itself (nfe + 1 float64s) small.
+MAX_NFE = 1 << 24
+
+
+def check_nfe(nfe: int) -> None:
+    if nfe <= 0:
+        raise DidiError(f"--nfe must be a positive integer, got {nfe}")
+    if nfe > MAX_NFE:
+        raise DidiError(f"--nfe {nfe} is more steps than the noise schedule can resolve: time reaches the network in "
+                        f"float32, whose steps below t = 1 are 2^-24 apart, so --nfe is at most {MAX_NFE}")
+
+
+@dataclass(kw_only=True)
+class SamplerOptions:
+    """What every sampler takes: the step count and the temperature of the x0 prediction."""
+
+    nfe: int
+    # T divides the x0 prediction's logits before every draw (log_softmax(ℓ / T)); 1 leaves the
+    # log-probs untouched. The matched-entropy protocol sweeps it (arXiv 2610.06648, yandex-research/dlm-mmd,
+    # mmd/owt_pareto.py).
+    temperature: float = 1.0
+    length: int | None = None  # fixed-length domains: sequence length (default: the model's max length)
+
+    def validate(self) -> None:
+        check_nfe(self.nfe)
+        if not (isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise DidiError(f"--temperature must be a finite number > 0, got {self.temperature}")
+        if self.length is not None and self.length <= 0:
+            raise DidiError(f"--length must be a positive integer, got {self.length}")
+
+    def record(self) -> dict:
+        """Settings a sample record carries besides ``nfe`` and ``temperature`` (none here)."""
+        return {}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SamplerOptions:
+        """This config from a dict of options that may hold other samplers' options too
+        (the CLI passes all its flags): keys this config does not declare are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    name: str
+    description: str
+    config: type  # a SamplerOptions subclass
+    domains: tuple[str, ...] | None  # None: every domain
+
+    def sample(self, adapter, x_init: torch.Tensor, cfg, generator: torch.Generator,
+               on_step: Callable[[], None] | None = None): ...
+
+
+def applies_to(sampler: Sampler, domain_name: str) -> bool:
+    return getattr(sampler, "domains", None) is None or domain_name in sampler.domains
+
+
+def prepared(sampler: Sampler, adapter, domain, cfg) -> Sampler:
+    """The sampler with its auxiliary networks loaded (``prepare`` is optional)."""
+    prepare = getattr(sampler, "prepare", None)
+    return sampler if prepare is None else prepare(adapter, domain, cfg)
+
+
+def tempered(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log_softmax(ℓ / T) in float64; at T = 1 the log-probs are returned untouched (bit-identical draws).
+    −∞ entries (the mask, forbidden ids) stay −∞."""
+    if temperature == 1.0:
+        return log_probs
+    return torch.log_softmax(log_probs.double() / temperature, dim=-1)

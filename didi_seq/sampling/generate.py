@@ -1,0 +1,149 @@
+"""One sampling pipeline for the CLI and every benchmark.
+
+``load_model`` picks the checkpoint (default: the domain's embedded student, or its
+teacher while it ships none) and moves it to a device; ``generate`` picks the registered
+sampler, loads its auxiliary networks (``prepare``), builds the start states (all-mask
+rows, or framed rows of lengths drawn from a variable-length domain's length model),
+samples in batches from one seeded generator (each batch cut to its own width, padded
+back), reports progress, and returns the JSONL records with every setting in them.
+
+    model = load_model(get_domain("text"), "teacher")
+    cfg = sampler_config("ancestral", "text", nfe=16, temperature=0.9)
+    out = generate(model, cfg, num_samples=8, seed=0)   # out.records, out.result
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..devices import bf16_in_effect, module_device
+from .ancestral import SampleResult, from_states, initial_states, start_states
+from .contract import Sampler, SamplerOptions, prepared
+
+
+@dataclass
+class Model:
+    """A loaded checkpoint and what sampling needs beside it."""
+
+    domain: Any  # didi_seq.domain.Domain
+    adapter: Any  # didi_seq.models.teacher.TeacherAdapter
+    tokenizer: Any
+
+
+@dataclass
+class Generation:
+    result: SampleResult  # tokens [N, L] and the run's costs
+    records: list[dict]  # one JSONL record per sample (didi_seq.io.samples.sample_records)
+    config: SamplerOptions
+    sampler: str
+
+
+# One call holds every sample, its records and its start states in memory (about 10 kB per 256-token
+# text sample): a million is far beyond any evaluation, and a typo'd count fails before allocating.
+MAX_SAMPLES = 1 << 20
+
+
+def check_num_samples(num_samples: int) -> None:
+    from ..errors import DidiError
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise DidiError(f"--num-samples must be a positive integer, got {num_samples!r}")
+    if num_samples > MAX_SAMPLES:
+        raise DidiError(f"--num-samples {num_samples} is more than one call holds in memory (at most {MAX_SAMPLES}); "
+                        "split the job over several --seed values")
+
+
+def default_checkpoint(domain) -> tuple[str, str | None]:
+    """('student' | 'teacher', a note for the user or None): the embedded student, else the teacher."""
+    if domain.embedded_student is not None and Path(domain.embedded_student).exists():
+        return "student", None
+    if domain.embedded_teacher is None or not Path(domain.embedded_teacher).exists():
+        return "teacher", None  # no note: loading fails with how to train or pass one
+    return "teacher", f"domain {domain.name!r} ships no distilled student yet; sampling the embedded teacher"
+
+
+def load_model(domain, checkpoint: str | None = None, *, device: torch.device | str = "cpu", use_ema: bool = True,
+               on_note: Callable[[str], None] | None = None) -> Model:
+    """``checkpoint``: 'teacher', 'student', a path or a hub id; None → ``default_checkpoint``."""
+    from ..models.loading import load_teacher
+
+    if checkpoint is None:
+        checkpoint, note = default_checkpoint(domain)
+        if note and on_note:
+            on_note(note)
+    adapter, tokenizer = load_teacher(checkpoint, domain, use_ema=use_ema)
+    adapter.to(device)
+    return Model(domain, adapter, tokenizer)
+
+
+def trunk_precision(adapter) -> str:
+    """What the network's trunk computed in, for the sample record: a bf16 request is honoured only
+    on GPUs and on CPUs with native bf16 (``devices.cpu_has_native_bf16``)."""
+    device = module_device(adapter.model) if isinstance(getattr(adapter, "model", None), torch.nn.Module) else None
+    requested = bool(getattr(adapter, "bf16", False))
+    return "bf16-autocast" if device is not None and bf16_in_effect(device.type, requested) else "fp32"
+
+
+def sampler_config(sampler: str, domain_name: str, **options) -> SamplerOptions:
+    """The validated config of a registered sampler from options that may include other samplers'
+    options (they are left out: the CLI passes every flag it has)."""
+    from ..registry.plugins import get_sampler
+
+    cfg = get_sampler(sampler, domain_name).config.from_options(options)
+    cfg.validate()
+    return cfg
+
+
+def ready_sampler(model: Model, sampler: str, cfg: SamplerOptions) -> Sampler:
+    """The registered sampler with its auxiliary networks loaded; pass it to ``generate`` to load them once
+    for many calls."""
+    from ..registry.plugins import get_sampler
+
+    return prepared(get_sampler(sampler, model.domain.name), model.adapter, model.domain, cfg)
+
+
+def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "ancestral", num_samples: int = 4,
+             seed: int = 0, lengths: str | None = None, batch_size: int = 32,
+             on_step: Callable[[int, int], None] | None = None) -> Generation:
+    """``num_samples`` samples with ``sampler`` (a registered name, or a sampler from ``ready_sampler``).
+
+    ``lengths``: a variable-length domain's length spec (None: its fitted length model); drawn from
+    their own generator, so the sampler's random stream is the same whatever the lengths.
+    ``on_step(done, total)`` is called after every step of every batch.
+    """
+    from ..errors import DidiError
+    from ..io.samples import sample_records
+    from ..registry.plugins import get_sampler
+
+    check_num_samples(num_samples)
+    chosen = get_sampler(sampler, model.domain.name) if isinstance(sampler, str) else sampler
+    if not isinstance(cfg, chosen.config):
+        raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")
+    cfg.validate()
+    run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
+    adapter = model.adapter
+    x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, num_samples, seed, lengths)
+    if x_init is None:
+        x_init = start_states(adapter, num_samples, cfg.length)
+    total, done = cfg.nfe * -(-num_samples // batch_size), 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        on_step(done, total)
+
+    result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
+                         x_init, seed, batch_size, adapter.spec.pad_id)
+    extra = {run.name: cfg.record()} if cfg.record() else {}
+    extra["trunk_precision"] = trunk_precision(adapter)
+    if length_info:
+        extra["length_model"] = length_info
+    records = sample_records(model.domain, model.tokenizer, result, seed=seed, sampler=run.name,
+                             final=getattr(cfg, "final", "ancestral"), temperature=cfg.temperature,
+                             provenance=adapter.provenance, extra=extra or None)
+    return Generation(result, records, cfg, run.name)
