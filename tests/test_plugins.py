@@ -80,3 +80,34 @@ def test_plugin_command_runs_through_the_real_cli(tmp_path):
     assert ok.returncode == 0 and ok.stdout == "hello lambda\n", ok.stderr
     bad = didi("greet", "--name", "")
     assert (bad.returncode, bad.stderr) == (2, "error: --name is empty\n")
+
+
+def test_a_late_plugin_cannot_replace_a_builtin_of_any_hook():
+    """First registration wins for every hook: a third-party plugin reusing the name of a built-in domain,
+    teacher format, scorer, sampler or method is ignored, never silently swapped in (pluggy calls the
+    newest plugin first, so keeping the first object *called* would let the impostor win)."""
+    from dataclasses import replace
+
+    from didi_seq.registry.plugins import methods, samplers, scorers, teacher_formats
+
+    builtin = {"domain": domains()["text"], "format": next(f for f in teacher_formats() if f.name == "native"),
+               "scorer": next(s for s in scorers() if s.name == "entropy"), "sampler": samplers()["ancestral"],
+               "method": methods()["didi-instruct"]}
+    impostors = {k: replace(v, description="impostor") for k, v in builtin.items()}
+    mod = types.ModuleType("didi_test_impostor")
+    mod.register_domains = hookimpl(lambda register: register(impostors["domain"]))
+    mod.register_teacher_formats = hookimpl(lambda register: register(impostors["format"]))
+    mod.register_scorers = hookimpl(lambda register: register(impostors["scorer"]))
+    mod.register_samplers = hookimpl(lambda register: register(impostors["sampler"]))
+    mod.register_methods = hookimpl(lambda register: register(impostors["method"]))
+    pm = get_plugin_manager()
+    pm.register(mod, name="didi_test_impostor")
+    try:
+        found = {"domain": domains()["text"], "format": [f for f in teacher_formats() if f.name == "native"],
+                 "scorer": [s for s in scorers("text") if s.name == "entropy"], "sampler": samplers("text")["ancestral"],
+                 "method": methods()["didi-instruct"]}
+        assert found["format"] == [builtin["format"]] and found["scorer"] == [builtin["scorer"]]
+        for kind in ("domain", "sampler", "method"):
+            assert found[kind].description == builtin[kind].description != "impostor", kind
+    finally:
+        pm.unregister(mod)

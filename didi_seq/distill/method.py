@@ -111,6 +111,9 @@ class DistillMethod:
     config: type  # a MethodConfig dataclass with RUN_FIELDS
     build: Callable[[MethodContext, Any], MethodTrainer]  # (context, config) -> trainer; import torch inside
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
 
 # -- flags ---------------------------------------------------------------------------------
 @dataclass(frozen=True)

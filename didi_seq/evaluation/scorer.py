@@ -59,6 +59,3 @@ class Scorer:
     # why the scorer cannot run in this environment (e.g. "pip install 'didi-seq[mauve]'"), or None:
     # like unmet ``requires``, skipped unless asked for by name, which is then that error
     missing: Callable[[], str | None] | None = None
-
-    def applies_to(self, domain_name: str) -> bool:
-        return self.domains is None or domain_name in self.domains

@@ -4,9 +4,9 @@ Everything is an entry point of the ``didi_seq`` group, exactly like a third-par
 package's: the core's own hook modules (native checkpoint format, samplers, methods,
 domain-agnostic metrics; their names start with ``didi_seq.``), the built-in domains (text,
 protein) and any installed plugin. The core's entry points are registered first, so where
-names collide (first registration wins) a plugin cannot replace a core sampler or method.
-Nothing here imports a hook module by name, so the modules those hooks build on (samplers,
-loaders) may use the plugin manager without an import cycle.
+names collide (first registration wins, for every hook) a plugin cannot replace a built-in
+domain, format, scorer, sampler or method. Nothing here imports a hook module or another layer of
+the core, so every layer (loaders, samplers, the CLI) may use the plugin manager without a cycle.
 """
 
 from __future__ import annotations
@@ -40,17 +40,37 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _collect(hook_name: str) -> list:
-    items: list = []
-    getattr(get_plugin_manager().hook, hook_name)(register=items.append)
-    return items
+def _registered(hook_name: str, listed: str = "registration") -> dict:
+    """Everything a hook registers, by name; the first registration of a name wins for every hook.
+
+    The core's entry points are registered first, so a third-party plugin cannot silently replace a
+    built-in domain, teacher format, scorer, sampler or method by reusing its name. ``listed``: the
+    winners in registration order, or in "call" order (newest plugin first, as pluggy calls hooks:
+    the order teacher formats are tried in and scorers are reported in).
+    """
+    impls = getattr(get_plugin_manager().hook, hook_name).get_hookimpls()  # registration order
+    per_plugin = []
+    for impl in impls:
+        items: list = []
+        impl.function(register=items.append)
+        per_plugin.append(items)
+    winners: dict = {}
+    for items in per_plugin:
+        for obj in items:
+            winners.setdefault(obj.name, obj)
+    if listed == "registration":
+        return winners
+    return {obj.name: obj for items in reversed(per_plugin) for obj in items if winners[obj.name] is obj}
+
+
+def _for_domain(found: dict, domain_name: str | None) -> dict:
+    """The entries whose ``domains`` include ``domain_name`` (``domains`` None: every domain)."""
+    return {n: x for n, x in found.items() if domain_name is None or getattr(x, "domains", None) is None
+            or domain_name in x.domains}
 
 
 def domains() -> dict:
-    found = {}
-    for d in _collect("register_domains"):
-        found.setdefault(d.name, d)
-    return found
+    return _registered("register_domains", listed="call")
 
 
 def get_domain(name: str):
@@ -62,33 +82,18 @@ def get_domain(name: str):
 
 
 def teacher_formats() -> list:
-    return _collect("register_teacher_formats")
+    """Teacher formats in the order their ``detect`` is tried (plugins' before the core's native one)."""
+    return list(_registered("register_teacher_formats", listed="call").values())
 
 
 def scorers(domain_name: str | None = None) -> list:
-    """Registered scorers, first registration of a name wins; optionally those for one domain."""
-    found: dict = {}
-    for s in _collect("register_scorers"):
-        found.setdefault(s.name, s)
-    return [s for s in found.values() if domain_name is None or s.applies_to(domain_name)]
-
-
-def _first_registered(hook_name: str) -> dict:
-    """Named objects of a hook in registration order (pluggy calls the newest plugin first): the
-    core's entry points are registered first, so their names win and a plugin cannot silently
-    replace ``ancestral`` or ``didi-instruct``."""
-    found: dict = {}
-    for impl in getattr(get_plugin_manager().hook, hook_name).get_hookimpls():
-        impl.function(register=lambda obj: found.setdefault(obj.name, obj))
-    return found
+    """Registered scorers; optionally those for one domain."""
+    return list(_for_domain(_registered("register_scorers", listed="call"), domain_name).values())
 
 
 def samplers(domain_name: str | None = None) -> dict:
-    """Registered samplers by name, first registration of a name wins; optionally those for one domain."""
-    from ..sampling.contract import applies_to
-
-    found = _first_registered("register_samplers")
-    return {n: s for n, s in found.items() if domain_name is None or applies_to(s, domain_name)}
+    """Registered samplers by name; optionally those for one domain."""
+    return _for_domain(_registered("register_samplers"), domain_name)
 
 
 def get_sampler(name: str, domain_name: str):
@@ -100,13 +105,8 @@ def get_sampler(name: str, domain_name: str):
 
 
 def methods() -> dict:
-    """Registered distillation methods by name, first registration of a name wins."""
-    from ..distill.method import check_config
-
-    found = _first_registered("register_methods")
-    for m in found.values():
-        check_config(m)
-    return found
+    """Registered distillation methods by name (each checks its config when it is made)."""
+    return _registered("register_methods")
 
 
 def get_method(name: str):

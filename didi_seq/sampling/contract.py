@@ -84,10 +84,6 @@ class Sampler(Protocol):
                on_step: Callable[[], None] | None = None): ...
 
 
-def applies_to(sampler: Sampler, domain_name: str) -> bool:
-    return getattr(sampler, "domains", None) is None or domain_name in sampler.domains
-
-
 def prepared(sampler: Sampler, adapter, domain, cfg) -> Sampler:
     """The sampler with its auxiliary networks loaded (``prepare`` is optional)."""
     prepare = getattr(sampler, "prepare", None)
