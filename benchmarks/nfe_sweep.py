@@ -56,8 +56,9 @@ def parse_args(argv=None):
 
 
 def config_for(args, domain: str, nfe: int):
-    return sampler_config(args.sampler, domain, nfe=nfe, temperature=args.temperature, guidance_start=args.guidance[0],
-                          guidance_end=args.guidance[1], rerank_ratio=args.rerank_ratio, candidates=args.candidates)
+    rgas = {"guidance_start": args.guidance[0], "guidance_end": args.guidance[1], "rerank_ratio": args.rerank_ratio,
+            "candidates": args.candidates} if args.sampler == "rgas" else {}
+    return sampler_config(args.sampler, domain, nfe=nfe, temperature=args.temperature, **rgas)
 
 
 def samples_for(model, sampler, nfe: int, seed: int, n: int, args, path: Path) -> list[dict]:

@@ -38,8 +38,6 @@ THREADS_HELP = "torch CPU threads."
 THREADS_DEFAULT = "half the cores, at most 4"  # didi_seq.devices.default_threads
 RUN = "Run and output"
 HARDWARE = "Hardware"
-METHOD = "DiDi-Instruct method (each default names its source in didi_seq/distill/didi_instruct/config.py)"
-SWITCHES = "Ablation switches (on: the paper's full method)"  # own panel: their long names need the width
 
 
 def _version(value: bool) -> None:
@@ -233,9 +231,32 @@ def pretrain(
                    f"validation NELBO {result.val_nelbo:.4f} nats/token; checkpoint: {result.out_dir}")
 
 
-@app.command()
+class SampleCommand(TyperCommand):
+    """``sample``: its help also lists every registered sampler's own options (declared by its config)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        super().format_help(ctx, formatter)
+        from didi_seq.options import flags_help
+        from didi_seq.registry.plugins import samplers
+
+        entries = {n: (s.description + (f" ({', '.join(s.domains)} only)" if s.domains else ""), s.config)
+                   for n, s in samplers().items()}
+        _append_help(formatter, "Sampler options (only with their --sampler):", flags_help(entries, "--sampler"))
+
+
+def _append_help(formatter, title: str, text: str) -> None:
+    if formatter.getvalue():  # click's plain help
+        formatter.write_paragraph()
+        formatter.write_text(title)
+        formatter.write(text + "\n")
+    else:  # typer printed rich help itself
+        typer.echo(f"{title}\n{text}")
+
+
+@app.command(cls=SampleCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @user_errors
 def sample(
+    ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name."),
     nfe: int = typer.Option(..., help="Number of denoising steps (network function evaluations)."),
     checkpoint: str | None = typer.Option(
@@ -244,7 +265,8 @@ def sample(
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
     sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
-                                "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`."),
+                                "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`. "
+                                "Its own options are listed below."),
     temperature: float = typer.Option(1.0, help="Divide the x0 prediction's logits by T before every draw "
                                       "(1: untouched; < 1 sharper, > 1 flatter); must be finite and > 0."),
     lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
@@ -252,35 +274,30 @@ def sample(
     output: Path | None = typer.Option(None, help="JSONL file to write; '-': JSONL on stdout (protein: no FASTA "
                                        "then). Default: print the samples as text."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
-    final: str = typer.Option("ancestral", help="Last step: ancestral draw or greedy arg-max."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Disable the exact p(x0) cache."),
     threads: int | None = typer.Option(None, envvar="DIDI_SEQ_THREADS", help=THREADS_HELP, show_default=THREADS_DEFAULT,
                                        rich_help_panel=HARDWARE),
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + ".", rich_help_panel=HARDWARE),
-    guidance_start: float = typer.Option(0.2, help="rgas: tilting scale h at the first step."),
-    guidance_end: float = typer.Option(1.0, help="rgas: tilting scale h at the last tilting step."),
-    rerank_ratio: float = typer.Option(0.5, help="rgas: fraction of (late) steps that re-rank candidates."),
-    candidates: int = typer.Option(4, help="rgas: candidates M per re-ranking step."),
-    teacher: str | None = typer.Option(None, help="rgas: the teacher the discriminator was trained on (default: found by hash)."),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
     """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
     positive("batch-size", batch_size)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
+    from didi_seq.options import parse_flags
+    from didi_seq.registry.plugins import get_sampler, samplers
     from didi_seq.sampling.generate import check_num_samples, generate, load_model, sampler_config
 
     check_num_samples(num_samples)
-
-    cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, final=final, cache=not no_cache,
-                         guidance_start=guidance_start, guidance_end=guidance_end, rerank_ratio=rerank_ratio,
-                         candidates=candidates, teacher=teacher)  # before anything is loaded: bad options fail fast
+    get_sampler(sampler, dom.name)  # an unknown sampler is named before its flags are
+    known = {n: s.config for n, s in samplers().items()}
+    options = {name: value for name, (_, value) in parse_flags(sampler, known, ctx.args, "--sampler", "sample").items()}
+    cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, **options)  # bad options fail before loading
     to_stdout = output is not None and str(output) == "-"
     outputs = []
     if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
         from didi_seq.io.outputs import input_paths, plan_outputs
 
-        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, teacher))
+        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, options.get("teacher")))
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -318,16 +335,11 @@ class DistillCommand(TyperCommand):
 
     def format_help(self, ctx, formatter) -> None:
         super().format_help(ctx, formatter)
-        from didi_seq.distill.method import flags_help
+        from didi_seq.options import flags_help
         from didi_seq.registry.plugins import methods
 
-        text = flags_help(methods())
-        if formatter.getvalue():  # click's plain help
-            formatter.write_paragraph()
-            formatter.write_text("Method options (only with their --method):")
-            formatter.write(text + "\n")
-        else:  # typer printed rich help itself
-            typer.echo("Method options (only with their --method):\n" + text)
+        entries = {n: (m.description, m.config) for n, m in methods().items()}
+        _append_help(formatter, "Method options (only with their --method):", flags_help(entries, "--method"))
 
 
 @app.command(cls=DistillCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -369,16 +381,15 @@ def distill(
     dom = domain_or_fail(domain)
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from didi_seq.distill.didi_instruct.preflight import check_student_steps
-    from didi_seq.distill.method import parse_method_flags
-    from didi_seq.distill.run import check_max_minutes
+    from didi_seq.distill.run import check_max_minutes, check_student_steps
     from didi_seq.distill.run import distill as run
+    from didi_seq.options import parse_flags
     from didi_seq.registry.plugins import get_method, methods
     from didi_seq.training.log import check_logger, training_logger
     from didi_seq.training.run_dir import exclusive_run
 
     chosen = get_method(method)
-    given = parse_method_flags(chosen, methods(), ctx.args)
+    given = parse_flags(chosen.name, {n: m.config for n, m in methods().items()}, ctx.args, "--method", "distill")
     for name, value in (("steps", steps), ("ckpt_every", ckpt_every), ("seed", seed), ("threads", threads)):
         if value is not None:
             given[name] = (f"--{name.replace('_', '-')} {value}", value)

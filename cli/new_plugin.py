@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -55,10 +55,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from didi_seq.domain.char_tokenizer import CharTokenizer
-from didi_seq.domain import Domain
-from didi_seq.errors import DidiError
-from didi_seq.registry.hookspecs import hookimpl
+from didi_seq import CharTokenizer
+from didi_seq import Domain
+from didi_seq import DidiError
+from didi_seq import hookimpl
 
 ALPHABET = {alphabet!r}
 CORPUS = Path(__file__).resolve().parent / "assets" / "corpus.txt"

@@ -1,15 +1,36 @@
-"""didi-seq: distil masked discrete diffusion teachers into few-step students."""
+"""didi-seq: distil masked discrete diffusion teachers into few-step students.
+
+The public face: what a plugin (a domain, a teacher format, a sampler, a scorer, a distillation
+method) and a user of the Python API need, importable as ``from didi_seq import Domain``. Each name
+is imported on first use, so ``import didi_seq`` stays cheap (no torch) for the CLI's ``--help``.
+The layers behind it (docs/writing-a-plugin.md): ``models`` (process, DiT, teacher adapters and
+formats), ``sampling``, ``evaluation``, ``training``, ``distill``, ``io``, ``registry``, ``domain``.
+"""
+
+from importlib import import_module
 
 from ._version import __version__
 
-__all__ = ["MaskedDiffusionModel", "__version__"]
+# name -> the module that defines it
+PUBLIC = {
+    "DidiError": "errors", "CheckpointError": "errors",
+    "hookimpl": "registry.hookspecs", "get_domain": "registry.plugins",
+    "Domain": "domain", "DomainTokenizer": "domain", "CharTokenizer": "domain.char_tokenizer",
+    "TeacherAdapter": "models.teacher", "TeacherSpec": "models.teacher", "NativeTeacher": "models.teacher",
+    "TeacherFormat": "models.formats", "DiT": "models.dit", "DiTConfig": "models.dit",
+    "LogLinearSchedule": "models.process",
+    "SamplerOptions": "sampling.contract", "SampleResult": "sampling.contract", "option": "options",
+    "Scorer": "evaluation.scorer", "EvalContext": "evaluation.scorer",
+    "DistillMethod": "distill.method", "MethodConfig": "distill.method", "MethodContext": "distill.method",
+    "SourceInfo": "io.provenance",
+    "MaskedDiffusionModel": "api",
+}
+__all__ = ["__version__", *PUBLIC]
 
 
 def __getattr__(name: str):
-    """``didi_seq.MaskedDiffusionModel`` imports the API (and torch) only when asked for: ``import didi_seq``
-    stays cheap for the CLI's ``--help``."""
-    if name == "MaskedDiffusionModel":
-        from .api import MaskedDiffusionModel
-
-        return MaskedDiffusionModel
-    raise AttributeError(f"module 'didi_seq' has no attribute {name!r}")
+    if name not in PUBLIC:
+        raise AttributeError(f"module 'didi_seq' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value

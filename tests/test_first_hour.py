@@ -172,7 +172,7 @@ def test_distill_refuses_a_run_where_the_student_never_steps(tiny_ckpt, tmp_path
 
 def test_check_student_steps():
     from didi_seq.distill.didi_instruct.config import DistillConfig
-    from didi_seq.distill.didi_instruct.preflight import check_student_steps, student_steps
+    from didi_seq.distill.run import check_student_steps, student_steps
     from didi_seq.errors import DidiError
 
     assert student_steps(DistillConfig(steps=21, disc_warmup_steps=20)) == 1

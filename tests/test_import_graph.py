@@ -140,3 +140,85 @@ def test_plugins_do_not_import_each_other_or_the_cli():
     bad = sorted(f"{m} imports {t}" for p in plugins for m, targets in graph.items() if _in_package(m, p)
                  for t in targets if not (_in_package(t, p) or _in_package(t, CORE)))
     assert not bad, "; ".join(bad)
+
+
+# -- the layers ----------------------------------------------------------------------------------
+# Top-level helpers every layer may use, and which other layers each may import (nothing above it):
+# io / domain / registry → models → sampling, evaluation, training → distill → api and the CLI.
+HELPERS = {"didi_seq.errors", "didi_seq._version", "didi_seq.devices", "didi_seq.numbers", "didi_seq.options"}
+MAY_IMPORT = {
+    "io": set(),
+    "domain": set(),
+    "registry": set(),
+    "models": {"io", "registry"},
+    "sampling": {"io", "registry", "models", "domain"},
+    "evaluation": {"io", "registry"},
+    "training": {"io", "models", "domain"},
+    "distill": {"io", "registry", "models", "domain", "sampling", "training"},
+}
+# what a plugin may import besides the public face `didi_seq` (docs/writing-a-plugin.md lists them)
+PLUGIN_SURFACE = ("didi_seq.models", "didi_seq.io", "didi_seq.domain", "didi_seq.evaluation", "didi_seq.devices",
+                  "didi_seq.training.pretrain")
+
+
+def layer_of(module: str) -> str | None:
+    """``didi_seq.models.dit`` → "models"; a helper or top-level module (api) → None."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in MAY_IMPORT else None
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for m, targets in graph.items():
+        if not _in_package(m, CORE) or (own := layer_of(m)) is None:
+            continue
+        for t in targets:
+            if not _in_package(t, CORE) or t in HELPERS:
+                continue
+            other = layer_of(t)
+            if other != own and other not in MAY_IMPORT[own]:
+                bad.append(f"{m} ({own}) imports {t} ({other or 'a top-level module'})")
+    return sorted(bad)
+
+
+def test_layering_checker_catches_a_model_importing_distillation():
+    graph = {"didi_seq.models.teacher": {"didi_seq.distill.networks", "didi_seq.errors"},
+             "didi_seq.sampling.generate": {"didi_seq.models.loading", "didi_seq.api"}}
+    assert layering_violations(graph) == [
+        "didi_seq.models.teacher (models) imports didi_seq.distill.networks (distill)",
+        "didi_seq.sampling.generate (sampling) imports didi_seq.api (a top-level module)"]
+
+
+def test_each_layer_imports_only_the_layers_below_it_lazy_imports_included():
+    bad = layering_violations(import_graph())
+    assert not bad, "; ".join(bad)
+
+
+def test_models_import_nothing_from_sampling_training_or_distillation():
+    """The model layer (process, DiT, adapters, formats, loading) stands on its own: the distillers and
+    samplers build on it, never the reverse (teacher.py once imported distill/networks.py)."""
+    graph = import_graph()
+    bad = sorted(f"{m} imports {t}" for m, targets in graph.items() if _in_package(m, "didi_seq.models")
+                 for t in targets if any(_in_package(t, f"didi_seq.{up}") for up in ("sampling", "training", "distill")))
+    assert not bad, "; ".join(bad)
+
+
+def test_the_core_never_imports_its_public_face():
+    """``didi_seq/__init__`` re-exports names of every layer: a core module importing it would import all of them."""
+    bad = sorted(m for m, targets in import_graph().items() if _in_package(m, CORE) and m != CORE and CORE in targets)
+    assert not bad, f"{bad} import the package `didi_seq` itself; import the defining module instead"
+
+
+def test_the_public_face_names_exist():
+    import didi_seq
+
+    for name in didi_seq.PUBLIC:
+        assert getattr(didi_seq, name) is not None, name
+
+
+def test_plugins_import_the_public_face_and_documented_submodules_only():
+    graph = import_graph()
+    plugins = [p for p in package_dirs() if p not in (CORE, "didi_seq_cli")]
+    bad = sorted(f"{m} imports {t}" for p in plugins for m, targets in graph.items() if _in_package(m, p)
+                 for t in targets if _in_package(t, CORE) and t != CORE and not any(_in_package(t, s) for s in PLUGIN_SURFACE))
+    assert not bad, "; ".join(bad)

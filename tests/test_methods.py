@@ -8,9 +8,9 @@ import toy_method
 from typer.testing import CliRunner
 
 from conftest import one_error_line
-from didi_seq.distill.method import method_flags, parse_method_flags
 from didi_seq.errors import DidiError
 from didi_seq.io.checkpoint import load_checkpoint
+from didi_seq.options import flags_of, parse_flags
 from didi_seq.registry.plugins import get_plugin_manager, methods
 from didi_seq_cli.main import app
 
@@ -35,21 +35,24 @@ def distill(*args):
 
 def test_didi_instruct_is_the_builtin_method():
     assert list(methods()) == ["didi-instruct", "sdtt", "mmd"]
-    flags = method_flags(methods()["didi-instruct"].config)
+    flags = flags_of(methods()["didi-instruct"].config)
     assert {"--disc-lr", "--positive", "--score-decomposition", "--no-score-decomposition"} <= set(flags)
     assert "--steps" not in flags  # the run's settings are distill's own options
 
 
 def test_method_flags_parse_types_and_bools(toy_plugin):
-    known = methods()
-    di = known["didi-instruct"]
-    given = parse_method_flags(di, known, ["--disc-lr", "3e-4", "--no-coupled-time", "--pi=uniform", "--batch-size", "8"])
+    known = {n: m.config for n, m in methods().items()}
+
+    def parse_method_flags(args):
+        return parse_flags("didi-instruct", known, args, "--method", "distill")
+
+    given = parse_method_flags(["--disc-lr", "3e-4", "--no-coupled-time", "--pi=uniform", "--batch-size", "8"])
     assert given == {"disc_lr": ("--disc-lr 3e-4", 3e-4), "coupled_time": ("--no-coupled-time", False),
                      "pi": ("--pi uniform", "uniform"), "batch_size": ("--batch-size 8", 8)}
     with pytest.raises(DidiError, match="--toy-lr is an option of --method toy, not of --method didi-instruct"):
-        parse_method_flags(di, known, ["--toy-lr", "1"])
+        parse_method_flags(["--toy-lr", "1"])
     with pytest.raises(DidiError, match="--batch-size expects an integer"):
-        parse_method_flags(di, known, ["--batch-size", "2.5"])
+        parse_method_flags(["--batch-size", "2.5"])
 
 
 def test_toy_method_from_a_test_plugin_is_listed_and_runs(toy_plugin, tiny_ckpt, tmp_path):

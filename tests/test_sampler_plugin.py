@@ -10,16 +10,21 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import one_error_line
+from didi_seq import SampleResult, option
 from didi_seq.registry.hookspecs import hookimpl
 from didi_seq.registry.plugins import get_plugin_manager, samplers
-from didi_seq.sampling.ancestral import SampleResult, tempered
-from didi_seq.sampling.contract import SamplerOptions
+from didi_seq.sampling.contract import SamplerOptions, tempered
 from didi_seq_cli.main import app
 
 
 @dataclass(kw_only=True)
 class OneShotConfig(SamplerOptions):
-    pass
+    # declared like any sampler option: `didi-seq sample` gets the flag, its help line and its checks for free
+    label: str = option("one", "Toy: a label each record carries.", flag="--one-shot-label")
+
+    def record(self) -> dict:
+        return {"label": self.label}
 
 
 class OneShot:
@@ -92,3 +97,28 @@ def test_generate_refuses_another_samplers_config(tiny_ckpt):
         generate(model, SamplerConfig(nfe=2), sampler="rgas")
     out = generate(model, SamplerConfig(nfe=2, temperature=0.5), num_samples=3, batch_size=2)
     assert out.result.tokens.shape == (3, 16) and [r["temperature"] for r in out.records] == [0.5] * 3
+
+
+def test_a_samplers_declared_options_are_its_flags_and_no_one_elses(toy_plugin, tiny_ckpt, tmp_path):
+    runner = CliRunner()
+    assert "--one-shot-label STR" in runner.invoke(app, ["sample", "--help"], terminal_width=200).output
+    out = tmp_path / "s.jsonl"
+    base = ["sample", "--domain", "text", "--checkpoint", str(tiny_ckpt), "--nfe", "2", "--num-samples", "1"]
+    r = runner.invoke(app, [*base, "--sampler", "one-shot", "--one-shot-label", "two", "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["one-shot"] == {"label": "two"}
+    one_error_line(runner.invoke(app, [*base, "--one-shot-label", "two"]),
+                   "--one-shot-label is an option of --sampler one-shot, not of --sampler ancestral")
+    one_error_line(runner.invoke(app, [*base, "--candidates", "4"]),
+                   "--candidates is an option of --sampler rgas, not of --sampler ancestral")
+    one_error_line(runner.invoke(app, [*base, "--sampler", "one-shot", "--no-cache"]),
+                   "--no-cache is an option of --sampler ancestral / rgas, not of --sampler one-shot")
+
+
+def test_the_python_api_refuses_an_option_the_sampler_does_not_take():
+    from didi_seq.errors import DidiError
+    from didi_seq.sampling.generate import sampler_config
+
+    assert sampler_config("rgas", "text", nfe=4, candidates=2).candidates == 2
+    with pytest.raises(DidiError, match="sampler 'ancestral' takes no option 'candidates'"):
+        sampler_config("ancestral", "text", nfe=4, candidates=2)

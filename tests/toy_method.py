@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from didi_seq.distill.method import DistillMethod, MethodConfig, MethodContext, option
+from didi_seq import DistillMethod, MethodConfig, MethodContext, option
 from didi_seq.registry.hookspecs import hookimpl
 
 

@@ -8,15 +8,14 @@ Methods are registered through the ``register_methods`` hook, DiDi-Instruct by t
 
 A method's configuration is a dataclass (subclass ``MethodConfig``) holding the run's
 settings ``RUN_FIELDS`` (each method picks its defaults) and its own. Every field
-declared with ``option(default, help)`` is a flag of ``didi-seq distill`` (``disc_lr`` →
-``--disc-lr``, a bool → ``--x/--no-x``); a flag of another method is refused by name.
+declared with ``didi_seq.options.option(default, help)`` is a flag of ``didi-seq distill``
+(``disc_lr`` → ``--disc-lr``, a bool → ``--x/--no-x``); a flag of another method is refused by name.
 """
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,11 +28,6 @@ if TYPE_CHECKING:
 
 # settings of the run every method config holds: `distill --steps/--ckpt-every/--seed/--threads` set them
 RUN_FIELDS = ("steps", "ckpt_every", "seed", "threads")
-
-
-def option(default, help: str, flag: str | None = None):
-    """A config field that is also a ``distill`` flag (``flag``: its name if not the field's, e.g. "--positive")."""
-    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 class MethodConfig:
@@ -113,88 +107,6 @@ class DistillMethod:
 
     def __post_init__(self) -> None:
         check_config(self)
-
-
-# -- flags ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Flag:
-    field: str
-    option: str  # "--disc-lr"
-    kind: type  # bool | int | float | str
-    help: str
-    default: Any
-
-
-def method_flags(config: type) -> dict[str, Flag]:
-    """The ``distill`` flags of a method config, by option string (bools also under ``--no-x``)."""
-    hints = typing.get_type_hints(config)
-    flags: dict[str, Flag] = {}
-    for f in fields(config):
-        if "help" not in f.metadata:
-            continue
-        kind = next((t for t in (bool, int, float, str) if t is hints[f.name] or t in typing.get_args(hints[f.name])), str)
-        option_name = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        flag = Flag(f.name, option_name, kind, f.metadata["help"], default)
-        flags[option_name] = flag
-        if kind is bool:
-            flags["--no-" + option_name[2:]] = flag
-    return flags
-
-
-def _convert(flag: Flag, text: str):
-    try:
-        return flag.kind(text)
-    except ValueError:
-        what = {int: "an integer", float: "a number"}.get(flag.kind, "a value")
-        raise DidiError(f"{flag.option} expects {what}, got {text!r}") from None
-
-
-def parse_method_flags(method: DistillMethod, methods: dict[str, DistillMethod], args: list[str]) -> dict[str, tuple[str, Any]]:
-    """The method options on a command line: {config field: (as written, value)}.
-
-    A flag of another registered method is refused by name (``--disc-lr`` with ``--method sdtt``),
-    anything else unknown too, so no option is ever silently ignored.
-    """
-    mine = method_flags(method.config)
-    given: dict[str, tuple[str, Any]] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        i += 1
-        name, _, inline = arg.partition("=")
-        if name not in mine:
-            owners = [m.name for m in methods.values() if m.name != method.name and name in method_flags(m.config)]
-            if owners:
-                raise DidiError(f"{name} is an option of --method {' / '.join(owners)}, not of --method {method.name}")
-            if not arg.startswith("--"):
-                raise DidiError(f"unexpected argument {arg!r}")
-            raise DidiError(f"no such option {name} (see `didi-seq distill --help` for the options of --method {method.name})")
-        flag = mine[name]
-        if flag.kind is bool:
-            if inline:
-                raise DidiError(f"{name} takes no value")
-            given[flag.field] = (name, not name.startswith("--no-"))
-            continue
-        if not inline and "=" not in arg:
-            if i >= len(args):
-                raise DidiError(f"{name} needs a value")
-            inline, i = args[i], i + 1
-        given[flag.field] = (f"{name} {inline}", _convert(flag, inline))
-    return given
-
-
-def flags_help(methods: dict[str, DistillMethod]) -> str:
-    """The method options of every registered method, for ``distill --help``."""
-    lines = []
-    for m in methods.values():
-        lines.append(f"--method {m.name}: {m.description}")
-        rows = [(f"{opt}/--no-{opt[2:]}" if flag.kind is bool else f"{opt} {flag.kind.__name__.upper()}",
-                 f"{flag.help} [default: {flag.default}]")
-                for opt, flag in method_flags(m.config).items() if not (flag.kind is bool and opt.startswith("--no-"))]
-        width = max((len(spelled) for spelled, _ in rows), default=0)
-        lines += [f"  {spelled:<{width}}  {text}" for spelled, text in rows]
-    return "\n".join(lines)
 
 
 def check_config(method: DistillMethod) -> None:

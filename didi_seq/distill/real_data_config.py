@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DidiError
-from .method import MethodConfig, option
+from ..options import option
+from .method import MethodConfig
 
 
 @dataclass

@@ -21,7 +21,7 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = "didi_seq"
 CORE_PREFIX = "didi_seq."
-CORE_HOOK_MODULES = ("didi_seq.models.native_format", "didi_seq.sampling.builtin", "didi_seq.distill.builtin",
+CORE_HOOK_MODULES = ("didi_seq.models.formats", "didi_seq.sampling.builtin", "didi_seq.distill.builtin",
                      "didi_seq.evaluation.metrics")
 
 

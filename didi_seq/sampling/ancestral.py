@@ -34,30 +34,22 @@ import torch
 from ..devices import host_rand
 from ..errors import DidiError
 from ..models.process import prior
-from .contract import SamplerOptions, tempered
+from ..options import option
+from .contract import SampleResult, SamplerOptions, tempered
 
 
 @dataclass(kw_only=True)
 class SamplerConfig(SamplerOptions):
     """Options of the ancestral sampler (RGAS extends them)."""
 
-    final: str = "ancestral"  # "greedy": arg-max for tokens revealed at the last step
-    cache: bool = True
+    final: str = option("ancestral", "Last step: ancestral draw or greedy arg-max (greedy: arg-max for tokens "
+                                     "revealed at the last step).")
+    cache: bool = option(True, "The exact p(x0) cache (--no-cache: every step re-runs the network on every row).")
 
     def validate(self) -> None:
         super().validate()
         if self.final not in ("ancestral", "greedy"):
             raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
-
-
-@dataclass
-class SampleResult:
-    tokens: torch.Tensor  # [N, L]
-    network_calls: int  # batched forward invocations
-    rows_evaluated: int  # sequences pushed through the network, summed over calls
-    nfe: int
-    wall_clock_s: float
-    aux_calls: int = 0  # calls of auxiliary networks (RGAS's discriminator), reported beside NFE
 
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

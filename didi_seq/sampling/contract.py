@@ -10,7 +10,10 @@ A sampler offers:
 * ``name``, ``description``, ``domains`` (None: every domain);
 * ``config``: a dataclass (a ``SamplerOptions`` subclass) carrying ``nfe``, ``temperature``
   and every other option of the sampler; ``record()`` names the settings a sample record
-  must carry beyond ``nfe``/``temperature``;
+  must carry beyond ``nfe``/``temperature``. A field declared with
+  ``didi_seq.option(default, help, flag=None)`` is also a flag of ``didi-seq sample``
+  (``candidates`` → ``--candidates``, a bool → ``--x/--no-x``), listed under the sampler in
+  ``sample --help`` and refused with any other ``--sampler`` (``didi_seq/options.py``);
 * optionally ``prepare(adapter, domain, cfg) -> Sampler``: load auxiliary networks (RGAS's
   discriminator) once and return a sampler ready to run; without it the sampler runs as is;
 * ``sample(adapter, x_init, cfg, generator, on_step) -> SampleResult``: ``x_init`` [B, L]
@@ -66,11 +69,27 @@ class SamplerOptions:
         return {}
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SamplerOptions:
-        """This config from a dict of options that may hold other samplers' options too
-        (the CLI passes all its flags): keys this config does not declare are left out."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
+    def from_options(cls, sampler: str, options: dict[str, Any]) -> SamplerOptions:
+        """This config from keyword options; one this config does not declare is an error naming it
+        (an option of another sampler is never silently dropped)."""
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            raise DidiError(f"sampler {sampler!r} takes no option {', '.join(map(repr, unknown))} "
+                            f"(its options: {', '.join(names)})")
+        return cls(**options)
+
+
+@dataclass
+class SampleResult:
+    """What a sampler's ``sample`` returns: the tokens and what they cost."""
+
+    tokens: torch.Tensor  # [N, L]
+    network_calls: int  # batched forward invocations
+    rows_evaluated: int  # sequences pushed through the network, summed over calls
+    nfe: int
+    wall_clock_s: float
+    aux_calls: int = 0  # calls of auxiliary networks (RGAS's discriminator), reported beside NFE
 
 
 @runtime_checkable

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ..devices import bf16_in_effect, module_device
-from .ancestral import SampleResult, from_states, initial_states, start_states
-from .contract import Sampler, SamplerOptions, prepared
+from .ancestral import from_states, initial_states, start_states
+from .contract import Sampler, SampleResult, SamplerOptions, prepared
 
 
 @dataclass
@@ -90,11 +90,10 @@ def trunk_precision(adapter) -> str:
 
 
 def sampler_config(sampler: str, domain_name: str, **options) -> SamplerOptions:
-    """The validated config of a registered sampler from options that may include other samplers'
-    options (they are left out: the CLI passes every flag it has)."""
+    """The validated config of a registered sampler; an option it does not declare is an error."""
     from ..registry.plugins import get_sampler
 
-    cfg = get_sampler(sampler, domain_name).config.from_options(options)
+    cfg = get_sampler(sampler, domain_name).config.from_options(sampler, options)
     cfg.validate()
     return cfg
 

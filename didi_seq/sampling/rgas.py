@@ -35,19 +35,22 @@ import torch
 from ..errors import DidiError
 from ..io.provenance import SourceInfo
 from ..numbers import check_range
-from .ancestral import SamplerConfig, SampleResult, denoise, draw_reveal, fill, reveal_probability, start_states
+from ..options import option
+from .ancestral import SamplerConfig, denoise, draw_reveal, fill, reveal_probability, start_states
+from .contract import SampleResult
 
 MAX_CANDIDATES = 1024
 
 
 @dataclass(kw_only=True)
 class RGASConfig(SamplerConfig):
-    guidance_start: float = 0.2  # [INIT] and code defaults; HEAD ships 30 → 40 for the 169M model
-    guidance_end: float = 1.0
-    rerank_ratio: float = 0.5  # ρ: the last half of the steps re-rank [HEAD, INIT]
-    candidates: int = 4  # M [HEAD]
+    # [INIT] and code defaults; HEAD ships 30 → 40 for the 169M model
+    guidance_start: float = option(0.2, "Tilting scale h at the first step.")
+    guidance_end: float = option(1.0, "Tilting scale h at the last tilting step.")
+    rerank_ratio: float = option(0.5, "Fraction of (late) steps that re-rank candidates.")  # ρ: the last half [HEAD, INIT]
+    candidates: int = option(4, "Candidates M per re-ranking step.")  # M [HEAD]
     grad_clip: float = 1.0  # per-element clip of the tilting gradient [HEAD, LATE]
-    teacher: str | None = None  # the teacher the discriminator was trained on (default: found by hash)
+    teacher: str | None = option(None, "The teacher the discriminator was trained on (default: found by hash).")
 
     def validate(self) -> None:
         super().validate()

@@ -13,7 +13,7 @@ import functools
 import json
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"  # the 20 residues samples may contain
 ARCHITECTURE = "ESM-1b"

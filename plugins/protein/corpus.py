@@ -10,7 +10,7 @@ import functools
 import json
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 EMBEDDED_CORPUS = Path(__file__).resolve().parent / "assets" / "corpus"
 VALIDATION_FRACTION = 0.05

@@ -21,11 +21,7 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.errors import CheckpointError, DidiError
-from didi_seq.io.provenance import SourceInfo
-from didi_seq.models.formats import TeacherFormat
-from didi_seq.models.process import LogLinearSchedule
-from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
+from didi_seq import CheckpointError, DidiError, LogLinearSchedule, SourceInfo, TeacherAdapter, TeacherFormat, TeacherSpec
 
 from .alphabet import ProteinTokenizer, require_transformers
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from didi_seq import DidiError
 from didi_seq.devices import bf16_autocast
-from didi_seq.errors import DidiError
 from didi_seq.models.dit import TimestepEmbedder
 from didi_seq.models.networks import TrainablePart
 from didi_seq.models.process import forbid_tokens

@@ -6,7 +6,7 @@ import gzip
 import io
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 from didi_seq.io.checkpoint import atomic_write_bytes
 
 from .alphabet import STANDARD

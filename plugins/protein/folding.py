@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 from didi_seq.io.hub import download_command
 
 CA = 1  # atom37 index of Cα

@@ -33,10 +33,8 @@ from dataclasses import dataclass
 
 import torch
 
+from didi_seq import DidiError, SampleResult, SamplerOptions, option
 from didi_seq.devices import host_rand
-from didi_seq.errors import DidiError
-from didi_seq.sampling.ancestral import SampleResult
-from didi_seq.sampling.contract import SamplerOptions
 
 NEG_INF = float("-inf")
 
@@ -118,15 +116,17 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
 
 @dataclass(kw_only=True)
 class NativeConfig(SamplerOptions):
-    repeat_threshold: float | None = 0.25  # DPLM's repetition guard; None turns it off
-    top_p: float = 0.95  # the guard's re-prediction filter
+    # DPLM's repetition guard; None turns it off (as does 1: no token can hold more than the whole row)
+    repeat_threshold: float | None = option(0.25, "Repetition guard: re-predict a row's residues holding a token "
+                                                  "above this share of the row (1: off).")
+    top_p: float = option(0.95, "Top-p filter of the guard's re-prediction.")
 
     def validate(self) -> None:
         super().validate()
         if self.repeat_threshold is not None and not 0.0 < self.repeat_threshold <= 1.0:
-            raise DidiError(f"repeat_threshold must be in (0, 1], got {self.repeat_threshold}")
+            raise DidiError(f"--repeat-threshold must be in (0, 1], got {self.repeat_threshold}")
         if not 0.0 < self.top_p <= 1.0:
-            raise DidiError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise DidiError(f"--top-p must be in (0, 1], got {self.top_p}")
 
     def record(self) -> dict:
         return {"repeat_threshold": self.repeat_threshold, "top_p": self.top_p}

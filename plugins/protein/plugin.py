@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from didi_seq.domain import Domain
-from didi_seq.registry.hookspecs import hookimpl
+from didi_seq import Domain, hookimpl
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 

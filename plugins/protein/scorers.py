@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError, EvalContext, Scorer
 from didi_seq.evaluation.metrics import mean_std
-from didi_seq.evaluation.scorer import EvalContext, Scorer
 
 from . import metrics as m
 

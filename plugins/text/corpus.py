@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 EMBEDDED_CORPUS = Path(__file__).resolve().parent / "assets" / "corpus"
 LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 NAME = "gpt2"  # what a checkpoint's provenance says to ask the text domain for this tokenizer
 VOCAB_SIZE = 50257

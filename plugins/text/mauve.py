@@ -27,7 +27,7 @@ import importlib.util
 import os
 import sys
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 SCALING_FACTOR = 5  # c in the paper, mauve-text's default
 KMEANS_SEED = 25  # mauve-text's default seed

@@ -14,7 +14,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from didi_seq.errors import CheckpointError
+from didi_seq import CheckpointError
 
 from . import gpt2
 
@@ -87,7 +87,7 @@ def default_heads(hidden: int, source: str) -> int:
 
 def dit_config(state: dict, source: str, declared: dict | None = None):
     """A DiTConfig from the shapes, cross-checked against whatever the file's config declares."""
-    from didi_seq.models.dit import DiTConfig
+    from didi_seq import DiTConfig
 
     found = shape_config(state, source)
     declared = {k: v for k, v in (declared or {}).items() if v is not None}
@@ -136,11 +136,9 @@ def tokenizer_ref(directory: Path) -> str:
 
 def build_teacher(state: dict, cfg, source: Path, fmt: str, weights: str, bf16: bool = True, extra: dict | None = None):
     """Strictly load ``state`` into a native DiT and wrap it as a teacher with provenance."""
+    from didi_seq import DiT, LogLinearSchedule, NativeTeacher, SourceInfo, TeacherSpec
     from didi_seq.io.checkpoint import file_sha256, load_state_strict
-    from didi_seq.io.provenance import SourceInfo
-    from didi_seq.models.dit import DiT
-    from didi_seq.models.process import LogLinearSchedule
-    from didi_seq.models.teacher import NativeTeacher, TeacherSpec, check_size
+    from didi_seq.models.teacher import check_size
 
     if cfg.vocab_size != gpt2.MASK_ID + 1:
         raise CheckpointError(f"{source}: vocabulary of {cfg.vocab_size} classes, but MDLM-family teachers have "

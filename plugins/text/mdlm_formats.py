@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from didi_seq.errors import CheckpointError
+from didi_seq import CheckpointError, TeacherFormat
 from didi_seq.io.hub import download_command
-from didi_seq.models.formats import TeacherFormat
 
 from . import mdlm_dit
 
@@ -35,7 +34,7 @@ def _dir(path: Path) -> Path:
 
 def _json(path: Path) -> dict | None:
     """A JSON object from a (size-bounded, regular) file, or None: detection never reads without bound."""
-    from didi_seq.errors import DidiError
+    from didi_seq import DidiError
     from didi_seq.io.untrusted import read_json
 
     try:
@@ -163,8 +162,8 @@ def didi_discriminator_state(state: dict) -> dict:
 def load_didi_discriminator(directory: Path, schedule, bf16: bool = True):
     """The released discriminator, every weight from its own file (its frozen trunk is not
     assumed to equal any teacher: DiDi copies the backbone before loading weights)."""
+    from didi_seq import DiT
     from didi_seq.io.checkpoint import load_state_strict
-    from didi_seq.models.dit import DiT
     from didi_seq.models.networks import Discriminator
 
     source = directory / DISCRIMINATOR
@@ -189,7 +188,7 @@ def _ema_state(ckpt: dict, backbone: dict, arch, source: str) -> dict:
     log-linear noise has none, so the list must match the DiT's parameters one to one."""
     import torch
 
-    from didi_seq.models.dit import DiT
+    from didi_seq import DiT
 
     ema = ckpt.get("ema")
     shadow = ema.get("shadow_params") if isinstance(ema, dict) else None

@@ -12,7 +12,7 @@ validation documents is returned and recorded in every result. Wrapping into BOS
 
 from __future__ import annotations
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 HUB_NAMES = ("openwebtext", "Skylion007/openwebtext")
 LOCAL_PREFIX = "owt:"

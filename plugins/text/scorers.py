@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from didi_seq.errors import DidiError
-from didi_seq.evaluation.scorer import BOOTSTRAP_RESAMPLES, EvalContext, Scorer
+from didi_seq import DidiError, EvalContext, Scorer
+from didi_seq.evaluation.scorer import BOOTSTRAP_RESAMPLES
 
 from . import mauve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 EMBEDDED_TOKENIZER = ASSETS / "tokenizer.json"

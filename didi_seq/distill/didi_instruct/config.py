@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from ...errors import DidiError
 from ...numbers import check_float_fields, check_range
-from ..method import MethodConfig, option
+from ...options import option
+from ..method import MethodConfig
 
 PI_SHAPES = {"uniform": (1, 1), "beta22": (2, 2), "beta25": (2, 5), "beta52": (5, 2)}
 

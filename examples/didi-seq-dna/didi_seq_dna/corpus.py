@@ -11,7 +11,7 @@ import gzip
 import hashlib
 from pathlib import Path
 
-from didi_seq.errors import DidiError
+from didi_seq import DidiError
 
 EMBEDDED_FASTA = Path(__file__).resolve().parent / "assets" / "lambda_phage.fa.gz"
 FRAGMENT = 1000

@@ -6,8 +6,8 @@ held-out genome the same way as a reference line, so a sampler that drifts shows
 
 from __future__ import annotations
 
+from didi_seq import EvalContext, Scorer
 from didi_seq.evaluation.metrics import mean_std, sample_token_ids
-from didi_seq.evaluation.scorer import EvalContext, Scorer
 
 A, C, G, T = range(4)
 

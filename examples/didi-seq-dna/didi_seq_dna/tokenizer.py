@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from didi_seq.domain.char_tokenizer import CharTokenizer
+from didi_seq import CharTokenizer
 
 NUCLEOTIDES = "ACGT"
 

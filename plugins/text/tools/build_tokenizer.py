@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from didi_seq.models.dit import DiT, DiTConfig
+from didi_seq import DiT, DiTConfig
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CANDIDATES = (4096, 6144, 8192)
