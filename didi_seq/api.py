@@ -19,8 +19,6 @@ from pathlib import Path
 from .errors import DidiError
 from .io.provenance import SourceInfo
 
-DISCRIMINATOR_FILES = ("discriminator.safetensors", "discriminator.json")  # a student's, for --sampler rgas
-
 
 def _domain_of(src: str, domain):
     """A Domain from ``domain`` (a name or a Domain), else from a native checkpoint's config.json."""
@@ -99,7 +97,8 @@ class MaskedDiffusionModel:
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write a didi-seq checkpoint directory (weights, config, tokenizer, provenance, model card) that
         ``from_pretrained`` and ``--checkpoint`` load; a student's discriminator files are copied along."""
-        from .io.checkpoint import save_checkpoint
+        from .io.checkpoint import checkpoint_config, save_checkpoint
+        from .models.networks import DISC_CONFIG, DISC_FILE
 
         adapter, directory = self._model.adapter, Path(directory)
         config_of = getattr(getattr(getattr(adapter, "model", None), "config", None), "to_dict", None)
@@ -110,14 +109,14 @@ class MaskedDiffusionModel:
         directory.parent.mkdir(parents=True, exist_ok=True)
         prov = SourceInfo.of(adapter.provenance).to_dict()
         kind = prov.get("kind") or "teacher"
-        config = {"domain": self.domain.name, "kind": kind, "architecture": adapter.architecture, "model": config_of(),
-                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
+        config = checkpoint_config(self.domain.name, kind, config_of(), adapter.spec, adapter.schedule,
+                                   architecture=adapter.architecture)
         provenance = {k: v for k, v in prov.items() if k not in ("path", "id", "model_sha256", "tokenizer_file")}
         provenance.update({"name": prov.get("name") or f"{self.domain.name}-{kind}", "kind": kind, "saved_from": self.id})
         source = Path(prov["path"]) if prov.get("path") and Path(prov["path"]).is_dir() else None
 
         def extra(tmp: Path) -> None:
-            for name in DISCRIMINATOR_FILES:
+            for name in (DISC_FILE, DISC_CONFIG):  # a student's discriminator, for --sampler rgas
                 if source is not None and (source / name).is_file():
                     shutil.copyfile(source / name, tmp / name)
 

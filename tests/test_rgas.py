@@ -7,7 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from didi_seq.models.loading import load_discriminator, load_teacher
+from didi_seq.models.loading import load_teacher
+from didi_seq.models.networks import load_discriminator
 from didi_seq.models.process import LogLinearSchedule
 from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
 from didi_seq.registry.plugins import get_domain

@@ -72,7 +72,11 @@ def corpus_rows(domain, tokenizer, corpus: str | None, length: int) -> tuple[Any
 
 
 class MethodTrainer(Protocol):
-    """What ``DistillMethod.build`` returns: the method's networks and optimisers, and one step."""
+    """What ``DistillMethod.build`` returns: the method's networks and optimisers, and one step.
+
+    The core's trainers keep student, EMA, optimisers, RNG and step in one ``TrainState`` and get
+    ``step_count``, ``state_dict``, ``load_state_dict`` and ``student_state`` from ``StateTrainer``
+    (``didi_seq/training/state.py``); a plugin's trainer may do the same."""
 
     step_count: int  # iterations taken (restored by ``load_state_dict``)
     student: torch.nn.Module  # the student being trained; its ``config.to_dict()`` goes into config.json

@@ -19,14 +19,14 @@ import torch
 
 from ..domain.data import trim_padding
 from ..training.distributed import RowNoise
-from ..training.state import EMA
+from ..training.state import StateTrainer, TrainState
 from .method import MethodContext
 from .mmd import mmd_step, resolve_alpha
 from .real_data_config import MMDConfig, SDTTConfig
 from .sdtt import round_delta, round_of, sdtt_step
 
 
-class RealDataTrainer(ABC):
+class RealDataTrainer(StateTrainer, ABC):
     """Student, EMA, AdamW and the RNG stream; ``step()`` = batch → ``loss()`` → update."""
 
     def __init__(self, ctx: MethodContext, cfg):
@@ -38,12 +38,11 @@ class RealDataTrainer(ABC):
         self.rows = ctx.ranks.rows(cfg.batch_size, "--batch-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
-        self.ema = EMA(self.student, cfg.ema)
         # SDTT: Adam without weight decay; MMD: AdamW with weight decay 0 — the same update
         self.opt = torch.optim.AdamW(self.student.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.state = TrainState(self.student, cfg.ema, {"opt": self.opt}, {"rng": self.gen})
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
-        self.step_count = 0
 
     def batch(self) -> torch.Tensor:
         """This rank's rows of a global batch of real rows (all-padding columns of the global batch dropped)."""
@@ -73,34 +72,13 @@ class RealDataTrainer(ABC):
         if not math.isfinite(norm.item()):
             raise FloatingPointError("student gradient is not finite")
         self.opt.step()
-        self.ema.update(self.student)
+        self.state.ema.update(self.student)
         self.step_count += 1
         values["grad_norm"] = norm.item()
         return {"step": self.step_count, **{k: round(v, 5) for k, v in values.items()}, "lr_scale": round(scale, 5)}
 
-    # -- state ----------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {"student": self.student.state_dict(), "ema": self.ema.shadow, "ema_updates": self.ema.updates,
-                "opt": self.opt.state_dict(), "rng": self.gen.get_state(), "step": self.step_count}
-
-    def load_state_dict(self, state: dict, source: str) -> None:
-        self.student.load_state_dict(state["student"])
-        self.ema.load(state["ema"], state["ema_updates"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["rng"])
-        self.step_count = state["step"]
-
-    def student_state(self) -> dict[str, torch.Tensor]:
-        """Checkpoints publish the EMA student (as the papers evaluate it)."""
-        return self.ema.state_for(self.student)
-
     def save_artifacts(self, tmp: Path) -> None:  # noqa: B027 - deliberately nothing, not abstract
         """Nothing beside the student: neither method leaves a network behind."""
-
-    def ema_student(self) -> torch.nn.Module:
-        m = copy.deepcopy(self.student)
-        m.load_state_dict(self.ema.state_for(self.student))
-        return m.eval()
 
 
 class SDTTTrainer(RealDataTrainer):
@@ -122,7 +100,7 @@ class SDTTTrainer(RealDataTrainer):
         cfg = self.cfg
         r = round_of(self.step_count, self.steps_per_round, cfg.rounds)
         if r != self.round:  # a new round: the current EMA student is its teacher
-            self.round, self.round_teacher = r, self.ema_student()
+            self.round, self.round_teacher = r, self.state.ema_model()
             for p in self.round_teacher.parameters():
                 p.requires_grad_(False)
         delta = round_delta(self.round, cfg.start_nfe, cfg.teacher_steps)

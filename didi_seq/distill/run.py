@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DidiError
-from ..io.checkpoint import load_checkpoint
+from ..io.checkpoint import checkpoint_config, load_checkpoint
 from ..io.provenance import Provenance, SourceInfo, TeacherRef
 from ..training.distributed import Ranks
 from ..training.run import TrainingRun
@@ -136,9 +136,8 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
         provenance = Provenance(name=f"{domain.name}-student", kind="student", step=trainer.step_count, wall_clock_s=wall,
                                 method=method.name, teacher=teacher_ref, config=cfg.to_dict(), last_metrics=last,
                                 data=trainer.data_meta)
-        config = {"domain": domain.name, "kind": "student", "architecture": adapter.architecture,
-                  "model": trainer.student.config.to_dict(),
-                  "spec": adapter.spec.to_dict(), "schedule": adapter.schedule.to_dict()}
+        config = checkpoint_config(domain.name, "student", trainer.student.config.to_dict(), adapter.spec, adapter.schedule,
+                                   architecture=adapter.architecture)
         state = {**trainer.state_dict(), "step": trainer.step_count, "config": cfg.to_dict(), "wall_clock_s": wall,
                  "teacher": {"id": teacher_ref.id, "sha256": teacher_ref.sha256,
                              "vocab_size": adapter.spec.vocab_size, "mask_id": adapter.spec.mask_id},

@@ -204,6 +204,15 @@ class Checkpoint:
         return f"{name}@{self.sha256[:12]}"
 
 
+def checkpoint_config(domain: str, kind: str, model: dict, spec, schedule, architecture: str | None = None) -> dict:
+    """The one layout of a checkpoint's config.json (``save_checkpoint`` adds the format's name and version):
+    the domain, "teacher" or "student", the network's config, the teacher spec and the noise schedule.
+    ``architecture`` names the network family a format loads it with; without it the native DiT is meant
+    (what pretraining writes)."""
+    return {"domain": domain, "kind": kind, **({"architecture": architecture} if architecture else {}), "model": model,
+            "spec": spec.to_dict(), "schedule": schedule.to_dict()}
+
+
 def save_checkpoint(
     target: Path,
     state: dict[str, torch.Tensor],

@@ -227,15 +227,22 @@ class DiT(nn.Module):
             sigma = torch.zeros(batch, device=device)
         return F.silu(self.sigma_map(sigma))
 
+    def trunk(self, x: torch.Tensor, c: torch.Tensor, blocks=None, h: torch.Tensor | None = None) -> torch.Tensor:
+        """The one walk through the trunk: ``blocks`` (default: all) on ids or soft tokens ``x`` [B, L]
+        under conditioning ``c``, from the embedding or from ``h``, the hidden state the blocks before
+        them left (the discriminator runs its frozen blocks without a graph, then its trainable ones)."""
+        rope = self.rotary_emb(x.shape[1], x.device)
+        keys = self.key_mask(x)
+        if h is None:
+            h = self.embed(x)
+        for block in self.blocks if blocks is None else blocks:
+            h = block(h, c, rope, keys)
+        return h
+
     def hidden_states(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Trunk output [B, L, H] and the conditioning vector c [B, cond_dim]."""
-        h = self.embed(x)
-        c = self.cond(sigma, h.shape[0], h.device)
-        rope = self.rotary_emb(h.shape[1], h.device)
-        keys = self.key_mask(x)
-        for block in self.blocks:
-            h = block(h, c, rope, keys)
-        return h, c
+        c = self.cond(sigma, x.shape[0], x.device)
+        return self.trunk(x, c), c
 
     def head(self, h: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Vocabulary logits, everywhere or only at ``positions`` (bool [B, L]) — the

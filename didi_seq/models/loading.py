@@ -2,8 +2,6 @@
 
 Every format plugin is tried through its ``detect``; the domain and vocabulary are
 checked here once so no command can sample a protein teacher with a text tokenizer.
-A student's saved discriminator is loaded here too: rebuilding it means finding its teacher,
-and ``didi_seq.models.networks`` cannot do that without an import cycle (the adapters import it).
 """
 
 from __future__ import annotations
@@ -86,44 +84,3 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
             f"{adapter.spec.mask_id} but the {domain.name} tokenizer has {tokenizer.vocab_size} / {tokenizer.mask_id}"
         )
     return adapter, tokenizer
-
-
-def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bool = True):
-    """The discriminator saved next to a student, rebuilt on the teacher whose trunk it shares.
-
-    The teacher is found by weight hash: ``teacher`` if given, else the domain's embedded
-    teacher, else the path recorded at distillation time.
-    """
-    from safetensors.torch import load_file
-
-    from ..io.checkpoint import load_checkpoint
-    from ..io.untrusted import read_json
-    from .networks import DISC_CONFIG, DISC_FILE, Discriminator
-
-    student_dir = Path(student_dir)
-    if not (student_dir / DISC_FILE).is_file() or not (student_dir / DISC_CONFIG).is_file():
-        raise DidiError(f"{student_dir} holds no discriminator ({DISC_FILE}); RGAS needs a DiDi-Instruct student "
-                        "checkpoint (use --sampler ancestral for other checkpoints)")
-    meta = read_json(student_dir / DISC_CONFIG, "discriminator config", error=CheckpointError)
-    if not isinstance(meta, dict) or isinstance(meta.get("trainable_blocks"), bool) or not isinstance(meta.get("trainable_blocks"), int):
-        raise CheckpointError(f"{student_dir / DISC_CONFIG} is not a discriminator config (no integer 'trainable_blocks')")
-    want = meta.get("teacher_sha256")
-    tried = []
-    recorded = load_checkpoint(student_dir).provenance.get("teacher", {}).get("path")
-    for src in ([teacher] if teacher else ["teacher", recorded]):
-        if not src:
-            continue
-        try:
-            adapter, _ = load_teacher(src, domain)
-        except DidiError:
-            if teacher:  # the user named this teacher: say why it cannot be used
-                raise
-            tried.append(str(src))
-            continue
-        if adapter.provenance.model_sha256 == want:
-            disc = Discriminator(adapter.model, int(meta["trainable_blocks"]), adapter.schedule, bf16=bf16)
-            disc.load_trainable_state(load_file(str(student_dir / DISC_FILE)), str(student_dir / DISC_FILE))
-            return disc.eval()
-        tried.append(f"{src} (sha256 {str(adapter.provenance.model_sha256)[:12]})")
-    raise CheckpointError(f"{student_dir}: its discriminator was trained on teacher {meta.get('teacher_id')} (sha256 "
-                          f"{str(want)[:12]}), which was not found (tried: {', '.join(tried) or 'nothing'}); pass --teacher")

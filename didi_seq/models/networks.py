@@ -11,6 +11,8 @@ to the hash of the teacher it must be rebuilt on.
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,20 +53,40 @@ def dit_block_features(model: DiT, block: int, bf16: bool = True):
     @torch.no_grad()
     def run(x: torch.Tensor) -> torch.Tensor:
         with bf16_autocast(x.device.type, bf16):
-            h = model.embed(x)
-            c = model.cond(None, h.shape[0], h.device)  # σ = 0
-            rope = model.rotary_emb(h.shape[1], h.device)
-            keys = model.key_mask(x)
-            for b in model.blocks[: block + 1]:
-                h = b(h, c, rope, keys)
+            h = model.trunk(x, model.cond(None, x.shape[0], x.device), model.blocks[: block + 1])  # σ = 0
         return h.float()
 
     return run
 
 
+
+DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"  # beside a student
+
+
 class TrainablePart:
     """Save and load only what a discriminator trains (its ``_trainable_prefixes()``): the
-    frozen rest is the teacher's trunk, rebuilt from the teacher, so it is never stored."""
+    frozen rest is the teacher's trunk, rebuilt from the teacher, so it is never stored.
+    A subclass sets ``trainable_blocks``, the count it was built with (saved beside the weights)."""
+
+    trainable_blocks: int
+
+    def save(self, directory: Path, teacher) -> None:
+        """The trainable part into a student's checkpoint directory (RGAS loads it from there), with the
+        teacher (its ``SourceInfo``) whose trunk it must be rebuilt on."""
+        from safetensors.torch import save_file
+
+        save_file(self.trainable_state(), str(Path(directory) / DISC_FILE))
+        (Path(directory) / DISC_CONFIG).write_text(json.dumps({
+            "trainable_blocks": self.trainable_blocks, "teacher_sha256": teacher.model_sha256,
+            "teacher_id": teacher.id}, indent=2) + "\n")
+
+    def load(self, directory: Path):
+        """The trainable part saved in ``directory`` (``save``) loaded into this network, in eval mode."""
+        from safetensors.torch import load_file
+
+        path = Path(directory) / DISC_FILE
+        self.load_trainable_state(load_file(str(path)), str(path))
+        return self.eval()
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         keep = self._trainable_prefixes()
@@ -94,7 +116,7 @@ class Discriminator(TrainablePart, nn.Module):
             raise ValueError(f"discriminator trainable blocks must be in 1..{n}, got {trainable_blocks}")
         self.trunk = copy.deepcopy(teacher_model)
         del self.trunk.output_layer  # the vocabulary head is replaced, not reused
-        self.frozen_blocks = n - trainable_blocks
+        self.frozen_blocks, self.trainable_blocks = n - trainable_blocks, trainable_blocks
         hidden = teacher_model.config.hidden
         self.head = nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))
         self.schedule, self.bf16 = schedule, bf16
@@ -110,20 +132,50 @@ class Discriminator(TrainablePart, nn.Module):
         with bf16_autocast(x.device.type, self.bf16):
             # the frozen prefix needs no graph unless a gradient w.r.t. the input is asked for (RGAS)
             with torch.set_grad_enabled(torch.is_grad_enabled() and x.is_floating_point() and x.requires_grad):
-                h = trunk.embed(x)
                 # always the real σ(t), even over a time-agnostic trunk (as the reference code):
                 # the log density ratio depends on t, and the mask count alone is a noisy clock
                 c = torch.nn.functional.silu(trunk.sigma_map(sigma))
-                rope = trunk.rotary_emb(h.shape[1], h.device)
-                keys = trunk.key_mask(x)
-                for block in trunk.blocks[: self.frozen_blocks]:
-                    h = block(h, c, rope, keys)
-            for block in trunk.blocks[self.frozen_blocks:]:
-                h = block(h, c, rope, keys)
+                h = trunk.trunk(x, c, trunk.blocks[: self.frozen_blocks])
+            h = trunk.trunk(x, c, trunk.blocks[self.frozen_blocks:], h=h)
         return self.head(h.float()).squeeze(-1)
 
     def _trainable_prefixes(self) -> tuple[str, ...]:
         return (*(f"trunk.blocks.{i}." for i in range(self.frozen_blocks, len(self.trunk.blocks))), "head.")
 
 
-DISC_FILE, DISC_CONFIG = "discriminator.safetensors", "discriminator.json"
+def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bool = True):
+    """The discriminator saved next to a student, rebuilt on the teacher whose trunk it shares.
+
+    The teacher is found by weight hash: ``teacher`` if given, else the domain's embedded
+    teacher, else the path recorded at distillation time.
+    """
+    from ..errors import CheckpointError, DidiError
+    from ..io.checkpoint import load_checkpoint
+    from ..io.untrusted import read_json
+    from .loading import load_teacher
+
+    student_dir = Path(student_dir)
+    if not (student_dir / DISC_FILE).is_file() or not (student_dir / DISC_CONFIG).is_file():
+        raise DidiError(f"{student_dir} holds no discriminator ({DISC_FILE}); RGAS needs a DiDi-Instruct student "
+                        "checkpoint (use --sampler ancestral for other checkpoints)")
+    meta = read_json(student_dir / DISC_CONFIG, "discriminator config", error=CheckpointError)
+    if not isinstance(meta, dict) or isinstance(meta.get("trainable_blocks"), bool) or not isinstance(meta.get("trainable_blocks"), int):
+        raise CheckpointError(f"{student_dir / DISC_CONFIG} is not a discriminator config (no integer 'trainable_blocks')")
+    want = meta.get("teacher_sha256")
+    tried = []
+    recorded = load_checkpoint(student_dir).provenance.get("teacher", {}).get("path")
+    for src in ([teacher] if teacher else ["teacher", recorded]):
+        if not src:
+            continue
+        try:
+            adapter, _ = load_teacher(src, domain)
+        except DidiError:
+            if teacher:  # the user named this teacher: say why it cannot be used
+                raise
+            tried.append(str(src))
+            continue
+        if adapter.provenance.model_sha256 == want:
+            return Discriminator(adapter.model, int(meta["trainable_blocks"]), adapter.schedule, bf16=bf16).load(student_dir)
+        tried.append(f"{src} (sha256 {str(adapter.provenance.model_sha256)[:12]})")
+    raise CheckpointError(f"{student_dir}: its discriminator was trained on teacher {meta.get('teacher_id')} (sha256 "
+                          f"{str(want)[:12]}), which was not found (tried: {', '.join(tried) or 'nothing'}); pass --teacher")

@@ -143,7 +143,7 @@ class RGASSampler:
     disc: torch.nn.Module | None = None
 
     def prepare(self, adapter, domain, cfg: RGASConfig) -> RGASSampler:
-        from ..models.loading import load_discriminator
+        from ..models.networks import load_discriminator
 
         if domain.length_model is not None:  # the re-ranking score sums D over padding too: not validated there
             raise DidiError(f"--sampler rgas does not support the variable-length domain {domain.name!r} yet; use ancestral")

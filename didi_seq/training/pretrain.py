@@ -21,6 +21,7 @@ import torch
 from ..devices import bf16_autocast, module_device
 from ..domain.data import draw_batch, length_order, trim_padding
 from ..errors import DidiError
+from ..io.checkpoint import checkpoint_config
 from ..io.provenance import Provenance
 from ..models.dit import DiT, DiTConfig
 from ..models.process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
@@ -28,7 +29,7 @@ from ..models.teacher import TeacherSpec
 from ..numbers import check_float_fields, check_range
 from .distributed import Ranks, RowNoise
 from .run import TrainingRun
-from .state import EMA
+from .state import StateTrainer, TrainState
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
 # sized for ~1.5 h on one CPU core) and takes the domain's ``default_length`` (text: 256);
@@ -142,7 +143,7 @@ class PretrainResult:
     wall_clock_s: float
 
 
-class Pretrainer:
+class Pretrainer(StateTrainer):
     """The teacher, its optimiser, EMA and the two RNG streams (data order, noise); ``step()`` is one
     optimiser step over this rank's rows of the global batch (``TrainingRun`` drives it)."""
 
@@ -156,11 +157,11 @@ class Pretrainer:
         self.model = DiT(model_cfg).to(device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                      fused=True)
-        self.ema = EMA(self.model, cfg.ema)
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.state = TrainState(self.model, cfg.ema, {"optimizer": self.opt},
+                                {"data_rng": self.data_gen, "noise_rng": self.noise_gen}, model_key="model")
         self.order = length_order(train_blocks, spec.pad_id)  # padded rows: batches of similar lengths
-        self.step_count = 0
         self.model.train()
 
     def step(self) -> dict:
@@ -182,7 +183,7 @@ class Pretrainer:
         self.ranks.sum_gradients(model.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.opt.step()
-        self.ema.update(model)
+        self.state.ema.update(model)
         self.step_count += 1
         metrics = {"step": self.step_count, "loss": round(self.ranks.sum(loss).item(), 4),
                    "grad_norm": round(grad_norm.item(), 3), "lr": self.opt.param_groups[0]["lr"],
@@ -193,22 +194,9 @@ class Pretrainer:
 
     def validation_nelbo(self) -> float:
         """Validation NELBO of the EMA weights (what checkpoints publish)."""
-        ema_model = DiT(self.model_cfg).to(self.device)
-        ema_model.load_state_dict(self.ema.state_for(self.model))
-        self.val = evaluate_nelbo(ema_model, self.val_blocks, self.cfg, self.schedule, self.spec.mask_id, self.spec)
+        self.val = evaluate_nelbo(self.state.ema_model(), self.val_blocks, self.cfg, self.schedule, self.spec.mask_id,
+                                  self.spec)
         return self.val
-
-    def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "ema": self.ema.shadow,
-                "ema_updates": self.ema.updates, "data_rng": self.data_gen.get_state(), "noise_rng": self.noise_gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.ema.load(state["ema"], state["ema_updates"])
-        self.data_gen.set_state(state["data_rng"])
-        self.noise_gen.set_state(state["noise_rng"])
-        self.step_count = state["step"]
 
 
 def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = None, resume: bool = False,
@@ -253,10 +241,9 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         provenance = Provenance(name=f"{domain.name}-teacher", kind="teacher", step=trainer.step_count, wall_clock_s=wall,
                                 config=asdict(cfg), data=data_meta, val_nelbo=val,
                                 val_ppl_bound=math.exp(val) if val is not None else None)
-        config = {"domain": domain.name, "kind": "teacher", "model": model_cfg.to_dict(),
-                  "spec": spec.to_dict(), "schedule": trainer.schedule.to_dict()}
-        state = {"config": asdict(cfg), **trainer.state_dict(), "step": trainer.step_count, "wall_clock_s": wall}
-        run.save(trainer.step_count, trainer.ema.state_for(trainer.model), config, provenance, tokenizer.to_json(), state,
+        config = checkpoint_config(domain.name, "teacher", model_cfg.to_dict(), spec, trainer.schedule)
+        state = {"config": asdict(cfg), **trainer.state_dict(), "wall_clock_s": wall}
+        run.save(trainer.step_count, trainer.student_state(), config, provenance, tokenizer.to_json(), state,
                  keep=cfg.keep_checkpoints)
 
     run.loop(trainer, cfg.steps, cfg.ckpt_every, checkpoint, on_step)

@@ -83,7 +83,7 @@ class EsmDiscriminator(TrainablePart, nn.Module):
             raise ValueError(f"discriminator trainable blocks must be in 1..{layers}, got {trainable_blocks}")
         self.trunk = copy.deepcopy(teacher_model.esm)
         self.trunk.contact_head = None  # unused, and not part of what is saved
-        self.frozen_blocks = layers - trainable_blocks
+        self.frozen_blocks, self.trainable_blocks = layers - trainable_blocks, trainable_blocks
         hidden = teacher_model.config.hidden_size
         self.time = TimestepEmbedder(hidden)
         self.head = nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))

@@ -16,8 +16,6 @@ discriminator, both optimisers, the RNG stream) continues exactly.
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 from pathlib import Path
 
@@ -26,10 +24,9 @@ import torch
 from ...domain.data import trim_padding
 from ...errors import DidiError
 from ...io.provenance import SourceInfo
-from ...models.networks import DISC_CONFIG, DISC_FILE
 from ...models.process import corrupt, prior
 from ...training.distributed import Ranks, RowNoise
-from ...training.state import EMA
+from ...training.state import StateTrainer, TrainState
 from ..method import MethodContext, corpus_rows
 from ..objective import (
     discriminator_loss,
@@ -52,7 +49,7 @@ def lr_scale(step: int, cfg: DistillConfig) -> float:
     return max(1e-8, 1 - (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
 
 
-class Distiller:
+class Distiller(StateTrainer):
     """DiDi-Instruct's trainer (a ``MethodTrainer``): the student, its EMA, the discriminator, both
     optimisers and the RNG stream; ``step()`` runs one iteration."""
 
@@ -65,15 +62,14 @@ class Distiller:
         self.rows = ranks.rows(cfg.batch_size * cfg.group_size, "--batch-size × --group-size")
         torch.manual_seed(cfg.seed)
         self.student = adapter.student_copy()
-        self.ema = EMA(self.student, cfg.ema)
         # the adapter builds the architecture-specific parts (DiT: dit_denoiser / Discriminator)
         self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16).to(self.device)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
         self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.state = TrainState(self.student, cfg.ema, {"opt_s": self.opt_s, "opt_d": self.opt_d}, {"rng": self.gen})
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
         self.teacher_fn = adapter.denoiser(adapter.model, cfg.bf16)
-        self.step_count = 0
         self.data_meta: dict = {}
 
     # -- one iteration ------------------------------------------------------------------
@@ -149,46 +145,23 @@ class Distiller:
             if not math.isfinite(s_norm.item()):
                 raise FloatingPointError("student gradient is not finite")
             self.opt_s.step()
-            self.ema.update(self.student)
+            self.state.ema.update(self.student)
             metrics.update({"loss": parts[0].item(), "pg": parts[1].item(), "kl": parts[2].item(), "entropy": parts[3].item(),
                             "reward": r.mean().item(), "reward_std": r.std().item(), "student_grad_norm": s_norm.item()})
         self.step_count += 1
         return {"step": self.step_count, **{k: round(v, 5) for k, v in metrics.items()}, "lr_scale": round(scale, 5)}
 
-    # -- state ----------------------------------------------------------------------------
+    # -- state: the TrainState's, and the discriminator's trainable part --------------------
     def state_dict(self) -> dict:
-        return {"student": self.student.state_dict(), "ema": self.ema.shadow, "ema_updates": self.ema.updates,
-                "disc": self.disc.trainable_state(), "opt_s": self.opt_s.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "rng": self.gen.get_state(), "step": self.step_count}
+        return {**self.state.state_dict(), "disc": self.disc.trainable_state()}
 
     def load_state_dict(self, state: dict, source: str) -> None:
-        self.student.load_state_dict(state["student"])
-        self.ema.load(state["ema"], state["ema_updates"])
+        self.state.load_state_dict(state)
         self.disc.load_trainable_state(state["disc"], source)
-        self.opt_s.load_state_dict(state["opt_s"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.gen.set_state(state["rng"])
-        self.step_count = state["step"]
-
-    def student_state(self) -> dict[str, torch.Tensor]:
-        """Checkpoints publish the EMA student."""
-        return self.ema.state_for(self.student)
 
     def save_artifacts(self, tmp: Path) -> None:
-        """The discriminator's trainable part beside the student, with the teacher it must be rebuilt on
-        (RGAS loads it from there)."""
-        from safetensors.torch import save_file
-
-        teacher = SourceInfo.of(self.adapter.provenance)
-        save_file(self.disc.trainable_state(), str(tmp / DISC_FILE))
-        (tmp / DISC_CONFIG).write_text(json.dumps({
-            "trainable_blocks": self.cfg.disc_trainable_blocks, "teacher_sha256": teacher.model_sha256,
-            "teacher_id": teacher.id}, indent=2) + "\n")
-
-    def ema_student(self) -> torch.nn.Module:
-        m = copy.deepcopy(self.student)
-        m.load_state_dict(self.ema.state_for(self.student))
-        return m.eval()
+        """The discriminator's trainable part beside the student, with the teacher it must be rebuilt on."""
+        self.disc.save(tmp, SourceInfo.of(self.adapter.provenance))
 
 
 def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | None, length: int) -> tuple[torch.Tensor, dict]:
