@@ -97,6 +97,31 @@ def distributed_run(device: str):
     shutdown(ranks)  # not after an error: a failed rank's peers may never reach the barrier (torchrun reaps them)
 
 
+@contextlib.contextmanager
+def training_session(name: str, out: Path, device: str, log: str | None, steps: int, describe, info: str = ""):
+    """What pretrain and distill share around a run: the mirror log checked and --out's parents made before
+    anything starts, then the torchrun group, the run lock, the log mirror and a progress bar (rank 0's).
+    Yields (ranks, device, on_step(step, total, metrics), on_info(text)); ``describe(metrics)`` is the bar's text."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from didi_seq.training.log import check_logger, training_logger
+    from didi_seq.training.run_dir import exclusive_run
+
+    check_logger(log)
+    make_run_parent(out)
+    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
+            training_logger(log, out, ranks.is_main) as logger, progress(
+            TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as bar:
+        task = bar.add_task(name, total=steps, info=info)
+
+        def on_step(step: int, total: int, m: dict) -> None:
+            bar.update(task, completed=step, total=total, info=describe(m))
+            logger.log(step, m)
+
+        yield ranks, dev, on_step, lambda text: bar.update(task, info=text)
+
+
 # the options pretrain and distill share
 TrainingLog = Annotated[str | None, typer.Option(
     "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install 'didi-seq\\[tensorboard]'). "
@@ -192,12 +217,9 @@ def pretrain(
     positive("length", length)  # the rest is checked by PretrainConfig
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from didi_seq.training.log import check_logger, training_logger
     from didi_seq.training.pretrain import PretrainConfig
     from didi_seq.training.pretrain import pretrain as run
-    from didi_seq.training.run_dir import exclusive_run
 
     cfg = PretrainConfig.from_preset(
         preset or dom.default_preset, dom.presets, steps=steps, batch_size=batch_size, lr=lr, ckpt_every=ckpt_every,
@@ -212,19 +234,8 @@ def pretrain(
         given["bf16"] = ("--bf16" if bf16 else "--no-bf16", bf16)
     if preset is not None:  # a preset names a model; its other settings are defaults the options above override
         given["model"] = (f"--preset {preset}", cfg.model)
-    check_logger(log)
-    make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
-            training_logger(log, out, ranks.is_main) as logger, progress(
-            TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), transient=False, disable=not ranks.is_main) as bar:
-        task = bar.add_task("pretrain", total=cfg.steps, info="")
-
-        def on_step(step: int, total: int, m: dict) -> None:
-            info = f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")
-            bar.update(task, completed=step, total=total, info=info)
-            logger.log(step, m)
-
+    describe = lambda m: f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")  # noqa: E731
+    with training_session("pretrain", out, device, log, cfg.steps, describe) as (ranks, dev, on_step, _):
         result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev, given=given)
     if ranks.is_main:
             typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
@@ -379,14 +390,11 @@ def distill(
     """
     threads = threads_or_default(threads)  # the rest is checked by the method's config
     dom = domain_or_fail(domain)
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from didi_seq.distill.run import check_max_minutes, check_student_steps
     from didi_seq.distill.run import distill as run
     from didi_seq.options import parse_flags
     from didi_seq.registry.plugins import get_method, methods
-    from didi_seq.training.log import check_logger, training_logger
-    from didi_seq.training.run_dir import exclusive_run
 
     chosen = get_method(method)
     given = parse_flags(chosen.name, {n: m.config for n, m in methods().items()}, ctx.args, "--method", "distill")
@@ -399,20 +407,10 @@ def distill(
     warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
     if warning:
         status(f"warning: {warning}")
-    check_logger(log)
-    make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
-            training_logger(log, out, ranks.is_main) as logger, progress(
-            TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as bar:
-        task = bar.add_task("distill", total=cfg.steps, info="loading")
-
-        def on_step(step: int, total: int, m: dict) -> None:
-            bar.update(task, completed=step, total=total, info=distill_progress(m))
-            logger.log(step, m)
-
+    with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
+            (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=lambda msg: bar.update(task, info=msg), ranks=ranks, teacher_options={"use_ema": ema},
+                     on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": ema},
                      device=dev, given=given, max_minutes=max_minutes)
     if ranks.is_main:
         budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""

@@ -63,7 +63,7 @@ class MaskedDiffusionModel:
 
     @property
     def provenance(self) -> SourceInfo:
-        """Where the model came from (its format loader's record; reads as a dict too)."""
+        """Where the model came from (its format loader's record; ``to_dict()`` for the plain dict)."""
         return SourceInfo.of(self._model.adapter.provenance)
 
     @property

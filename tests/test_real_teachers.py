@@ -68,7 +68,7 @@ def test_mdlm_hf_safetensors(dit, tmp_path):
 
 def test_sdtt_revision(dit, tmp_path):
     adapter, _ = load_teacher(str(ref.write_mixin(tmp_path / "sdtt", dit)), TEXT)
-    assert adapter.provenance["format"] == "sdtt"
+    assert adapter.provenance.format == "sdtt"
     assert_matches(adapter, dit)
 
 
@@ -77,7 +77,7 @@ def test_lightning_ema_is_default_and_raw_is_selectable(dit, tmp_path):
     path = ref.write_lightning(tmp_path / "mdlm.ckpt", dit, ema_dit=ema)
     a_ema, _ = load_teacher(str(path), TEXT)
     assert isinstance(a_ema.provenance, SourceInfo) and a_ema.provenance.weights == "ema"
-    assert a_ema.provenance.extra["ema_decay"] == 0.9999 and list(a_ema.provenance)[-2:] == ["ema_decay", "ema_updates"]
+    assert a_ema.provenance.extra["ema_decay"] == 0.9999 and list(a_ema.provenance.to_dict())[-2:] == ["ema_decay", "ema_updates"]
     assert a_ema.provenance.file_sha256 == file_sha256(path)
     assert_matches(a_ema, ema)
     a_raw, _ = load_teacher(str(path), TEXT, use_ema=False)
@@ -93,7 +93,7 @@ def test_didi_instruct_lightning_ckpt_uses_its_student_ema_module(dit, tmp_path)
     extra_state.update({f"discriminator.{k}": v for k, v in ref.didi_discriminator(seed=2).state_dict().items()})
     path = ref.write_lightning(tmp_path / "didi-instruct.ckpt", dit, shadow=[], extra_state=extra_state)
     a, _ = load_teacher(str(path), TEXT)
-    assert a.provenance["weights"] == "ema (student_ema)"
+    assert a.provenance.weights == "ema (student_ema)"
     assert_matches(a, ema)
     assert_matches(load_teacher(str(path), TEXT, use_ema=False)[0], dit)
 
@@ -144,7 +144,7 @@ def test_lightning_pickle_never_runs_foreign_code(dit, tmp_path, monkeypatch):
 def test_didi_instruct_student_and_discriminator(dit, tmp_path):
     disc_ref = ref.didi_discriminator(seed=3)
     adapter, _ = load_teacher(str(ref.write_mixin(tmp_path / "didi", dit, discriminator=disc_ref)), TEXT)
-    assert adapter.provenance["format"] == "didi-instruct-hf"
+    assert adapter.provenance.format == "didi-instruct-hf"
     assert_matches(adapter, dit)
     disc = adapter.bundled_discriminator(bf16=False)
     x, t = _input(1), torch.tensor([0.3, 0.8])

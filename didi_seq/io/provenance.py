@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from .._version import __version__
@@ -41,7 +41,7 @@ def student_method(recorded: str | None) -> str:
 
 
 @dataclass(eq=False)
-class SourceInfo(Mapping):
+class SourceInfo:
     """Where a loaded model came from: what its format loader read (``adapter.provenance``).
 
     The fields are what didi-seq itself reads (``id`` and ``model_sha256`` go next to every
@@ -49,9 +49,7 @@ class SourceInfo(Mapping):
     name its tokenizer, ``path`` finds it again); format-specific keys (a native checkpoint's
     whole provenance.json, ``ema_decay``, ``token_dropout``, ...) stay in ``extra``.
     ``to_dict`` gives the dict loaders produced before this type existed, keys in the order
-    they were given, so records and files written from it are unchanged. It reads as that
-    dict too (``info["id"]``, ``info.get(...)``): plugins and scripts written against the dict
-    keep working.
+    they were given, so records and files written from it are unchanged.
     """
 
     id: str | None = None
@@ -96,20 +94,7 @@ class SourceInfo(Mapping):
         keys = list(self.order)
         keys += [k for k in _SOURCE_FIELDS if k not in keys and getattr(self, k) is not None]
         keys += [k for k in self.extra if k not in keys]
-        return {k: self[k] for k in keys}
-
-    def __getitem__(self, key: str):
-        if key in _SOURCE_FIELDS:
-            if key in self.order or getattr(self, key) is not None:
-                return getattr(self, key)
-            raise KeyError(key)
-        return self.extra[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
+        return {k: getattr(self, k) if k in _SOURCE_FIELDS else self.extra[k] for k in keys}
 
 
 @dataclass

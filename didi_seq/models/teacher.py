@@ -78,7 +78,7 @@ class TeacherAdapter(ABC):
 
     spec: TeacherSpec
     schedule: LogLinearSchedule
-    provenance: SourceInfo  # set by the format loader; an older plugin's plain dict is read through SourceInfo.of
+    provenance: SourceInfo  # set by the format loader (``SourceInfo.build(...)``)
 
     @abstractmethod
     def logits(self, x_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
