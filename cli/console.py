@@ -25,10 +25,6 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
-def is_quiet() -> bool:
-    return _quiet
-
-
 def console(stderr: bool = False) -> Console:
     """A rich console on stdout (results) or stderr (status, progress; silent under --quiet)."""
     from rich.console import Console

@@ -44,7 +44,6 @@ class Scorer:
     aggregate: Callable[[list[dict]], float]
     domains: tuple[str, ...] | None = None  # None: applies to every domain
     unit: str = ""
-    expensive: bool = False  # loads a model; the harness reports its progress
     # options that must be given for the scorer to run (e.g. a folding model); without them
     # the harness skips it unless it is asked for by name, which is then an error
     requires: tuple[str, ...] = ()

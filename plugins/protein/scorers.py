@@ -129,8 +129,8 @@ def report_by_length(info: dict) -> list[str]:
 
 PLDDT = [
     Scorer("plddt", "ESMFold mean pLDDT per sequence (all-atom mean, 0-100), mean over samples", _plddt_per_sample,
-           _mean("plddt"), ("protein",), "0-100", expensive=True, requires=("plddt_model",), report=report_by_length),
+           _mean("plddt"), ("protein",), "0-100", requires=("plddt_model",), report=report_by_length),
     Scorer("plddt_above_70", "fraction of samples whose ESMFold mean pLDDT exceeds 70",
            lambda records, ctx: _plddt_per_sample(records, ctx, table=False),
-           plddt_fraction_above_70, ("protein",), expensive=True, requires=("plddt_model",)),
+           plddt_fraction_above_70, ("protein",), requires=("plddt_model",)),
 ]

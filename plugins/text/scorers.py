@@ -82,7 +82,6 @@ GEN_PPL = Scorer(
     per_sample=_gen_ppl_per_sample,
     aggregate=token_weighted_ppl,
     domains=("text",),
-    expensive=True,
     bootstrap=BOOTSTRAP_RESAMPLES,
     cache_key=lambda ctx: _judge_protocol(ctx, GEN_PPL_VERSION, protocol=GEN_PPL_PROTOCOL),
     report=_judge_line,
@@ -125,7 +124,6 @@ MAUVE = Scorer(
     per_sample=_mauve_per_sample,
     aggregate=lambda stats: math.nan,  # two-sample: the harness calls compare
     domains=("text",),
-    expensive=True,
     compare=_mauve_compare,
     bootstrap=MAUVE_BOOTSTRAP,
     cache_key=lambda ctx: _judge_protocol(ctx, MAUVE_VERSION, features="last hidden layer, last token"),

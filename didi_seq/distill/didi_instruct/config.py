@@ -75,7 +75,6 @@ class DistillConfig(MethodConfig):
     teacher_pool_nfe: int = option(256, "--positive teacher: NFE of those teacher samples.")
     # the run's settings (distill --steps/--ckpt-every/--seed/--threads set them) and bookkeeping
     ckpt_every: int = 25
-    log_every: int = 1
     seed: int = 0
     threads: int | None = None
     bf16: bool = True
