@@ -22,6 +22,7 @@ PUBLIC = {
     "SamplerOptions": "sampling.contract", "SampleResult": "sampling.contract", "option": "options",
     "Scorer": "evaluation.scorer", "EvalContext": "evaluation.scorer",
     "DistillMethod": "distill.method", "MethodConfig": "distill.method", "MethodContext": "distill.method",
+    "TrainState": "training.state", "StateTrainer": "training.state",
     "SourceInfo": "io.provenance",
     "MaskedDiffusionModel": "api",
 }
