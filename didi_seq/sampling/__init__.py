@@ -1,0 +1,1 @@
+"""Sampling: the sampler contract, the ancestral loop, RGAS, and the one generate() every caller uses."""

@@ -1,0 +1,1 @@
+"""Training: one run (run directory, resume, checkpoints, loop), its state, log and torchrun helpers, and pretraining."""

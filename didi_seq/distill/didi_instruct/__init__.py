@@ -1,0 +1,1 @@
+"""DiDi-Instruct (arXiv 2509.25035): its hyperparameters with their sources, and its trainer."""
