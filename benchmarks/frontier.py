@@ -111,6 +111,8 @@ def parse_args(argv=None):
     ap.add_argument("--sampler", default="ancestral",
                     help="sampler of the --checkpoints models, with its default options (e.g. rgas: does a reward-guided "
                          "sampler win by lowering entropy?); the --match model is always sampled ancestrally")
+    ap.add_argument("--sampler-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of --sampler (repeatable), e.g. schedule=cosine; its value is read as JSON when it parses")
     ap.add_argument("--judge", default=None, help="judge name/path (default: the harness's offline default)")
     ap.add_argument("--reference-samples", type=int, default=256, help="real validation blocks: reference entropy, MAUVE")
     ap.add_argument("--target-entropy", type=float, default=None, help="match here instead of the reference's entropy")
@@ -127,15 +129,29 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def sampler_options(pairs: list[str]) -> dict:
+    """``--sampler-option KEY=VALUE`` pairs as a dict (values read as JSON when they parse, else strings)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --sampler-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options
+
+
 def draw(model, nfe: int, temperature: float, seed: int, n: int, batch_size: int, path: Path,
-         sampler: str = "ancestral") -> list[dict]:
+         sampler: str = "ancestral", options: dict | None = None) -> list[dict]:
     """One seed's samples of one cell, written as the CLI writes them (or read back when already there)."""
     from didi_seq.sampling.generate import generate, sampler_config
 
     records = cached(path, model, sampler)
     if records is not None:
         return records
-    cfg = sampler_config(sampler, model.domain.name, nfe=nfe, temperature=temperature)
+    cfg = sampler_config(sampler, model.domain.name, nfe=nfe, temperature=temperature, **(options or {}))
     records = generate(model, cfg, sampler=sampler, num_samples=n, seed=seed, batch_size=batch_size).records
     write_jsonl(path, records)
     return records
@@ -172,6 +188,7 @@ def sampling_cost(samples: list[dict]) -> dict:
 
 def cell_file(args, label: str, nfe: int, temperature: float, suffix: str = ".json") -> Path:
     sampler = "" if args.sampler == "ancestral" else f"_{args.sampler}"  # ancestral cells keep their old names
+    sampler += "".join(f"_{o.replace(':', '').replace('=', '-')}" for o in sorted(args.sampler_option))
     return args.work / label.replace("/", "_") / f"nfe{nfe}_T{temperature:g}{sampler}{suffix}"
 
 
@@ -182,7 +199,8 @@ def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[
     per_seed = -(-args.samples // len(args.seeds))
     return [r for seed in args.seeds
             for r in draw(model, nfe, temperature, seed, per_seed, args.batch_size,
-                          cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"), args.sampler)]
+                          cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"), args.sampler,
+                          sampler_options(args.sampler_option))]
 
 
 def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> float:
@@ -280,7 +298,8 @@ def main(argv=None) -> dict:
         checkpoint, nfe = parse_match(args.match)
         model = load_model(dom, checkpoint)
         label = args.match_label or model.adapter.provenance.id or checkpoint
-        rec = cell(model, label, nfe, 1.0, argparse.Namespace(**{**vars(args), "sampler": "ancestral"}), metrics)
+        rec = cell(model, label, nfe, 1.0, argparse.Namespace(**{**vars(args), "sampler": "ancestral", "sampler_option": []}),
+                   metrics)
         matched_to = {"curve": f"{label} @ NFE {nfe}", "temperature": 1.0, **point_of(rec)}
         target = matched_to["entropy"]
         print(f"target entropy {target:.3f}: {matched_to['curve']} at T = 1 (Gen PPL {matched_to['gen_ppl']:.1f})",
@@ -307,7 +326,8 @@ def main(argv=None) -> dict:
     table = [{"curve": name, **matched_entropy(points, target)} for name, points in curves.items()]
     judge = records[0]["scorers"]["gen_ppl"]["judge"]
     grid = ", ".join(f"{t:g}" for t in sorted(args.temperatures))
-    header = (f"Gen PPL–entropy frontier ({args.domain}): {args.sampler} sampler, T ∈ {{{grid}}}, "
+    sampler = " ".join([args.sampler, *args.sampler_option])
+    header = (f"Gen PPL–entropy frontier ({args.domain}): {sampler} sampler, T ∈ {{{grid}}}, "
               f"{args.samples} samples over seeds {args.seeds} per cell; judge {judge['id']} (revision "
               f"{str(judge['revision'])[:19]}); reference: {reference['num_blocks']} real validation blocks "
               f"(entropy {reference['values']['entropy']:.3f}, Gen PPL {reference['values']['gen_ppl']:.1f}); didi-seq {__version__}")
@@ -327,7 +347,7 @@ def main(argv=None) -> dict:
     args.out.with_suffix(".md").write_text(text)
     plot_frontier(curves, args.out.with_suffix(".png"), target, reference_point=matched_to,
                   title=f"Gen PPL and MAUVE vs entropy across T ({judge['id'].split(' ')[0].split('/')[-1]} judge"
-                        + ("" if args.sampler == "ancestral" else f", {args.sampler} sampler") + ")")
+                        + ("" if sampler == "ancestral" else f", {sampler} sampler") + ")")
     print(f"wrote {args.out}.json/.md/.png", file=sys.stderr)
     return out
 

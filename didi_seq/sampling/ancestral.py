@@ -25,6 +25,7 @@ divides the prediction's logits before each draw (``contract.tempered``; T = 1: 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,11 +46,18 @@ class SamplerConfig(SamplerOptions):
     final: str = option("ancestral", "Last step: ancestral draw or greedy arg-max (greedy: arg-max for tokens "
                                      "revealed at the last step).")
     cache: bool = option(True, "The exact p(x0) cache (--no-cache: every step re-runs the network on every row).")
+    schedule: str = option("linear", "Time grid of the steps: linear (MDLM) | cosine | poly:P (MaskGIT's schedules; "
+                                     "see didi_seq.sampling.ancestral.time_grid).")
 
     def validate(self) -> None:
         super().validate()
         if self.final not in ("ancestral", "greedy"):
             raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
+        check_schedule(self.schedule)
+
+    def record(self) -> dict:
+        """The time grid, when it is not the default (linear records stay as they were)."""
+        return {} if self.schedule == "linear" else {"schedule": self.schedule}
 
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -67,9 +75,37 @@ def categorical_from_uniform(log_probs: torch.Tensor, u: torch.Tensor) -> torch.
     return idx.clamp_max(p.shape[-1] - 1)
 
 
-def time_grid(nfe: int) -> torch.Tensor:
-    """t_0 = 1 > … > t_nfe = 0; the last step reaches α = 1 and reveals every mask."""
-    return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
+SCHEDULES = ("linear", "cosine", "poly:P")
+
+
+def check_schedule(schedule: str) -> None:
+    """One error line for a schedule name ``time_grid`` does not know."""
+    if schedule in ("linear", "cosine"):
+        return
+    name, _, power = str(schedule).partition(":")
+    try:
+        ok = name == "poly" and math.isfinite(float(power)) and float(power) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise DidiError(f"--schedule must be linear, cosine or poly:P with a power P > 0 (e.g. poly:2), got {schedule!r}")
+
+
+def time_grid(nfe: int, schedule: str = "linear") -> torch.Tensor:
+    """t_0 = 1 > … > t_nfe = 0; the last step reaches α = 1 and reveals every mask.
+
+    With progress r = k/nfe: ``linear`` t = 1 − r (MDLM's grid); ``cosine`` t = cos(πr/2) and
+    ``poly:P`` t = 1 − r^P, MaskGIT's masking schedules (arXiv 2202.04200 §3.2: cosine, square = poly:2,
+    cubic = poly:3), which reveal few positions early and many late. Under the log-linear schedule
+    α = 1 − t the expected masked fraction after step k is t_k, so these name how fast masks fall.
+    """
+    check_schedule(schedule)
+    if schedule == "linear":
+        return torch.linspace(1.0, 0.0, nfe + 1, dtype=torch.float64)
+    r = torch.arange(nfe + 1, dtype=torch.float64) / nfe
+    grid = torch.cos(math.pi / 2 * r) if schedule == "cosine" else 1.0 - r ** float(schedule.split(":")[1])
+    grid[0], grid[-1] = 1.0, 0.0
+    return grid
 
 
 class Prediction:
@@ -148,7 +184,7 @@ def denoise(adapter, x_init: torch.Tensor, cfg: SamplerConfig, generator: torch.
     cfg.validate()
     x = x_init.to(adapter.device, copy=True)  # a variable-length batch arrives cut to its own width
     prediction = Prediction(adapter, x.shape[0], cfg.cache)
-    grid = time_grid(cfg.nfe)
+    grid = time_grid(cfg.nfe, cfg.schedule)
     start = time.perf_counter()
     for k in range(cfg.nfe):
         t, s = grid[k], grid[k + 1]

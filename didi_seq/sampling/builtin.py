@@ -1,4 +1,4 @@
-"""The core's own samplers, ``ancestral`` and ``rgas``.
+"""The core's own samplers, ``ancestral``, ``dilated`` and ``rgas``.
 
 Registered by the plugin manager like the core's teacher format (the core cannot depend
 on a plugin); a domain plugin or third party registers its samplers through the same hook.
@@ -12,7 +12,9 @@ from ..registry.hookspecs import hookimpl
 @hookimpl
 def register_samplers(register):
     from .ancestral import AncestralSampler
+    from .dilated import DilatedSampler
     from .rgas import RGASSampler
 
     register(AncestralSampler())
+    register(DilatedSampler())
     register(RGASSampler())

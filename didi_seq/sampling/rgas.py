@@ -66,7 +66,7 @@ class RGASConfig(SamplerConfig):
 
     def record(self) -> dict:
         """The settings a sample record must carry to be reproducible."""
-        return {k: getattr(self, k) for k in ("guidance_start", "guidance_end", "rerank_ratio", "candidates")}
+        return {**super().record(), **{k: getattr(self, k) for k in ("guidance_start", "guidance_end", "rerank_ratio", "candidates")}}
 
     def scale(self, k: int, tilt_steps: int) -> float:
         return self.guidance_start + (self.guidance_end - self.guidance_start) * k / max(1, tilt_steps - 1)
