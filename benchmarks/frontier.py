@@ -188,7 +188,7 @@ def sampling_cost(samples: list[dict]) -> dict:
 
 def cell_file(args, label: str, nfe: int, temperature: float, suffix: str = ".json") -> Path:
     sampler = "" if args.sampler == "ancestral" else f"_{args.sampler}"  # ancestral cells keep their old names
-    sampler += "".join(f"_{o.replace(':', '').replace('=', '-')}" for o in sorted(args.sampler_option))
+    sampler += "".join(f"_{o.replace(':', '').replace('=', '-')}" for o in sorted(getattr(args, "sampler_option", [])))
     return args.work / label.replace("/", "_") / f"nfe{nfe}_T{temperature:g}{sampler}{suffix}"
 
 
@@ -200,7 +200,7 @@ def cell_samples(model, label: str, nfe: int, temperature: float, args) -> list[
     return [r for seed in args.seeds
             for r in draw(model, nfe, temperature, seed, per_seed, args.batch_size,
                           cell_file(args, label, nfe, temperature, f"_seed{seed}.jsonl"), args.sampler,
-                          sampler_options(args.sampler_option))]
+                          sampler_options(getattr(args, "sampler_option", [])))]
 
 
 def sampled_entropy(model, label: str, nfe: int, temperature: float, args) -> float:
