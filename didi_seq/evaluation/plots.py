@@ -161,3 +161,60 @@ def plot_frontier(curves: dict[str, list[dict]], path: Path, reference_entropy: 
         _finish_panel(ax, log, "unigram entropy (nats)  ▼ lowest T, ▲ highest T", ylabel, legend_below)
     fig.suptitle(title, wrap=True)
     _save(fig, path)
+
+
+def plot_learning_curve(series: dict[int, list[dict]], teacher: dict[int, dict], reference: dict, path: Path,
+                        title: str = "Learning curve") -> None:
+    """Gen PPL (log) and, when measured, MAUVE at matched entropy against distillation minutes, one line per
+    NFE (points: minutes, gen_ppl, gen_ppl_ci_nearest, mauve); teacher@NFE as a dashed line of the same
+    colour, the matched model (``reference``: teacher@1024) as a dotted black line."""
+    plt = _pyplot()
+    has_mauve = any(p.get("mauve") is not None for points in series.values() for p in points)
+    panels = [("gen_ppl", "Gen PPL at matched entropy", True)] + ([("mauve", "MAUVE at matched entropy", False)]
+                                                                  if has_mauve else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8), squeeze=False, layout="constrained")
+    for ax, (key, ylabel, log) in zip(axes[0], panels, strict=True):
+        for k, (nfe, points) in enumerate(sorted(series.items())):
+            colour = f"C{k}"
+            points = sorted((p for p in points if p.get(key) is not None), key=lambda p: p["minutes"])
+            ax.plot([p["minutes"] for p in points], [p[key] for p in points], marker="o", c=colour,
+                    label=f"student @ NFE {nfe}")
+            if key == "gen_ppl":
+                cis = [(p["minutes"], p["gen_ppl_ci_nearest"]) for p in points if p.get("gen_ppl_ci_nearest")]
+                ax.vlines([m for m, _ in cis], [c[0] for _, c in cis], [c[1] for _, c in cis], colors=colour, alpha=0.5)
+            if teacher.get(nfe, {}).get(key) is not None:
+                ax.axhline(teacher[nfe][key], ls="--", c=colour, label=f"teacher @ NFE {nfe} ({teacher[nfe][key]:.3g})")
+        if reference.get(key) is not None:
+            ax.axhline(reference[key], ls=":", c="black", label=f"teacher @ NFE 1024 ({reference[key]:.3g})")
+        ax.set_xlim(left=0)
+        _finish_panel(ax, log, "distillation wall-clock (minutes)", ylabel)
+    fig.suptitle(title, wrap=True)
+    _save(fig, path)
+
+
+def plot_training_log(log: list[dict], keys: list[str], path: Path, title: str = "Training log", window: int = 25) -> None:
+    """One panel per logged quantity against training minutes (``log``: metrics.jsonl lines with ``minutes``),
+    as a rolling mean over ``window`` steps: whether the signal a method learns from moves at all. SDTT's
+    round boundaries (a ``round`` that changes) are dotted lines: its teacher changes there."""
+    if not keys:
+        raise DidiError("the training log has none of the quantities to plot")
+    plt = _pyplot()
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False, layout="constrained")
+    for ax, key in zip(axes.flat, keys, strict=False):
+        pts = [(r["minutes"], r[key]) for r in log if r.get(key) is not None]
+        values = [v for _, v in pts]
+        smooth = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+                  for i in range(len(values))]
+        ax.plot([m for m, _ in pts], values, c="C0", alpha=0.25, lw=0.8)
+        ax.plot([m for m, _ in pts], smooth, c="C0")
+        for m in [b["minutes"] for a, b in zip(log, log[1:], strict=False) if b.get("round", 0) != a.get("round", 0)]:
+            ax.axvline(m, ls=":", c="grey")
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("minutes")
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    fig.suptitle(title, wrap=True)
+    _save(fig, path)
