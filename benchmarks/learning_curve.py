@@ -35,8 +35,8 @@ import frontier  # noqa: E402
 from methods import matched_rows  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
-from didi_seq.evaluate import write_result  # noqa: E402
-from didi_seq.plots import plot_learning_curve, plot_training_log  # noqa: E402
+from didi_seq.evaluation.harness import write_result  # noqa: E402
+from didi_seq.evaluation.plots import plot_learning_curve, plot_training_log  # noqa: E402
 
 LOG_KEYS = ("loss", "kl", "reward", "advantage_abs", "grad_norm", "entropy", "target_entropy", "fill_rep1")
 

@@ -156,7 +156,7 @@ def test_user_errors_are_one_line(work, tmp_path):
     one_error_line(cli("sample", "--domain", "protein", "--checkpoint", work / "teacher", "--nfe", 4, "--lengths", "99"),
                    "--lengths")
     one_error_line(cli("sample", "--domain", "protein", "--checkpoint", work / "teacher", "--nfe", 4, "--sampler", "nope"),
-                   "available: ancestral, rgas, native")
+                   "available: ancestral, dilated, rgas, native")
     one_error_line(cli("sample", "--domain", "text", "--nfe", 4, "--sampler", "native"), "unknown or unavailable sampler")
     bad = tmp_path / "bad.fasta"
     bad.write_text(">ok\nMKV\n>oops\nMKJV\n")

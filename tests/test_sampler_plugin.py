@@ -112,7 +112,7 @@ def test_a_samplers_declared_options_are_its_flags_and_no_one_elses(toy_plugin, 
     one_error_line(runner.invoke(app, [*base, "--candidates", "4"]),
                    "--candidates is an option of --sampler rgas, not of --sampler ancestral")
     one_error_line(runner.invoke(app, [*base, "--sampler", "one-shot", "--no-cache"]),
-                   "--no-cache is an option of --sampler ancestral / rgas, not of --sampler one-shot")
+                   "--no-cache is an option of --sampler ancestral / dilated / rgas, not of --sampler one-shot")
 
 
 def test_the_python_api_refuses_an_option_the_sampler_does_not_take():

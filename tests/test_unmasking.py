@@ -9,13 +9,13 @@ import math
 
 import pytest
 import torch
-
-from didi_seq.dilated import DilatedSampler, bit_reversal_order, dilated_rank, reveal_counts
-from didi_seq.errors import DidiError
-from didi_seq.process import LogLinearSchedule
-from didi_seq.sampling import SamplerConfig, ancestral_sample, time_grid
-from didi_seq.teacher import TeacherAdapter, TeacherSpec
 from test_sampler import CRIT_P001, STAMP_PROBS, chi_square
+
+from didi_seq.errors import DidiError
+from didi_seq.models.process import LogLinearSchedule
+from didi_seq.models.teacher import TeacherAdapter, TeacherSpec
+from didi_seq.sampling.ancestral import SamplerConfig, ancestral_sample, time_grid
+from didi_seq.sampling.dilated import DilatedSampler, bit_reversal_order, dilated_rank, reveal_counts
 
 
 def test_linear_grid_is_unchanged():
@@ -183,8 +183,8 @@ def test_dilated_one_position_per_step_reproduces_the_joint():
 
 
 def test_dilated_cache_is_exact(tiny_ckpt):
-    from didi_seq.loading import load_teacher
-    from didi_seq.plugins import get_domain
+    from didi_seq.models.loading import load_teacher
+    from didi_seq.registry.plugins import get_domain
 
     teacher = load_teacher(str(tiny_ckpt), get_domain("text"))[0]
     start = torch.full((3, teacher.spec.max_length), teacher.spec.mask_id)
@@ -193,3 +193,31 @@ def test_dilated_cache_is_exact(tiny_ckpt):
                 for c in (True, False)]
         assert torch.equal(runs[0].tokens, runs[1].tokens)
         assert not (runs[0].tokens == teacher.spec.mask_id).any()
+
+
+def test_cli_takes_the_schedule_and_the_dilated_sampler(tiny_ckpt, tmp_path):
+    import json
+
+    from test_cli import invoke
+
+    out = tmp_path / "s.jsonl"
+    r = invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 4, "--num-samples", 2,
+               "--sampler", "dilated", "--schedule", "poly:2", "--output", out)
+    assert r.exit_code == 0, r.output
+    rec = json.loads(out.read_text().splitlines()[0])
+    assert rec["sampler"] == "dilated" and rec["dilated"] == {"schedule": "poly:2"}
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--schedule", "cosin"], "--schedule must be linear, cosine or poly:P"),
+    (["--sampler", "dilated", "--candidates", "4"], "--candidates is an option of --sampler rgas"),
+])
+def test_cli_refuses_a_bad_schedule_or_a_foreign_option(tiny_ckpt, tmp_path, args, fragment):
+    from test_cli import invoke
+
+    from conftest import one_error_line
+
+    out = tmp_path / "s.jsonl"
+    one_error_line(invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 4, "--output", out, *args),
+                   fragment)
+    assert not out.exists()
