@@ -19,6 +19,7 @@ import torch
 
 from ..domain.data import trim_padding
 from ..training.distributed import RowNoise
+from ..training.signals import initial_weights, learning_signals
 from ..training.state import StateTrainer, TrainState
 from .method import MethodContext
 from .mmd import mmd_step, resolve_alpha
@@ -43,6 +44,7 @@ class RealDataTrainer(StateTrainer, ABC):
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.state = TrainState(self.student, cfg.ema, {"opt": self.opt}, {"rng": self.gen})
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
+        self.start_weights = initial_weights(self.student)  # where the student starts: drift is measured from it
 
     def batch(self) -> torch.Tensor:
         """This rank's rows of a global batch of real rows (all-padding columns of the global batch dropped)."""
@@ -71,6 +73,7 @@ class RealDataTrainer(StateTrainer, ABC):
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not math.isfinite(norm.item()):
             raise FloatingPointError("student gradient is not finite")
+        values.update(learning_signals(self.student, self.opt, self.start_weights))
         self.opt.step()
         self.state.ema.update(self.student)
         self.step_count += 1
