@@ -275,9 +275,10 @@ def sample(
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
     seed: int = typer.Option(0, help="Sampling seed."),
-    sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
-                                "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`. "
-                                "Its own options are listed below."),
+    sampler: str | None = typer.Option(None, help="ancestral | dilated (far-apart positions revealed together) | rgas "
+                                       "(reward-guided, needs a DiDi-Instruct student) | a plugin's sampler (protein: native = "
+                                       "DPLM's iterative re-masking); see `didi-seq plugins`. Its own options are listed below.",
+                                       show_default="the checkpoint's generation_config.json, else ancestral"),
     temperature: float = typer.Option(1.0, help="Divide the x0 prediction's logits by T before every draw "
                                       "(1: untouched; < 1 sharper, > 1 flatter); must be finite and > 0."),
     lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
@@ -296,12 +297,16 @@ def sample(
     dom = domain_or_fail(domain)
     from didi_seq.options import parse_flags
     from didi_seq.registry.plugins import get_sampler, samplers
-    from didi_seq.sampling.generate import check_num_samples, generate, load_model, sampler_config
+    from didi_seq.sampling.generate import check_num_samples, default_sampler, generate, load_model, sampler_config
 
     check_num_samples(num_samples)
+    defaults = {}
+    if sampler is None:  # the checkpoint's own choice (generation_config.json), read before its weights
+        sampler, defaults = default_sampler(dom, checkpoint)
     get_sampler(sampler, dom.name)  # an unknown sampler is named before its flags are
     known = {n: s.config for n, s in samplers().items()}
-    options = {name: value for name, (_, value) in parse_flags(sampler, known, ctx.args, "--sampler", "sample").items()}
+    options = {**defaults, **{name: value for name, (_, value)
+                              in parse_flags(sampler, known, ctx.args, "--sampler", "sample").items()}}
     cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, **options)  # bad options fail before loading
     to_stdout = output is not None and str(output) == "-"
     outputs = []

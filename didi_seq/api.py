@@ -74,12 +74,16 @@ class MaskedDiffusionModel:
     def __repr__(self) -> str:
         return f"MaskedDiffusionModel({self.id!r}, domain={self.domain.name!r})"
 
-    def sample(self, nfe: int = 16, num_samples: int = 4, seed: int = 0, *, sampler: str = "ancestral",
+    def sample(self, nfe: int = 16, num_samples: int = 4, seed: int = 0, *, sampler: str | None = None,
                temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32, **options) -> list[dict]:
         """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
+        ``sampler``: a registered name; None: the checkpoint's ``generation_config.json`` choice, else ancestral.
         ``options``: the sampler's own (``final="greedy"``, ``cache=False``, RGAS's ``candidates=``, …)."""
-        from .sampling.generate import generate, sampler_config
+        from .sampling.generate import default_sampler, generate, sampler_config
 
+        if sampler is None:
+            sampler, defaults = default_sampler(self.domain, self.provenance.path)
+            options = {**defaults, **options}
         cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
         return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
                         batch_size=batch_size).records
@@ -99,6 +103,7 @@ class MaskedDiffusionModel:
         ``from_pretrained`` and ``--checkpoint`` load; a student's discriminator files are copied along."""
         from .io.checkpoint import checkpoint_config, save_checkpoint
         from .models.networks import DISC_CONFIG, DISC_FILE
+        from .sampling.generate import GENERATION_CONFIG
 
         adapter, directory = self._model.adapter, Path(directory)
         config_of = getattr(getattr(getattr(adapter, "model", None), "config", None), "to_dict", None)
@@ -116,7 +121,8 @@ class MaskedDiffusionModel:
         source = Path(prov["path"]) if prov.get("path") and Path(prov["path"]).is_dir() else None
 
         def extra(tmp: Path) -> None:
-            for name in (DISC_FILE, DISC_CONFIG):  # a student's discriminator, for --sampler rgas
+            # a student's discriminator (for --sampler rgas) and the sampler it is meant for
+            for name in (DISC_FILE, DISC_CONFIG, GENERATION_CONFIG):
                 if source is not None and (source / name).is_file():
                     shutil.copyfile(source / name, tmp / name)
 

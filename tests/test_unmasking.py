@@ -6,6 +6,7 @@ position per step."""
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -221,3 +222,66 @@ def test_cli_refuses_a_bad_schedule_or_a_foreign_option(tiny_ckpt, tmp_path, arg
     one_error_line(invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 4, "--output", out, *args),
                    fragment)
     assert not out.exists()
+
+
+def checkpoint_with_generation_config(tiny_ckpt, tmp_path, content) -> Path:
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_ckpt, ckpt)
+    (ckpt / "generation_config.json").write_text(content)
+    return ckpt
+
+
+def test_a_checkpoints_generation_config_picks_the_default_sampler(tiny_ckpt, tmp_path):
+    """sample without --sampler takes the checkpoint's sampler and options; a flag or --sampler overrides them."""
+    import json
+
+    from test_cli import invoke
+
+    ckpt = checkpoint_with_generation_config(
+        tiny_ckpt, tmp_path, json.dumps({"sampler": "dilated", "sampler_options": {"schedule": "cosine"}}))
+
+    def first_record(*args):
+        out = tmp_path / "s.jsonl"
+        r = invoke("sample", "--domain", "text", "--checkpoint", ckpt, "--nfe", 4, "--num-samples", 1, "--output", out, *args)
+        assert r.exit_code == 0, r.output
+        return json.loads(out.read_text().splitlines()[0])
+
+    rec = first_record()
+    assert rec["sampler"] == "dilated" and rec["dilated"] == {"schedule": "cosine"}
+    flagged = first_record("--schedule", "linear")  # a flag overrides the file's option
+    assert flagged["sampler"] == "dilated" and "dilated" not in flagged
+    assert first_record("--sampler", "ancestral")["sampler"] == "ancestral"
+    # the plain tiny checkpoint (no file) stays ancestral
+    r = invoke("sample", "--domain", "text", "--checkpoint", tiny_ckpt, "--nfe", 4, "--num-samples", 1,
+               "--output", tmp_path / "plain.jsonl")
+    assert r.exit_code == 0 and json.loads((tmp_path / "plain.jsonl").read_text().splitlines()[0])["sampler"] == "ancestral"
+
+
+def test_the_python_api_follows_the_generation_config(tiny_ckpt, tmp_path):
+    import json
+
+    from didi_seq.api import MaskedDiffusionModel
+
+    ckpt = checkpoint_with_generation_config(tiny_ckpt, tmp_path, json.dumps({"sampler": "dilated"}))
+    model = MaskedDiffusionModel.from_pretrained(str(ckpt), "text")
+    assert model.sample(nfe=4, num_samples=1)[0]["sampler"] == "dilated"
+    assert model.sample(nfe=4, num_samples=1, sampler="ancestral")[0]["sampler"] == "ancestral"
+    saved = model.save_pretrained(tmp_path / "saved")
+    assert json.loads((saved / "generation_config.json").read_text()) == {"sampler": "dilated"}
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "is not a readable JSON file"),
+    ('{"sampler": 3}', "must hold"),
+    ('{"sampler": "no-such"}', "unknown or unavailable sampler 'no-such'"),
+    ('{"sampler": "dilated", "sampler_options": {"candidates": 4}}', "candidates"),
+])
+def test_a_bad_generation_config_is_one_error_line(tiny_ckpt, tmp_path, content, fragment):
+    from test_cli import invoke
+
+    from conftest import one_error_line
+
+    ckpt = checkpoint_with_generation_config(tiny_ckpt, tmp_path, content)
+    one_error_line(invoke("sample", "--domain", "text", "--checkpoint", ckpt, "--nfe", 4), fragment)

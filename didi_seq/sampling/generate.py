@@ -14,6 +14,7 @@ back), reports progress, and returns the JSONL records with every setting in the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from ..devices import bf16_in_effect, module_device
+from ..errors import DidiError
 from .ancestral import from_states, initial_states, start_states
 from .contract import Sampler, SampleResult, SamplerOptions, prepared
 
@@ -65,6 +67,39 @@ def default_checkpoint(domain) -> tuple[str, str | None]:
     if domain.embedded_teacher is None or not Path(domain.embedded_teacher).exists():
         return "teacher", None  # no note: loading fails with how to train or pass one
     return "teacher", f"domain {domain.name!r} ships no distilled student yet; sampling the embedded teacher"
+
+
+# The sampler a checkpoint is meant to be sampled with, as a Hugging Face model ships its generation_config.json:
+# a student validated with a sampler (e.g. the embedded text student with ``dilated``) carries that choice.
+GENERATION_CONFIG = "generation_config.json"
+
+
+def checkpoint_dir(domain, checkpoint: str | None) -> Path | None:
+    """The local directory ``checkpoint`` names ('teacher', 'student', a path; None: the default), or None
+    (a hub id, a single file)."""
+    if checkpoint is None:
+        checkpoint, _ = default_checkpoint(domain)
+    path = {"student": domain.embedded_student, "teacher": domain.embedded_teacher}.get(checkpoint, checkpoint)
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+def default_sampler(domain, checkpoint: str | None) -> tuple[str, dict[str, Any]]:
+    """(sampler, its options) from the checkpoint's ``generation_config.json`` ({"sampler": NAME,
+    "sampler_options": {...}}); ("ancestral", {}) for a checkpoint without one. Read before the weights
+    load, so a bad file or flag fails fast."""
+    folder = checkpoint_dir(domain, checkpoint)
+    path = None if folder is None else folder / GENERATION_CONFIG
+    if path is None or not path.is_file():
+        return "ancestral", {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DidiError(f"{path} is not a readable JSON file ({e})") from None
+    sampler = data.get("sampler") if isinstance(data, dict) else None
+    options = data.get("sampler_options", {}) if isinstance(data, dict) else None
+    if not isinstance(sampler, str) or not isinstance(options, dict):
+        raise DidiError(f"{path} must hold {{\"sampler\": NAME, \"sampler_options\": {{...}}}}")
+    return sampler, options
 
 
 def load_model(domain, checkpoint: str | None = None, *, device: torch.device | str = "cpu", use_ema: bool = True,
