@@ -33,6 +33,25 @@ app = typer.Typer(
 HELP_WIDTH = 120  # --help into a file or pipe: wide enough that no option name is cut (rich's default is 80)
 if not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
     typer.rich_utils.MAX_WIDTH = HELP_WIDTH
+
+
+def _flags_show_no_type() -> None:
+    """``--help`` shows no ``<bool>`` placeholder beside a flag: a flag takes no value, and typer's
+    placeholder made ``--resume <bool>`` read as if it needed one (issue 25)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "hides_flag_types", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich.hides_flag_types = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
 DEVICE_HELP = "Where the networks run: auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N"
 THREADS_HELP = "torch CPU threads."
 THREADS_DEFAULT = "half the cores, at most 4"  # didi_seq.devices.default_threads
@@ -124,7 +143,7 @@ def training_session(name: str, out: Path, device: str, log: str | None, steps: 
 
 # the options pretrain and distill share
 TrainingLog = Annotated[str | None, typer.Option(
-    "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install 'didi-seq\\[tensorboard]'). "
+    "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install -e \".\\[tensorboard]\"). "
     "metrics.jsonl is always written.", show_default="metrics.jsonl only", rich_help_panel=RUN)]
 TrainingThreads = Annotated[int | None, typer.Option(envvar="DIDI_SEQ_THREADS", help=THREADS_HELP,
                                                      show_default=THREADS_DEFAULT, rich_help_panel=HARDWARE)]
@@ -274,7 +293,8 @@ def sample(
         None, help="'teacher', 'student', a checkpoint path or a hub id (default: the embedded student, "
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
-    seed: int = typer.Option(0, help="Sampling seed."),
+    seed: int = typer.Option(0, help="Sampling seed: the same seed gives the same samples, so every run with the "
+                              "default gives identical ones; pass another for new samples."),
     sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
                                 "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`. "
                                 "Its own options are listed below."),
@@ -381,7 +401,9 @@ def distill(
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
                                              "trained this long (wall-clock, counted over resumes): equal-compute "
                                              "comparisons of methods.", show_default="no limit", rich_help_panel=RUN),
-    ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
+    raw: bool = typer.Option(False, "--raw", help="Lightning .ckpt teacher (MDLM/DUO): load its raw weights instead of "
+                             "its EMA weights (the default, as the papers evaluate). Not to be confused with --ema DECAY, "
+                             "the student's EMA decay of --method sdtt / mmd."),
 ) -> None:
     """Distil the teacher into a few-step student with a registered method (default: DiDi-Instruct).
 
@@ -404,16 +426,18 @@ def distill(
     cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
     cfg.validate()  # before anything loads
     check_max_minutes(max_minutes)
-    warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
-    if warning:
-        status(f"warning: {warning}")
+    for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), cfg.shortfall(cfg.steps)]):
+        if warning:  # resume: the saved config's were checked when the run started
+            status(f"warning: {warning}")
     with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
             (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": ema},
+                     on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": not raw},
                      device=dev, given=given, max_minutes=max_minutes)
     if ranks.is_main:
         budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""
+        if budget and cfg.shortfall(result.step, result.last):
+            status(f"warning: {cfg.shortfall(result.step, result.last)}")
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s{budget}; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from didi_seq import DidiError
+from didi_seq.errors import install_command
 from didi_seq.io.checkpoint import file_sha256
 from didi_seq.io.hub import download_command
 
@@ -129,7 +130,7 @@ def _missing(what: str, fix: str) -> DidiError:
 def _require_transformers() -> None:
     if importlib.util.find_spec("transformers") is None:
         raise _missing("transformers is not installed",
-                       "pip install 'didi-seq[judge]' (transformers, gguf, accelerate), or skip Gen PPL with --metrics entropy")
+                       f"{install_command('judge')} (transformers, gguf, accelerate), or skip Gen PPL with --metrics entropy")
 
 
 def _smollm2_path() -> Path:
@@ -200,7 +201,7 @@ def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: 
     target, info = _resolve(name)
     gguf = info.pop("gguf_file", None)
     if gguf and importlib.util.find_spec("gguf") is None:
-        raise _missing("reading a GGUF judge needs the gguf package", "pip install gguf (or pip install 'didi-seq[judge]')")
+        raise _missing("reading a GGUF judge needs the gguf package", f"pip install gguf (or {install_command('judge')})")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging

@@ -28,13 +28,14 @@ import os
 import sys
 
 from didi_seq import DidiError
+from didi_seq.errors import install_command
 
 SCALING_FACTOR = 5  # c in the paper, mauve-text's default
 KMEANS_SEED = 25  # mauve-text's default seed
 EXPLAINED_VARIANCE = 0.9
 KMEANS_REDO, KMEANS_ITERS = 5, 500
 DIVERGENCE_CURVE_POINTS = 25
-INSTALL = "pip install 'didi-seq[mauve]' (mauve-text, faiss-cpu, scikit-learn)"
+INSTALL = f"{install_command('mauve')} (mauve-text, faiss-cpu, scikit-learn)"
 
 
 def missing() -> str | None:

@@ -1,0 +1,147 @@
+"""A user's first hour, round 2 (issue 25): the frictions a new user hit, one test each."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import one_error_line
+from didi_seq_cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def invoke(*args, **kwargs):
+    return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(100)))
+    return path
+
+
+# -- 1. --ema DECAY of sdtt / mmd is the method's, not the teacher-weights switch ------------------
+
+
+@pytest.mark.parametrize("method", ["sdtt", "mmd"])
+def test_method_ema_decay_reaches_the_method(method, tiny_ckpt, tmp_path):
+    """Before: the command-wide --ema/--raw flag swallowed --ema and '1.5' was an 'unexpected argument'."""
+    out = tmp_path / "run"
+    r = invoke("distill", "--domain", "text", "--method", method, "--teacher", tiny_ckpt, "--ema", 1.5, "--steps", 1,
+               "--out", out)
+    one_error_line(r, "--ema must lie in [0, 1), got 1.5")
+    assert not out.exists()
+
+
+def test_sdtt_ema_decay_is_recorded(tiny_ckpt, small_corpus, tmp_path):
+    from didi_seq.io.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    r = invoke("distill", "--domain", "text", "--method", "sdtt", "--teacher", tiny_ckpt, "--corpus", small_corpus,
+               "--ema", 0.5, "--steps", 2, "--batch-size", 2, "--sdtt-rounds", 2, "--threads", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(out).provenance["distill_config"]["ema"] == 0.5
+
+
+def test_raw_still_picks_the_teacher_weights_and_help_tells_the_two_apart():
+    text = invoke("distill", "--help", terminal_width=200).stdout
+    assert "--raw" in text and "--ema DECAY" in text and "--ema/--raw" not in text
+    sample_help = invoke("sample", "--help", terminal_width=200).stdout
+    assert re.search(r"--ema +--raw", sample_help)  # sample keeps its switch
+
+
+@pytest.mark.parametrize("command", ["sample", "distill", "pretrain", "evaluate"])
+def test_help_shows_no_bool_placeholder(command):
+    text = invoke(command, "--help", terminal_width=200).stdout
+    assert "--help" in text and "<bool>" not in text and "<int>" in text  # value options keep theirs
+
+
+def test_sample_help_says_the_default_seed_repeats():
+    assert "identical" in invoke("sample", "--help", terminal_width=200).stdout
+
+
+# -- 6. install hints name the command that works from a clone ------------------------------------
+
+NONEXISTENT_PACKAGE = re.compile(r"pip install ['\"]?didi-seq(?!-)")  # "didi-seq-dna" is a real local package
+
+
+def tracked_text_files():
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    for name in listed:
+        path = ROOT / name
+        if path.is_file() and path.suffix in {".py", ".md", ".toml", ".txt", ""} and path != Path(__file__).resolve():
+            yield name, path.read_text(errors="replace")
+
+
+def test_no_hint_names_a_pypi_package_that_does_not_exist():
+    bad = [f"{name}: {m.group(0)}" for name, text in tracked_text_files() for m in NONEXISTENT_PACKAGE.finditer(text)]
+    assert not bad, bad
+
+
+def test_install_hints_in_errors_and_model_cards():
+    from didi_seq.errors import install_command
+    from didi_seq.io.model_card import render
+    from didi_seq_text import mauve
+
+    assert install_command("judge") == 'pip install -e ".[judge]" in the didi-seq clone'
+    assert mauve.INSTALL.startswith('pip install -e ".[mauve]"')
+    card = render({"kind": "teacher", "domain": "text"}, {"step": 3})
+    assert "\n    pip install -e .\n" in card and "not on PyPI" in card
+
+
+def test_missing_transformers_names_the_judge_extra(monkeypatch):
+    import importlib.util
+
+    from didi_seq.errors import DidiError
+    from didi_seq_text import judge
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(DidiError, match=re.escape('pip install -e ".[judge]"')):
+        judge._require_transformers()
+
+
+# -- 9. an SDTT run cut short says so, and its card states the steps reached ------------------------
+
+
+def test_sdtt_shortfall_counts_the_rounds_reached():
+    from didi_seq.distill.real_data_config import SDTTConfig
+
+    cfg = SDTTConfig(steps=1)  # 7 rounds, round length max(1, 1 // 7) = 1
+    assert "ran 1 of its 7 rounds" in cfg.shortfall(1) and "trained for 512 sampling steps, not 8" in cfg.shortfall(1)
+    assert SDTTConfig(steps=350).shortfall(350) is None
+    stopped = SDTTConfig(steps=350).shortfall(120, {"round": 2, "student_nfe": 128})  # a --max-minutes stop
+    assert "ran 3 of its 7 rounds" in stopped and "128 sampling steps" in stopped
+    assert SDTTConfig(steps=350).shortfall(320, {"round": 6, "student_nfe": 8}) is None  # in the last round
+
+
+def test_sdtt_cut_short_warns_and_its_card_states_the_steps(tiny_ckpt, small_corpus, tmp_path):
+    import yaml
+
+    from didi_seq.io.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    r = invoke("distill", "--domain", "text", "--method", "sdtt", "--teacher", tiny_ckpt, "--corpus", small_corpus,
+               "--steps", 1, "--batch-size", 2, "--threads", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "warning: SDTT ran 1 of its 7 rounds" in r.stderr
+    ckpt = load_checkpoint(out)
+    card = (ckpt.path / "README.md").read_text()
+    assert "trained to be sampled in 512 steps (it stopped in round 1 of 7)" in card and "8–16" not in card
+    assert yaml.safe_load(card.split("---\n")[1])["didi_seq"]["trained_nfe"] == 512
+
+
+def test_other_students_keep_the_few_step_claim():
+    from didi_seq.io.model_card import render
+
+    body = render({"kind": "student", "domain": "text"},
+                  {"method": "mmd", "teacher": {"id": "t@1", "sha256": "1"}, "last_metrics": {"loss": 0.1}})
+    assert "meant to be sampled in few steps (8–16)" in body
