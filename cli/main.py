@@ -346,7 +346,7 @@ def sample(
     written = []
     if output is None:
         for rec in records:
-            typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
+            typer.echo(f"--- sample {rec['index']} ---\n{rec['decoded']}")
     elif to_stdout:  # JSONL for a pipe; a domain's sibling files (protein FASTA) need a file name, so none
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()

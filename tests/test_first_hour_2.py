@@ -145,3 +145,25 @@ def test_other_students_keep_the_few_step_claim():
     body = render({"kind": "student", "domain": "text"},
                   {"method": "mmd", "teacher": {"id": "t@1", "sha256": "1"}, "last_metrics": {"loss": 0.1}})
     assert "meant to be sampled in few steps (8–16)" in body
+
+
+# -- 10. decoded is the readable sample; the domain's field and tokens keep the specials --------------
+
+
+def test_decoded_drops_endoftext_and_text_keeps_it():
+    from types import SimpleNamespace
+
+    import torch
+
+    from didi_seq.io.samples import sample_records
+    from didi_seq.registry.plugins import get_domain
+
+    dom = get_domain("text")
+    tok = dom.load_tokenizer(None)
+    ids = tok.encode_batch(["hello world"])[0] + [tok.eos_id] + tok.encode_batch(["more text"])[0]
+    result = SimpleNamespace(tokens=torch.tensor([ids]), network_calls=1, rows_evaluated=1, wall_clock_s=0.0,
+                             aux_calls=0, nfe=1)
+    (rec,) = sample_records(dom, tok, result, seed=0, sampler="ancestral", final="ancestral",
+                            provenance={"id": "x", "model_sha256": "0"})
+    assert "<|endoftext|>" in rec["text"] and rec["tokens"] == ids
+    assert rec["decoded"] == rec["text"].replace("<|endoftext|>", "") and "<|endoftext|>" not in rec["decoded"]
