@@ -71,6 +71,9 @@ def _options(
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="DIDI_SEQ_QUIET",
                                help="No status or progress on stderr (results and errors still print)."),
 ) -> None:
+    from didi_seq.io.hub import stay_offline
+
+    stay_offline()  # again for callers of the app that skip main() (tests, torchrun -m didi_seq_cli.main)
     set_quiet(quiet)
 
 
@@ -596,6 +599,9 @@ def _register_plugin_commands() -> None:
 
 
 def main() -> None:
+    from didi_seq.io.hub import stay_offline
+
+    stay_offline()  # before any plugin imports a hub library
     try:
         _register_plugin_commands()
         app()  # a plugin's command that raises DidiError ends like a built-in one: one error line

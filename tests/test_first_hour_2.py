@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -167,3 +168,45 @@ def test_decoded_drops_endoftext_and_text_keeps_it():
                             provenance={"id": "x", "model_sha256": "0"})
     assert "<|endoftext|>" in rec["text"] and rec["tokens"] == ids
     assert rec["decoded"] == rec["text"].replace("<|endoftext|>", "") and "<|endoftext|>" not in rec["decoded"]
+
+
+# -- 8. a hub id that is not cached fails at once, online or not ------------------------------------
+
+
+def test_uncached_judge_is_refused_without_offline_mode(monkeypatch):
+    from didi_seq.errors import DidiError
+    from didi_seq_text import judge
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(DidiError, match="never downloads at run time.*hf|huggingface-cli"):
+        judge._resolve("test-org/not-cached")
+
+
+@pytest.mark.slow  # a subprocess: ~10 s
+def test_uncached_hub_judge_is_one_line_without_hf_hub_offline(tmp_path):
+    import os
+    import sys
+    import time
+
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"text": "hello world", "nfe": 4}) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "didi_seq_cli", "evaluate", "--domain", "text", "--samples", str(samples),
+                        "--judge", "test-org/not-cached", "--reference-samples", "0", "--threads", "1"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: unknown judge"), r.stderr[-2000:]
+    assert time.monotonic() - start < 60
+
+
+def test_the_cli_puts_the_hub_libraries_offline(monkeypatch):
+    import os
+
+    from didi_seq.io.hub import OFFLINE_VARIABLES
+
+    for name in OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    invoke("--quiet", "plugins")
+    assert all(os.environ.get(name) == "1" for name in OFFLINE_VARIABLES)

