@@ -513,8 +513,6 @@ def evaluate(
     records = load_samples(samples, dom)  # bad files fail before any model loads
     if reference:
         load_samples(reference, dom)  # checked before any model loads, like the samples
-    status(f"evaluate: {len(records)} samples; loading the scorers' models (the default Gen PPL judge takes about "
-           "a minute on a CPU)")  # at once: the first bar appears only after the judge has loaded
     from didi_seq.devices import resolve_device
 
     dev = resolve_device(device)
@@ -524,8 +522,12 @@ def evaluate(
     with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as bar:
         tasks: dict = {}
+        # at once: the scorers' own bars appear only after their models load (the default judge: about a minute)
+        loading = bar.add_task(f"evaluate {len(records)} samples: loading the scorers' models", total=None)
 
         def on_progress(name: str, done: int, total: int) -> None:
+            if loading in bar.task_ids:
+                bar.remove_task(loading)
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)

@@ -243,9 +243,24 @@ def test_quiet_evaluate_prints_nothing_on_stderr(tmp_path):
     assert "gen_ppl" in r.stdout
 
 
-def test_evaluate_says_what_it_does_before_loading_models(tmp_path):
+def test_evaluate_says_what_it_does_before_loading_models(tmp_path, monkeypatch):
+    """The first progress line says what happens before any model loads (stderr stays one line on errors)."""
+    import contextlib
+
+    import didi_seq_cli.main as cli
+
+    shown, real = [], cli.progress
+
+    @contextlib.contextmanager
+    def recording(*columns, **kwargs):
+        with real(*columns, **kwargs) as bar:
+            add = bar.add_task
+            bar.add_task = lambda description, **kw: shown.append(description) or add(description, **kw)
+            yield bar
+
+    monkeypatch.setattr(cli, "progress", recording)
     samples = tmp_path / "s.jsonl"
     samples.write_text(json.dumps({"text": "hello world", "tokens": [1, 2], "nfe": 4}) + "\n")
     r = invoke("evaluate", "--domain", "text", "--samples", samples, "--metrics", "entropy", "--reference-samples", 0)
     assert r.exit_code == 0, r.output
-    assert r.stderr.splitlines()[0].startswith("evaluate: 1 samples; loading")
+    assert shown[0] == "evaluate 1 samples: loading the scorers' models"
