@@ -564,9 +564,13 @@ def _print_record(console, record: dict) -> None:
     for name, m in record["metrics"].items():
         spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci']['low']:.3f} – {m['ci']['high']:.3f}" if m.get("ci") else "-"
-        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
+        flag = " (unreliable, see below)" if m.get("caveat") else ""
+        table.add_row(f"{name} {m['unit']}".strip() + flag, f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
                       f"{ref[name]:.3f}" if name in ref else "-")
     console.print(table)
+    for name, m in record["metrics"].items():
+        if m.get("caveat"):
+            console.print(f"warning: {name} is {m['caveat']}")
     reporters = {s.name: s.report for s in scorers(record["domain"]) if s.report}
     lines = [line for name, info in record["scorers"].items() if name in reporters for line in reporters[name](info)]
     for line in dict.fromkeys(lines):  # scorers sharing a judge or a fold report it once

@@ -264,3 +264,36 @@ def test_evaluate_says_what_it_does_before_loading_models(tmp_path, monkeypatch)
     r = invoke("evaluate", "--domain", "text", "--samples", samples, "--metrics", "entropy", "--reference-samples", 0)
     assert r.exit_code == 0, r.output
     assert shown[0] == "evaluate 1 samples: loading the scorers' models"
+
+
+# -- 2. MAUVE on few samples is flagged, with what faiss warned -------------------------------------
+
+
+def test_mauve_caveat_below_a_sound_sample_count():
+    from didi_seq_text import mauve
+
+    text = mauve.caveat(16, 64)
+    assert text.startswith("unreliable: 16 samples and 64 reference texts") and "faiss asks for 39" in text
+    assert "10.0 points per k-means cluster" in mauve.caveat(16, 64, clusters=8)
+    assert mauve.caveat(1000, 1000) is None and mauve.caveat(5000, 999) is not None
+
+
+def test_harness_attaches_the_caveat_and_the_cli_flags_it(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from didi_seq.evaluation.harness import _summarise
+    from didi_seq.evaluation.scorer import Scorer
+    from didi_seq_cli.main import _print_record
+
+    two_sample = Scorer(name="m", description="", per_sample=lambda r, c: r, aggregate=lambda s: 0.0,
+                        compare=lambda s, ref: 0.5, caveat=lambda n, n_ref: f"unreliable: {n} vs {n_ref}")
+    out = _summarise(two_sample, [{}] * 3, [0, 0, 0], [{}] * 5, 0)
+    assert out["caveat"] == "unreliable: 3 vs 5"
+    record = {"domain": "text", "num_samples": 3, "seeds": [0], "nfe": 4, "sampler": "ancestral", "checkpoint": "c",
+              "metrics": {"mauve": {**out, "unit": ""}}, "scorers": {}, "sampling": {}}
+    shown = Console(file=io.StringIO(), width=300)
+    _print_record(shown, record)
+    text = shown.file.getvalue()
+    assert "(unreliable, see below)" in text and "warning: mauve is unreliable: 3 vs 5" in text

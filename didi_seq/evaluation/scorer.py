@@ -58,3 +58,6 @@ class Scorer:
     # why the scorer cannot run in this environment (e.g. ``install_command("mauve")``), or None:
     # like unmet ``requires``, skipped unless asked for by name, which is then that error
     missing: Callable[[], str | None] | None = None
+    # two-sample scorers: (samples, reference texts) → why a value at these sizes must not be trusted, or
+    # None; shown with the value (the record's "caveat", a line under the CLI's table)
+    caveat: Callable[[int, int], str | None] | None = None
