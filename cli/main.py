@@ -75,6 +75,26 @@ def _options(
 
     stay_offline()  # again for callers of the app that skip main() (tests, torchrun -m didi_seq_cli.main)
     set_quiet(quiet)
+    _warnings_as_status_lines()
+
+
+def _warnings_as_status_lines() -> None:
+    """A ``DidiWarning`` from the core (e.g. records left out of training) prints as one ``warning: …`` status
+    line on stderr, like the CLI's own warnings, instead of Python's ``file:line: DidiWarning`` form."""
+    import warnings
+
+    from didi_seq.errors import DidiWarning
+
+    shown = getattr(warnings.showwarning, "python_default", warnings.showwarning)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DidiWarning):
+            status(f"warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning.python_default = shown
+    warnings.showwarning = showwarning
 
 
 def fail(message: str, code: int = 2) -> None:

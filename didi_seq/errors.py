@@ -9,6 +9,10 @@ class DidiError(Exception):
     """A user-facing error: the message names the problem and, where possible, the fix."""
 
 
+class DidiWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it as one ``warning:`` line)."""
+
+
 class CheckpointError(DidiError):
     """A checkpoint is missing, truncated, of the wrong format or does not match the model."""
 

@@ -297,3 +297,85 @@ def test_harness_attaches_the_caveat_and_the_cli_flags_it(tmp_path):
     _print_record(shown, record)
     text = shown.file.getvalue()
     assert "(unreliable, see below)" in text and "warning: mauve is unreliable: 3 vs 5" in text
+
+
+# -- 5. the scaffold's default_length is honoured ---------------------------------------------------
+
+
+def test_scaffold_default_preset_takes_its_default_length(tmp_path, monkeypatch):
+    import importlib
+
+    from didi_seq.training.pretrain import PretrainConfig
+
+    target = tmp_path / "pkg"
+    assert invoke("new-plugin", "smiles", "--alphabet", "CNO()=", "--out", target).exit_code == 0
+    monkeypatch.syspath_prepend(str(target))
+    plugin = importlib.import_module("didi_seq_smiles.plugin")
+    cfg = PretrainConfig.from_preset(plugin.DOMAIN.default_preset, plugin.DOMAIN.presets)
+    assert plugin.DOMAIN.default_length == 64 and "length" not in cfg.model  # tiny would fix 32
+    assert "--preset tiny" not in (target / "README.md").read_text()
+
+
+# -- 4/5. variable-length rows: a tokenizer without pad id is one clear error; long records are counted --
+
+
+def test_pad_rows_counts_the_records_it_leaves_out():
+    from didi_seq.domain.data import pad_rows
+    from didi_seq.errors import DidiWarning
+    from didi_seq_protein.alphabet import ProteinTokenizer
+
+    tok = ProteinTokenizer()
+    with pytest.warns(DidiWarning, match="2 of 3 records are longer than 6 tokens and were left out"):
+        rows = pad_rows({"text": ["MKV", "MKVLAAGG", "MKVLAAGGHH"]}, tok, 8)
+    assert len(rows) == 1
+
+
+def test_pad_rows_without_a_pad_id_is_a_clear_error():
+    from didi_seq.domain.char_tokenizer import CharTokenizer
+    from didi_seq.domain.data import pad_rows
+    from didi_seq.errors import DidiError
+
+    with pytest.raises(DidiError, match="need a tokenizer with a pad_id; CharTokenizer has none"):
+        pad_rows({"text": ["ACGT"]}, CharTokenizer("ACGT"), 8)
+
+
+def test_the_cli_prints_a_didi_warning_as_one_line(capsys):
+    import warnings
+
+    from didi_seq.errors import DidiWarning
+    from didi_seq_cli.console import set_quiet
+    from didi_seq_cli.main import _warnings_as_status_lines
+
+    set_quiet(False)
+    _warnings_as_status_lines()
+    warnings.warn("12 of 30 records are longer", DidiWarning, stacklevel=1)
+    assert capsys.readouterr().err.strip() == "warning: 12 of 30 records are longer"
+
+
+# -- 3. the plugin guide: its recipe passes the preflight, one number per section, the scaffold named ---
+
+GUIDE = (ROOT / "docs" / "writing-a-plugin.md").read_text()
+
+
+def test_guide_sections_are_numbered_once():
+    numbers = re.findall(r"^## (\d+)\. ", GUIDE, re.M)
+    assert numbers == [str(i) for i in range(1, len(numbers) + 1)], numbers
+
+
+def test_guide_distill_recipe_lets_the_student_step():
+    from didi_seq.distill.didi_instruct.config import DistillConfig
+    from didi_seq.distill.run import check_student_steps
+
+    recipes = [ln for ln in GUIDE.splitlines() if "didi-seq distill" in ln and "--steps" in ln and "--method" not in ln]
+    assert recipes
+    for line in recipes:  # DiDi-Instruct, the default method: its discriminator warm-up comes first
+        steps = int(re.search(r"--steps (\d+)", line).group(1))
+        warmup = re.search(r"--disc-warmup-steps (\d+)", line)
+        cfg = DistillConfig(steps=steps, **({"disc_warmup_steps": int(warmup.group(1))} if warmup else {}))
+        assert check_student_steps(cfg) is None, line  # raises when the student would never step
+
+
+def test_guide_names_the_scaffold_and_the_limits_of_char_tokenizer_and_rgas():
+    assert "didi-seq new-plugin" in GUIDE
+    assert "implements the whole contract" not in GUIDE and "no `pad_id`" in GUIDE
+    assert "`--sampler rgas` does not support variable-length domains" in GUIDE
