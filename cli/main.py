@@ -316,8 +316,7 @@ def sample(
         None, help="'teacher', 'student', a checkpoint path or a hub id (default: the embedded student, "
         "or the embedded teacher while the domain ships no student)."),
     num_samples: int = typer.Option(4, help="Number of sequences."),
-    seed: int = typer.Option(0, help="Sampling seed: the same seed gives the same samples, so every run with the "
-                              "default gives identical ones; pass another for new samples."),
+    seed: int = typer.Option(0, help="Sampling seed."),
     sampler: str = typer.Option("ancestral", help="ancestral | rgas (reward-guided, needs a DiDi-Instruct student) | "
                                 "a plugin's sampler (protein: native = DPLM's iterative re-masking); see `didi-seq plugins`. "
                                 "Its own options are listed below."),
@@ -333,7 +332,10 @@ def sample(
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + ".", rich_help_panel=HARDWARE),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
-    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
+    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's.
+
+    A seed fixes the samples: every run with the default --seed 0 gives identical ones; pass another seed for new ones.
+    """
     positive("batch-size", batch_size)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
@@ -436,7 +438,7 @@ def distill(
     threads = threads_or_default(threads)  # the rest is checked by the method's config
     dom = domain_or_fail(domain)
 
-    from didi_seq.distill.run import check_max_minutes, check_student_steps
+    from didi_seq.distill.run import check_max_minutes, check_student_steps, shortfall
     from didi_seq.distill.run import distill as run
     from didi_seq.options import parse_flags
     from didi_seq.registry.plugins import get_method, methods
@@ -449,7 +451,7 @@ def distill(
     cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
     cfg.validate()  # before anything loads
     check_max_minutes(max_minutes)
-    for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), cfg.shortfall(cfg.steps)]):
+    for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), shortfall(cfg, cfg.steps)]):
         if warning:  # resume: the saved config's were checked when the run started
             status(f"warning: {warning}")
     with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
@@ -459,8 +461,9 @@ def distill(
                      device=dev, given=given, max_minutes=max_minutes)
     if ranks.is_main:
         budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""
-        if budget and cfg.shortfall(result.step, result.last):
-            status(f"warning: {cfg.shortfall(result.step, result.last)}")
+        stopped_short = shortfall(cfg, result.step, result.last) if budget else None
+        if stopped_short:
+            status(f"warning: {stopped_short}")
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s{budget}; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")
 

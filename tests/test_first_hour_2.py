@@ -379,3 +379,15 @@ def test_guide_names_the_scaffold_and_the_limits_of_char_tokenizer_and_rgas():
     assert "didi-seq new-plugin" in GUIDE
     assert "implements the whole contract" not in GUIDE and "no `pad_id`" in GUIDE
     assert "`--sampler rgas` does not support variable-length domains" in GUIDE
+
+
+def test_a_plain_dataclass_method_config_has_no_shortfall():
+    from dataclasses import dataclass
+
+    from didi_seq.distill.run import shortfall
+
+    @dataclass
+    class Plain:
+        steps: int = 1
+
+    assert shortfall(Plain(), 1) is None
