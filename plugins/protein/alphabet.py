@@ -13,8 +13,7 @@ import functools
 import json
 from pathlib import Path
 
-from didi_seq import DidiError
-from didi_seq.errors import install_command
+from didi_seq import DidiError, install_command
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"  # the 20 residues samples may contain
 ARCHITECTURE = "ESM-1b"

@@ -30,8 +30,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from didi_seq import DidiError
-from didi_seq.errors import install_command
+from didi_seq import DidiError, install_command
 from didi_seq.io.checkpoint import file_sha256
 from didi_seq.io.hub import download_command
 

@@ -27,8 +27,7 @@ import importlib.util
 import os
 import sys
 
-from didi_seq import DidiError
-from didi_seq.errors import install_command
+from didi_seq import DidiError, install_command
 
 SCALING_FACTOR = 5  # c in the paper, mauve-text's default
 KMEANS_SEED = 25  # mauve-text's default seed
