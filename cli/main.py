@@ -33,6 +33,25 @@ app = typer.Typer(
 HELP_WIDTH = 120  # --help into a file or pipe: wide enough that no option name is cut (rich's default is 80)
 if not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
     typer.rich_utils.MAX_WIDTH = HELP_WIDTH
+
+
+def _flags_show_no_type() -> None:
+    """``--help`` shows no ``<bool>`` placeholder beside a flag: a flag takes no value, and typer's
+    placeholder made ``--resume <bool>`` read as if it needed one (issue 25)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "hides_flag_types", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    display_type_rich.hides_flag_types = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_show_no_type()
 DEVICE_HELP = "Where the networks run: auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N"
 THREADS_HELP = "torch CPU threads."
 THREADS_DEFAULT = "half the cores, at most 4"  # didi_seq.devices.default_threads
@@ -52,7 +71,30 @@ def _options(
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="DIDI_SEQ_QUIET",
                                help="No status or progress on stderr (results and errors still print)."),
 ) -> None:
+    from didi_seq.io.hub import stay_offline
+
+    stay_offline()  # again for callers of the app that skip main() (tests, torchrun -m didi_seq_cli.main)
     set_quiet(quiet)
+    _warnings_as_status_lines()
+
+
+def _warnings_as_status_lines() -> None:
+    """A ``DidiWarning`` from the core (e.g. records left out of training) prints as one ``warning: …`` status
+    line on stderr, like the CLI's own warnings, instead of Python's ``file:line: DidiWarning`` form."""
+    import warnings
+
+    from didi_seq.errors import DidiWarning
+
+    shown = getattr(warnings.showwarning, "python_default", warnings.showwarning)
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, DidiWarning):
+            status(f"warning: {message}")
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning.python_default = shown
+    warnings.showwarning = showwarning
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -124,7 +166,7 @@ def training_session(name: str, out: Path, device: str, log: str | None, steps: 
 
 # the options pretrain and distill share
 TrainingLog = Annotated[str | None, typer.Option(
-    "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install 'didi-seq\\[tensorboard]'). "
+    "--log", help="Also log training curves to: tensorboard (DIR/tensorboard; pip install -e \".\\[tensorboard]\"). "
     "metrics.jsonl is always written.", show_default="metrics.jsonl only", rich_help_panel=RUN)]
 TrainingThreads = Annotated[int | None, typer.Option(envvar="DIDI_SEQ_THREADS", help=THREADS_HELP,
                                                      show_default=THREADS_DEFAULT, rich_help_panel=HARDWARE)]
@@ -291,7 +333,10 @@ def sample(
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + ".", rich_help_panel=HARDWARE),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
-    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
+    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's.
+
+    A seed fixes the samples: every run with the default --seed 0 gives identical ones; pass another seed for new ones.
+    """
     positive("batch-size", batch_size)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
@@ -331,7 +376,7 @@ def sample(
     written = []
     if output is None:
         for rec in records:
-            typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
+            typer.echo(f"--- sample {rec['index']} ---\n{rec['decoded']}")
     elif to_stdout:  # JSONL for a pipe; a domain's sibling files (protein FASTA) need a file name, so none
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()
@@ -386,7 +431,9 @@ def distill(
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
                                              "trained this long (wall-clock, counted over resumes): equal-compute "
                                              "comparisons of methods.", show_default="no limit", rich_help_panel=RUN),
-    ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt teacher: EMA weights (default) or raw."),
+    raw: bool = typer.Option(False, "--raw", help="Lightning .ckpt teacher (MDLM/DUO): load its raw weights instead of "
+                             "its EMA weights (the default, as the papers evaluate). Not to be confused with --ema DECAY, "
+                             "the student's EMA decay of --method sdtt / mmd."),
 ) -> None:
     """Distil the teacher into a few-step student with a registered method (default: DiDi-Instruct).
 
@@ -396,7 +443,7 @@ def distill(
     threads = threads_or_default(threads)  # the rest is checked by the method's config
     dom = domain_or_fail(domain)
 
-    from didi_seq.distill.run import check_max_minutes, check_student_steps
+    from didi_seq.distill.run import check_max_minutes, check_student_steps, shortfall
     from didi_seq.distill.run import distill as run
     from didi_seq.options import parse_flags
     from didi_seq.registry.plugins import get_method, methods
@@ -409,16 +456,19 @@ def distill(
     cfg = chosen.config(**{name: value for name, (_, value) in given.items()})
     cfg.validate()  # before anything loads
     check_max_minutes(max_minutes)
-    warning = None if resume else check_student_steps(cfg, allow=allow_no_student_steps)  # resume: the saved config's
-    if warning:
-        status(f"warning: {warning}")
+    for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), shortfall(cfg, cfg.steps)]):
+        if warning:  # resume: the saved config's were checked when the run started
+            status(f"warning: {warning}")
     with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
             (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
-                     on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": ema},
+                     on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": not raw},
                      device=dev, given=given, max_minutes=max_minutes)
     if ranks.is_main:
         budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""
+        stopped_short = shortfall(cfg, result.step, result.last) if budget else None
+        if stopped_short:
+            status(f"warning: {stopped_short}")
         typer.echo(f"distilled {result.step} iterations in {result.wall_clock_s:.0f} s{budget}; student: {result.out_dir} "
                    f"(sample it with --checkpoint {result.out_dir})")
 
@@ -500,8 +550,12 @@ def evaluate(
     with progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True) as bar:
         tasks: dict = {}
+        # at once: the scorers' own bars appear only after their models load (the default judge: about a minute)
+        loading = bar.add_task(f"evaluate {len(records)} samples: loading the scorers' models", total=None)
 
         def on_progress(name: str, done: int, total: int) -> None:
+            if loading in bar.task_ids:
+                bar.remove_task(loading)
             if name not in tasks:
                 tasks[name] = bar.add_task(name, total=total)
             bar.update(tasks[name], completed=done)
@@ -538,9 +592,13 @@ def _print_record(console, record: dict) -> None:
     for name, m in record["metrics"].items():
         spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci']['low']:.3f} – {m['ci']['high']:.3f}" if m.get("ci") else "-"
-        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
+        flag = " (unreliable, see below)" if m.get("caveat") else ""
+        table.add_row(f"{name} {m['unit']}".strip() + flag, f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
                       f"{ref[name]:.3f}" if name in ref else "-")
     console.print(table)
+    for name, m in record["metrics"].items():
+        if m.get("caveat"):
+            console.print(f"warning: {name} is {m['caveat']}")
     reporters = {s.name: s.report for s in scorers(record["domain"]) if s.report}
     lines = [line for name, info in record["scorers"].items() if name in reporters for line in reporters[name](info)]
     for line in dict.fromkeys(lines):  # scorers sharing a judge or a fold report it once
@@ -577,6 +635,9 @@ def _register_plugin_commands() -> None:
 
 
 def main() -> None:
+    from didi_seq.io.hub import stay_offline
+
+    stay_offline()  # before any plugin imports a hub library
     try:
         _register_plugin_commands()
         app()  # a plugin's command that raises DidiError ends like a built-in one: one error line

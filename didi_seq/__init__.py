@@ -13,7 +13,7 @@ from ._version import __version__
 
 # name -> the module that defines it
 PUBLIC = {
-    "DidiError": "errors", "CheckpointError": "errors",
+    "DidiError": "errors", "CheckpointError": "errors", "DidiWarning": "errors", "install_command": "errors",
     "hookimpl": "registry.hookspecs", "get_domain": "registry.plugins",
     "Domain": "domain", "DomainTokenizer": "domain", "CharTokenizer": "domain.char_tokenizer",
     "TeacherAdapter": "models.teacher", "TeacherSpec": "models.teacher", "NativeTeacher": "models.teacher",

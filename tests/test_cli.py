@@ -1,4 +1,4 @@
-"""The CLI contract (README "Commands") and its bad-input behaviour."""
+"""The CLI contract (docs/usage.md "Commands") and its bad-input behaviour."""
 
 import json
 

@@ -93,7 +93,7 @@ def test_cache_lives_in_didi_seq_cache(tmp_path, monkeypatch):
 
 
 mauve = pytest.importorskip("didi_seq_text.mauve")
-needs_mauve = pytest.mark.skipif(mauve.missing() is not None, reason="mauve-text not installed (pip install 'didi-seq[mauve]')")
+needs_mauve = pytest.mark.skipif(mauve.missing() is not None, reason='mauve-text not installed (pip install -e ".[mauve]")')
 
 
 @needs_mauve

@@ -260,7 +260,7 @@ def text_records(texts, seed=0):
 VARIANTS = [f"the cat sat on the mat number {i}. " * 4 for i in range(24)]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason="mauve-text not installed (pip install 'didi-seq[mauve]')")
+@pytest.mark.skipif(importlib.util.find_spec("mauve") is None, reason='mauve-text not installed (pip install -e ".[mauve]")')
 def test_mauve_on_judge_features_self_high_random_low(tiny_judge):
     dom = get_domain("text")
     real = text_records(VARIANTS)

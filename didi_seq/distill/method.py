@@ -36,6 +36,12 @@ class MethodConfig:
     def validate(self) -> None:
         """Raise DidiError on a bad value (called before anything loads)."""
 
+    def shortfall(self, steps_done: int, last: dict | None = None) -> str | None:
+        """Why a student trained for ``steps_done`` iterations (``last``: its final metrics line, None
+        before the run) falls short of what the method promises, or None. Printed as a warning before a
+        run too short to finish and after a ``--max-minutes`` stop; most methods have nothing to say."""
+        return None
+
     def to_dict(self) -> dict:
         return asdict(self)
 

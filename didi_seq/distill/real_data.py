@@ -90,7 +90,7 @@ class SDTTTrainer(RealDataTrainer):
 
     def __init__(self, ctx: MethodContext, cfg: SDTTConfig):
         super().__init__(ctx, cfg)
-        self.steps_per_round = cfg.steps_per_round or max(1, cfg.steps // cfg.rounds)
+        self.steps_per_round = cfg.round_length()
         self.round = 0
         self.round_teacher: torch.nn.Module | None = None  # None: the loaded teacher (round 0)
         self.data_meta = {**self.data_meta, "sdtt_steps_per_round": self.steps_per_round}

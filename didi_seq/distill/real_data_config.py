@@ -80,6 +80,25 @@ class SDTTConfig(RealDataConfig):
         if self.steps_per_round < 0:
             raise DidiError(f"--sdtt-steps-per-round must be ≥ 0, got {self.steps_per_round}")
 
+    def round_length(self) -> int:
+        """Iterations per round: --sdtt-steps-per-round, else --steps split evenly (at least one)."""
+        return self.steps_per_round or max(1, self.steps // self.rounds)
+
+    def shortfall(self, steps_done: int, last: dict | None = None) -> str | None:
+        """SDTT's student halves its steps once per round: a run that stops before the last round (``--steps``
+        below rounds × round length, a ``--max-minutes`` stop) leaves e.g. a 512-step student, not an 8-step one.
+        ``last``'s ``student_nfe`` (the round actually reached) wins over the count from ``steps_done``."""
+        final = self.start_nfe // self.teacher_steps ** self.rounds
+        reached = min(self.rounds, -(-steps_done // self.round_length()))  # rounds entered (ceil)
+        nfe = round((last or {}).get("student_nfe") or self.start_nfe // self.teacher_steps ** max(reached, 1))
+        if nfe <= final:
+            return None
+        if last and "round" in last:
+            reached = round(last["round"]) + 1
+        return (f"SDTT ran {reached} of its {self.rounds} rounds in {steps_done} iterations: the student is trained for "
+                f"{nfe} sampling steps, not {final}; give --steps {self.round_length() * self.rounds} or more "
+                f"(or fewer --sdtt-rounds) for the full schedule")
+
 
 @dataclass
 class MMDConfig(RealDataConfig):

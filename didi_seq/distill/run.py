@@ -82,6 +82,13 @@ def student_steps(cfg) -> int:
     return max(0, cfg.steps - getattr(cfg, "disc_warmup_steps", 0))
 
 
+def shortfall(cfg, steps_done: int, last: dict | None = None) -> str | None:
+    """The method's word on a student trained ``steps_done`` iterations (``MethodConfig.shortfall``); a plugin
+    config that is a plain dataclass, not a ``MethodConfig``, has none to say."""
+    check = getattr(cfg, "shortfall", None)
+    return check(steps_done, last) if check else None
+
+
 def check_student_steps(cfg, allow: bool = False) -> str | None:
     """Refuse a run in which the student never steps; with ``allow``, return the warning instead.
 

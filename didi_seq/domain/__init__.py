@@ -44,6 +44,9 @@ class Domain:
     default_length: int = 256
     default_preset: str = "small"
     sample_field: str = "text"  # the JSONL field that carries a decoded sample
+    # special tokens' text (e.g. "<|endoftext|>") that the human-readable ``decoded`` drops; the
+    # ``sample_field`` copy and ``tokens`` keep them, since scorers' protocols read them (Gen PPL's separators)
+    special_texts: tuple[str, ...] = ()
     # documents → training rows: (dataset, tokenizer, length) → LongTensor [N, length];
     # None packs blocks (didi_seq.domain.data.pack_blocks); variable-length domains pass pad_rows
     make_rows: Callable[..., Any] | None = None
@@ -64,3 +67,10 @@ class Domain:
 
     def sample_record(self, ids: list[int], tokenizer: DomainTokenizer) -> dict:
         return {self.sample_field: tokenizer.decode(ids)}
+
+    def readable(self, decoded: str) -> str:
+        """The sample as a person reads it: ``decoded`` without the domain's special tokens (issue 25: a
+        new user's samples ended in ``<|endoftext|>``). Scorers keep reading the ``sample_field`` copy."""
+        for special in self.special_texts:
+            decoded = decoded.replace(special, "")
+        return decoded

@@ -150,6 +150,9 @@ def _summarise(scorer: Scorer, stats: list[dict], seeds: list, ref_stats: list[d
     out = {"mean": mean, "std": std, "pooled": aggregate(stats), "per_seed": per_seed, "unit": scorer.unit}
     if resamples:
         out["ci"] = bootstrap_ci(aggregate, stats, resamples, seed=BOOTSTRAP_SEED)
+    caveat = scorer.caveat(len(stats), len(ref_stats)) if scorer.caveat else None
+    if caveat:
+        out["caveat"] = caveat
     return out
 
 

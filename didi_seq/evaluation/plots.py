@@ -1,4 +1,4 @@
-"""Plots for benchmark results (matplotlib, imported lazily: ``pip install 'didi-seq[plot]'``).
+"""Plots for benchmark results (matplotlib, imported lazily: ``pip install -e ".[plot]"``).
 
 Readability rules every plot here keeps: no text labels next to points (they overprint when
 curves are close; values go on their own axis instead), reference values as lines, titles
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DidiError
+from ..errors import DidiError, install_command
 
 
 def _pyplot():
@@ -19,7 +19,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise DidiError("plotting needs matplotlib: pip install 'didi-seq[plot]'") from None
+        raise DidiError(f"plotting needs matplotlib: {install_command('plot')}") from None
     return plt
 
 

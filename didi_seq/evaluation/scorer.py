@@ -55,6 +55,9 @@ class Scorer:
     # per-sample stats are cached under it; None (or a None result, e.g. an unknown revision): re-scored
     cache_key: Callable[[EvalContext], dict | None] | None = None
     report: Callable[[dict], list[str]] | None = None  # provenance info → lines printed under the CLI's table
-    # why the scorer cannot run in this environment (e.g. "pip install 'didi-seq[mauve]'"), or None:
+    # why the scorer cannot run in this environment (e.g. ``install_command("mauve")``), or None:
     # like unmet ``requires``, skipped unless asked for by name, which is then that error
     missing: Callable[[], str | None] | None = None
+    # two-sample scorers: (samples, reference texts) → why a value at these sizes must not be trusted, or
+    # None; shown with the value (the record's "caveat", a line under the CLI's table)
+    caveat: Callable[[int, int], str | None] | None = None

@@ -29,3 +29,18 @@ def download_command(repo_id: str, *files: str, revision: str | None = None) -> 
     if revision:
         parts += ["--revision", revision]
     return " ".join(parts)
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def stay_offline() -> None:
+    """Put huggingface_hub, datasets and transformers in offline mode unless the user chose otherwise.
+
+    Why: didi-seq reads hub models and datasets from the local cache only; online, a cache miss made the
+    libraries retry a HEAD request 22 times over 52 s on a machine without network before the real error
+    (issue 25). Must run before those libraries are imported: they read the variables at import time."""
+    import os
+
+    for name in OFFLINE_VARIABLES:
+        os.environ.setdefault(name, "1")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .provenance import student_method
+from ..errors import install_command
+from .provenance import CONFIG_KEYS, student_method
 
 CARD_FILE = "README.md"
 LICENSE = "apache-2.0"  # didi-seq's own; a card notes that the training data may carry another
@@ -54,6 +55,21 @@ def headline(provenance: dict) -> dict:
     return numbers
 
 
+def steps_claim(provenance: dict) -> str:
+    """What the card says about the student's step count: the steps it was trained for when the method
+    logs them (``student_nfe``, SDTT's round target), else the few-step range distillation aims at.
+
+    Why: an SDTT run cut short (``--steps 1``, a ``--max-minutes`` stop) leaves a student trained for
+    512 steps; a card promising 8–16 then misleads whoever samples it (issue 25)."""
+    last = provenance.get("last_metrics") or {}
+    if last.get("student_nfe") is None:
+        return "it is meant to be sampled in few steps (8–16)."
+    nfe = round(last["student_nfe"])
+    rounds = (provenance.get(CONFIG_KEYS["student"]) or {}).get("rounds")
+    where = f" (it stopped in round {round(last['round']) + 1} of {rounds})" if rounds and "round" in last else ""
+    return f"it was trained to be sampled in {nfe} steps{where}."
+
+
 def metadata(config: dict, provenance: dict) -> dict:
     kind, domain = config.get("kind", "model"), config.get("domain", "unknown")
     method = provenance.get("method") or ("MDLM NELBO pretraining" if kind == "teacher" else None)
@@ -70,6 +86,9 @@ def metadata(config: dict, provenance: dict) -> dict:
         meta["base_model"] = base
     meta["didi_seq"] = {"kind": kind, "domain": domain, "method": method, "step": provenance.get("step"),
                         "headline": headline(provenance)}
+    trained_nfe = (provenance.get("last_metrics") or {}).get("student_nfe")
+    if trained_nfe is not None:
+        meta["didi_seq"]["trained_nfe"] = round(trained_nfe)
     return meta
 
 
@@ -92,8 +111,9 @@ def render(config: dict, provenance: dict) -> str:
     if teacher:
         about += [f"Distilled from the teacher `{teacher.get('id')}` (sha256 `{str(teacher.get('sha256'))[:12]}…`) with "
                   f"the `{student_method(info['method'])}` method (`didi-seq plugins` lists each method's paper): "
-                  "it is meant to be sampled in few steps (8–16).", ""]
-    about += ["## Use", "", "    pip install didi-seq",
+                  f"{steps_claim(provenance)}", ""]
+    about += ["## Use", "", "From a clone of the didi-seq repository (it is not on PyPI):", "",
+              "    " + install_command(where=False),
               f"    didi-seq sample --domain {info['domain']} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4", "",
               "## Training", ""]
     rows = [("command", provenance.get("command")), ("data", provenance.get("corpus") or provenance.get("teacher_pool")),

