@@ -105,8 +105,9 @@ def training_session(name: str, out: Path, device: str, log: str | None, steps: 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from didi_seq.training.log import check_logger, training_logger
-    from didi_seq.training.run_dir import exclusive_run
+    from didi_seq.training.run_dir import check_run_dir, exclusive_run
 
+    check_run_dir(out)  # before anything is created: a new, empty or own run directory only
     check_logger(log)
     make_run_parent(out)
     with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
@@ -147,6 +148,16 @@ def make_run_parent(out: Path) -> None:
         Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DidiError(f"cannot create the directory for --out {out}: {e.strerror}") from None
+
+
+def command_inputs(ctx: typer.Context, *outputs: str) -> list[Path]:
+    """Every file or directory this command was given (each option's value and the extra flags a sampler
+    or method parses), except its ``outputs`` options. Why one helper over ``ctx``: an input added to a
+    command later is protected from being overwritten by --output without anyone remembering to list it."""
+    from didi_seq.io.outputs import input_paths
+
+    values = [v for name, v in ctx.params.items() if name not in outputs]
+    return input_paths(*values, list(ctx.args))
 
 
 def domain_or_fail(name: str):
@@ -306,9 +317,9 @@ def sample(
     to_stdout = output is not None and str(output) == "-"
     outputs = []
     if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
-        from didi_seq.io.outputs import input_paths, plan_outputs
+        from didi_seq.io.outputs import plan_outputs
 
-        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, options.get("teacher")))
+        outputs = plan_outputs(output, dom.sample_files, command_inputs(ctx, "output"))
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -435,6 +446,7 @@ def distill_progress(m: dict) -> str:
 @app.command()
 @user_errors
 def evaluate(
+    ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name."),
     samples: list[Path] = typer.Option(..., help="JSONL samples file (repeat the option to pool several files/seeds)."),
     judge: str | None = typer.Option(None, help="Gen PPL judge: smollm2-135m (offline default), gpt2-large or any hub "
@@ -475,9 +487,9 @@ def evaluate(
     dom = domain_or_fail(domain)
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
-        from didi_seq.io.outputs import check_output, input_paths
+        from didi_seq.io.outputs import check_output
 
-        output = check_output(output, input_paths(samples, judge, plddt_model))
+        output = check_output(output, command_inputs(ctx, "output", "pdb_dir"))
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from didi_seq.evaluation.harness import describe_files, load_samples, write_result
@@ -565,15 +577,19 @@ def new_plugin(
     status(f"wrote {len(files)} files; next: pip install -e '{target}[test]' && python -m pytest -q {target}/tests")
 
 
-def _register_plugin_commands() -> None:
-    from didi_seq.registry.plugins import get_plugin_manager
+def _register_plugins() -> None:
+    """Load every plugin, add its commands, and warn once (stderr) about each one that is broken: the
+    other plugins and the built-in domains keep working."""
+    from didi_seq.registry.plugins import check_plugins, register_commands
 
-    get_plugin_manager().hook.register_commands(app=app)
+    register_commands(app)
+    for line in check_plugins():
+        typer.echo(f"warning: {line}", err=True)
 
 
 def main() -> None:
     try:
-        _register_plugin_commands()
+        _register_plugins()
         app()  # a plugin's command that raises DidiError ends like a built-in one: one error line
     except DidiError as e:
         typer.echo(f"error: {e}", err=True)

@@ -23,7 +23,7 @@ import torch
 
 from ..devices import bf16_in_effect, module_device
 from .ancestral import from_states, initial_states, start_states
-from .contract import Sampler, SampleResult, SamplerOptions, prepared
+from .contract import Sampler, SampleResult, SamplerOptions, check_samples_complete, prepared
 
 
 @dataclass
@@ -138,6 +138,7 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
 
     result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
                          x_init, seed, batch_size, adapter.spec.pad_id)
+    check_samples_complete(result.tokens, adapter.spec.mask_id)  # every sampler's, plugins' included
     extra = {run.name: cfg.record()} if cfg.record() else {}
     extra["trunk_precision"] = trunk_precision(adapter)
     if length_info:

@@ -1,0 +1,259 @@
+"""Issue 24's reproductions (hardening, round 2): each finding as a hostile user found it.
+
+The contract is test_bad_inputs.py's: bad input is one ``error:`` line, a non-zero exit, no
+traceback and no file changed (``fails_cleanly``); legitimate input destroys nothing.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+import test_bad_inputs as harness
+import torch
+
+from didi_seq.errors import DidiError
+
+FAST_DISTILL, broken_copy, fails_cleanly, invoke = harness.FAST_DISTILL, harness.broken_copy, harness.fails_cleanly, harness.invoke
+sample_into_precious, snapshot = harness.sample_into_precious, harness.snapshot
+work, tiny_student = harness.work, harness.tiny_student  # the fixtures, shared
+
+PRETRAIN = ["pretrain", "--domain", "text", "--preset", "tiny", "--steps", 1, "--threads", 1]
+
+
+# -- destroys data: training output directories ---------------------------------------------------
+
+
+def _user_dir(work):
+    """A user's directory that happens to hold names a run writes."""
+    d = work / "mine"
+    (d / "checkpoints" / "step_0000001").mkdir(parents=True)
+    (d / "checkpoints" / "step_0000001" / "notes.txt").write_text("my notes\n")
+    (d / "metrics.jsonl").write_text('{"accuracy": 0.9}\n')
+    (d / ".lock").write_text("my lock, not a pid\n")
+    return d
+
+
+@pytest.mark.parametrize("command", ["pretrain", "distill"])
+def test_out_into_a_directory_with_foreign_content(work, command):
+    d = _user_dir(work)
+    args = PRETRAIN if command == "pretrain" else ["distill", "--domain", "text", "--teacher", work / "good", "--steps", 1,
+                                                   *FAST_DISTILL]
+    fails_cleanly(work, [*args, "--out", d], "which a didi-seq run did not write")
+    (d / "checkpoints" / "step_0000001" / "notes.txt").unlink()
+    (d / "checkpoints" / "step_0000001").rmdir()
+    fails_cleanly(work, [*args, "--out", d], "not a run lock")
+    (d / ".lock").unlink()
+    fails_cleanly(work, [*args, "--out", d], "not a run's metrics log")  # a user's metrics.jsonl, never appended to
+    (d / "metrics.jsonl").unlink()
+    (d / "data.txt").write_text("x\n")
+    fails_cleanly(work, [*args, "--out", d], "'data.txt'")
+
+
+def test_out_onto_or_inside_a_checkpoint(work):
+    fails_cleanly(work, [*PRETRAIN, "--out", work / "good"], "is the checkpoint directory")
+    fails_cleanly(work, [*PRETRAIN, "--out", work / "good" / "sub" / "run"], "lies inside the checkpoint directory")
+
+
+def test_out_that_is_new_empty_or_a_killed_runs_directory(work):
+    """The legitimate cases still train: a new directory, an empty one, and one a run was killed in before
+    its first checkpoint (its lock and log lines are ours; the new run's log starts afresh)."""
+    from didi_seq.training.run_dir import check_run_dir
+
+    check_run_dir(work / "new" / "run")
+    (work / "empty").mkdir()
+    check_run_dir(work / "empty")
+    killed = work / "killed"
+    killed.mkdir()
+    (killed / ".lock").write_text("12345\n")
+    (killed / "metrics.jsonl").write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.9}\n{"st')
+    corpus = work / "c.txt"
+    corpus.write_text("".join(f"line {i} of a small corpus: the quick brown fox\n" for i in range(100)))
+    r = invoke(*PRETRAIN, "--corpus", corpus, "--out", killed)
+    assert r.exit_code == 0, r.stderr
+    steps = [json.loads(line)["step"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1]
+
+
+def test_evaluate_output_onto_its_reference(work):
+    ref = work / "r.jsonl"
+    ref.write_text('{"text": "a reference line"}\n')
+    fails_cleanly(work, ["evaluate", "--domain", "text", "--samples", work / "precious.jsonl", "--reference", ref,
+                         "--metrics", "entropy", "--output", ref], "is one of this command's inputs")
+
+
+def test_sample_output_onto_the_checkpoints_files(work):
+    for name in ("config.json", "provenance.json", "new.jsonl"):
+        fails_cleanly(work, sample_into_precious(work, work / "good")[:-2] + ["--output", work / "good" / name],
+                      "inside the checkpoint directory")
+
+
+# -- silently wrong: NaN and empty distributions --------------------------------------------------
+
+
+def _nan_weights(d):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(d / "model.safetensors"))
+    state = {k: torch.full_like(v, float("nan")) if k.startswith("output_layer") else v for k, v in state.items()}
+    save_file(state, str(d / "model.safetensors"))
+
+
+def _never_emit_everything(d):
+    config = json.loads((d / "config.json").read_text())
+    config["spec"]["never_emit"] = [i for i in range(config["spec"]["vocab_size"]) if i != config["spec"]["mask_id"]]
+    (d / "config.json").write_text(json.dumps(config))
+
+
+def test_temperature_that_overflows_the_logits(work):
+    fails_cleanly(work, sample_into_precious(work, work / "good", "--temperature", "5e-324"), "NaN probabilities")
+
+
+@pytest.mark.parametrize(("edit", "fragment"), [(_nan_weights, "NaN probabilities"),
+                                                (_never_emit_everything, "never_emit forbids every token")])
+def test_a_checkpoint_that_yields_no_distribution(work, edit, fragment):
+    bad = broken_copy(work, "bad", edit)
+    fails_cleanly(work, sample_into_precious(work, bad), fragment)
+    fails_cleanly(work, sample_into_precious(work, bad, "--final", "greedy"), fragment)
+
+
+def test_an_empty_distribution_is_refused_at_the_draw():
+    """Caught where the draw happens too, for a sampler that forbids tokens itself."""
+    from didi_seq.sampling.ancestral import fill
+
+    x, reveal = torch.zeros(1, 3, dtype=torch.long), torch.tensor([[True, False, False]])
+    with pytest.raises(DidiError, match="every token probability zero"):
+        fill(x, reveal, torch.full((1, 5), float("-inf")), torch.Generator())
+
+
+def test_samples_left_masked_are_never_written():
+    from didi_seq.sampling.contract import check_samples_complete
+
+    check_samples_complete(torch.tensor([[1, 2], [3, 4]]), mask_id=9)
+    with pytest.raises(DidiError, match="1 of 2 samples still hold the mask token"):
+        check_samples_complete(torch.tensor([[1, 2], [9, 9]]), mask_id=9)
+
+
+# -- silently wrong: checkpoint ids from the weights ----------------------------------------------
+
+
+def _zero_weights(d):
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: torch.zeros_like(v) for k, v in load_file(str(d / "model.safetensors")).items()},
+              str(d / "model.safetensors"))
+
+
+def _sample_record(work, ckpt):
+    out = work / f"{ckpt.name}.jsonl"
+    r = invoke("sample", "--domain", "text", "--nfe", 2, "--num-samples", 1, "--checkpoint", ckpt, "--output", out)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(out.read_text().splitlines()[0])
+
+
+def test_checkpoint_id_is_the_hash_of_its_weights(work):
+    """Edited weights under the original provenance.json get another id and sha256; a forged (or
+    non-string) model_sha256 is never copied into a record."""
+    import hashlib
+
+    good = _sample_record(work, work / "good")
+    zeroed = broken_copy(work, "zeroed", _zero_weights)
+    rec = _sample_record(work, zeroed)
+    truth = hashlib.sha256((zeroed / "model.safetensors").read_bytes()).hexdigest()
+    assert rec["checkpoint_sha256"] == truth != good["checkpoint_sha256"]
+    assert rec["checkpoint"] == f"tiny-test@{truth[:12]}"
+
+    def forge(d, value):
+        prov = json.loads((d / "provenance.json").read_text())
+        prov["model_sha256"] = value
+        (d / "provenance.json").write_text(json.dumps(prov))
+
+    for i, value in enumerate(["0" * 64, 12345]):
+        forged = broken_copy(work, f"forged{i}", lambda d, v=value: forge(d, v))
+        assert _sample_record(work, forged)["checkpoint_sha256"] == good["checkpoint_sha256"]
+
+
+def test_weights_hash_is_cached_but_never_stale(tmp_path):
+    from didi_seq.io import checkpoint
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"a" * 10)
+    first = checkpoint.weights_sha256(f)
+    assert checkpoint.weights_sha256(f) == first
+    f.write_bytes(b"b" * 11)  # rewritten in place: another size (and mtime)
+    assert checkpoint.weights_sha256(f) != first
+
+
+def test_rgas_finds_its_teacher_by_the_verified_hash(work, tiny_student):
+    """A teacher whose provenance claims the recorded hash but whose weights differ is not the teacher."""
+    from didi_seq.io.checkpoint import resolve_checkpoint_dir
+    from didi_seq.models.networks import DISC_CONFIG, load_discriminator
+    from didi_seq.registry.plugins import get_domain
+
+    student = work / "student"
+    shutil.copytree(resolve_checkpoint_dir(tiny_student), student)
+    want = json.loads((student / DISC_CONFIG).read_text())["teacher_sha256"]
+    impostor = broken_copy(work, "impostor", _zero_weights)
+    for d, edit in ((impostor, lambda p: p.update(model_sha256=want)),
+                    (student, lambda p: p["teacher"].update(path=str(impostor)))):
+        prov = json.loads((d / "provenance.json").read_text())
+        edit(prov)
+        (d / "provenance.json").write_text(json.dumps(prov))
+    with pytest.raises(DidiError, match="which was not found"):
+        load_discriminator(student, get_domain("text"))
+
+
+@pytest.mark.parametrize("value", ["", " "])
+def test_empty_checkpoint_name_is_not_the_teacher(work, value):
+    fails_cleanly(work, sample_into_precious(work, value), "the checkpoint is an empty name")
+
+
+# -- one broken plugin breaks nothing else ---------------------------------------------------------
+
+BROKEN_PLUGINS = {
+    "raises_at_import": "raise RuntimeError('boom at import')\n",
+    "missing_module": "import didi_no_such_module_anywhere\n",
+    "exits": "import sys\nsys.exit(0)\n",
+    "raises_in_hook": ("from didi_seq.registry.hookspecs import hookimpl\n\n@hookimpl\ndef register_domains(register):\n"
+                       "    raise ValueError('boom in a hook')\n"),
+    "registers_a_number": ("from didi_seq.registry.hookspecs import hookimpl\n\n@hookimpl\n"
+                           "def register_samplers(register):\n    register(42)\n"),
+    "raises_in_commands": ("from didi_seq.registry.hookspecs import hookimpl\n\n@hookimpl\n"
+                           "def register_commands(app):\n    raise KeyError('boom')\n"),
+}
+
+
+def test_broken_plugins_are_one_warning_each_and_the_rest_works(work):
+    """Installed broken plugins (as pip would: a dist-info with entry points): every command still runs,
+    each plugin is one warning line naming it, and `sample --domain text` samples."""
+    import subprocess
+    import sys
+
+    site = work / "site"
+    site.mkdir()
+    for name, source in BROKEN_PLUGINS.items():
+        (site / f"didi_broken_{name}.py").write_text(source)
+        dist = site / f"didi_broken_{name}-0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: didi-broken-{name}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[didi_seq]\nbroken_{name} = didi_broken_{name}\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+
+    def didi(*args):
+        return subprocess.run([sys.executable, "-m", "didi_seq_cli.main", *map(str, args)], env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    listed = didi("plugins")
+    assert listed.returncode == 0, listed.stderr
+    assert "text" in listed.stdout and "protein" in listed.stdout
+    warnings = [ln for ln in listed.stderr.splitlines() if ln.strip()]
+    assert len(warnings) == len(BROKEN_PLUGINS) and all(ln.startswith("warning: plugin 'broken_") for ln in warnings), \
+        listed.stderr
+    assert "Traceback" not in listed.stderr
+    for name, fragment in (("raises_at_import", "boom at import"), ("missing_module", "didi_no_such_module_anywhere"),
+                           ("exits", "sys.exit(0)"), ("raises_in_hook", "boom in a hook"),
+                           ("registers_a_number", "int '42'"), ("raises_in_commands", "register_commands")):
+        assert any(f"'broken_{name}'" in ln and fragment in ln for ln in warnings), (name, warnings)
+    sampled = didi("sample", "--domain", "text", "--nfe", 2, "--num-samples", 1, "--checkpoint", work / "good",
+                   "--threads", 1)
+    assert sampled.returncode == 0 and "--- sample 0 ---" in sampled.stdout, sampled.stderr
