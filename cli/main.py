@@ -79,6 +79,12 @@ def user_errors(fn):
     return wrapper
 
 
+def check_seed(seed: int) -> None:
+    from didi_seq.limits import check_seed as check
+
+    check(seed)
+
+
 def positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise DidiError(f"--{name} must be a positive integer, got {value}")
@@ -136,9 +142,9 @@ TrainingDevice = Annotated[str, typer.Option(envvar="DIDI_SEQ_DEVICE", rich_help
 def threads_or_default(threads: int | None) -> int:
     """--threads / DIDI_SEQ_THREADS, else the documented default (oversubscribed cores are far slower than one)."""
     from didi_seq.devices import default_threads
+    from didi_seq.limits import check_threads
 
-    positive("threads", threads)
-    return threads or default_threads()
+    return check_threads(threads) if threads is not None else default_threads()
 
 
 def make_run_parent(out: Path) -> None:
@@ -226,6 +232,7 @@ def pretrain(
     protein 'protein-small' 3000 steps ≈ 63 min; --preset tiny takes seconds.
     """
     positive("length", length)  # the rest is checked by PretrainConfig
+    check_seed(seed)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
 
@@ -302,7 +309,8 @@ def sample(
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
     """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's."""
-    positive("batch-size", batch_size)
+    positive("batch-size", batch_size)  # its memory bound is checked by generate, which knows the model
+    check_seed(seed)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
     from didi_seq.options import parse_flags
@@ -400,6 +408,8 @@ def distill(
     (≈ 5 s/iteration), ≈ 46 min for protein; its student moves only after the discriminator-only warm-up.
     """
     threads = threads_or_default(threads)  # the rest is checked by the method's config
+    if seed is not None:
+        check_seed(seed)
     dom = domain_or_fail(domain)
 
     from didi_seq.distill.run import check_max_minutes, check_student_steps
@@ -473,13 +483,16 @@ def evaluate(
                                rich_help_panel=HARDWARE),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
-    for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context),
-                    ("mauve-clusters", mauve_clusters)):
-        positive(name, v)
-    if bootstrap is not None and bootstrap < 0:
-        raise DidiError(f"--bootstrap must be 0 or positive, got {bootstrap}")
+    from didi_seq.limits import check_bootstrap, check_int, check_rows
+
+    check_int("--judge-context", judge_context, high=1 << 20)  # far beyond any judge's context window
+    # a judge's logits: context × vocabulary (32k at least for a real LM) × 4 bytes per text
+    check_rows("--judge-batch-size", judge_batch_size, judge_context * 32_000 * 4, "the judge's logits")
+    if mauve_clusters is not None:
+        check_int("--mauve-clusters", mauve_clusters, high=1 << 20)
+    check_bootstrap(bootstrap)
     threads = threads_or_default(threads)
-    positive("fold-batch-size", fold_batch_size)
+    check_int("--fold-batch-size", fold_batch_size, high=4096)  # ESMFold's memory grows with L² per sequence
     if pdb_dir is not None and (plddt_model is None or not pdb_dir.is_dir()):
         raise DidiError(f"--pdb-dir {pdb_dir} needs --plddt-model and an existing directory")
     if reference_samples < 0:

@@ -257,3 +257,104 @@ def test_broken_plugins_are_one_warning_each_and_the_rest_works(work):
     sampled = didi("sample", "--domain", "text", "--nfe", 2, "--num-samples", 1, "--checkpoint", work / "good",
                    "--threads", 1)
     assert sampled.returncode == 0 and "--- sample 0 ---" in sampled.stdout, sampled.stderr
+
+
+# -- unbounded sizes: one error line before any allocation -----------------------------------------
+
+
+def test_pretrain_batch_beyond_memory(work):
+    fails_cleanly(work, [*PRETRAIN, "--batch-size", 1_000_000_000, "--out", work / "run"], "--batch-size 1000000000 needs")
+
+
+def test_sample_batch_beyond_memory(work, monkeypatch):
+    from didi_seq import limits
+
+    monkeypatch.setattr(limits, "physical_memory", lambda: 1 << 20)  # a 1 MiB machine: 4 rows of p(x0) do not fit
+    fails_cleanly(work, sample_into_precious(work, work / "good", "--num-samples", 64, "--batch-size", 64),
+                  "--batch-size 64 needs")
+
+
+def test_evaluate_bootstrap_and_batch_bounds(work):
+    base = ["evaluate", "--domain", "text", "--samples", work / "precious.jsonl", "--reference-samples", 0]
+    fails_cleanly(work, [*base, "--bootstrap", 1_000_000_000], "--bootstrap 1000000000 is above its limit of 100000")
+    fails_cleanly(work, [*base, "--judge-batch-size", 10**12], "--judge-batch-size 1000000000000 needs")
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+@pytest.mark.parametrize("threads", [20000, 100000])
+def test_threads_beyond_the_cores(work, monkeypatch, threads, via_env):
+    extra = []
+    if via_env:
+        monkeypatch.setenv("DIDI_SEQ_THREADS", str(threads))
+    else:
+        extra = ["--threads", threads]
+    fails_cleanly(work, sample_into_precious(work, work / "good", *extra), f"{threads} is more threads than")
+
+
+def test_samples_file_and_line_bounds(work, monkeypatch):
+    from didi_seq import limits
+
+    long_line = work / "long.jsonl"
+    long_line.write_text(json.dumps({"text": "a" * (limits.MAX_RECORD_BYTES + 10)}) + "\n")
+    base = ["evaluate", "--domain", "text", "--reference-samples", 0, "--metrics", "entropy", "--samples"]
+    fails_cleanly(work, [*base, long_line], "line 1 is longer than 1 MiB")
+    monkeypatch.setattr(limits, "max_samples_file_bytes", lambda: 8)
+    fails_cleanly(work, [*base, work / "precious.jsonl"], "more than this machine evaluates at once")
+
+
+@pytest.mark.parametrize("command", ["sample", "pretrain"])
+def test_seed_beyond_64_bits(work, command):
+    args = sample_into_precious(work, work / "good") if command == "sample" else [*PRETRAIN, "--out", work / "run"]
+    fails_cleanly(work, [*args, "--seed", 2**70], f"--seed {2**70} is above its limit")
+    fails_cleanly(work, [*args, "--seed", -1], "--seed must be 0 or positive")
+
+
+# -- the Python API: typed, validated, no misspelt option ignored ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def api_model(tiny_ckpt):
+    from didi_seq import MaskedDiffusionModel
+
+    return MaskedDiffusionModel.from_pretrained(tiny_ckpt, domain="text")
+
+
+@pytest.mark.parametrize(("kwargs", "error", "fragment"), [
+    ({"temprature": 0.01}, TypeError, "'temprature'; it takes: cache, final, length, schedule"),
+    ({"nfe": "16"}, TypeError, "nfe must be an integer"),
+    ({"num_samples": 2.0}, TypeError, "num_samples must be an integer"),
+    ({"batch_size": 0}, DidiError, "batch_size must be a positive integer"),
+    ({"seed": 2**70}, DidiError, "seed 1180591620717411303424 is above its limit"),
+    ({"temperature": "hot"}, TypeError, "temperature must be a number"),
+])
+def test_api_sample_arguments(api_model, kwargs, error, fragment):
+    with pytest.raises(error, match=None) as e:
+        api_model.sample(**{"nfe": 2, "num_samples": 2, **kwargs})
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize(("call", "error", "fragment"), [
+    (lambda m: m.evaluate([{"decoded": 1}], metrics=["entropy"]), DidiError, "record 0 has no string field"),
+    (lambda m: m.evaluate("samples.jsonl"), DidiError, "samples must be a list"),
+    (lambda m: m.evaluate([{"decoded": "a b"}], metrics="entropy"), TypeError, "metrics must be a list"),
+    (lambda m: m.evaluate([{"decoded": "a b"}], judge_batchsize=4), TypeError, "'judge_batchsize'; it takes"),
+    (lambda m: m.evaluate([{"decoded": "a b"}], metrics=["entropy"], bootstrap=10**9), TypeError, "'bootstrap'"),
+    (lambda m: m.save_pretrained("/dev/null"), DidiError, "exists and is not a directory"),
+    (lambda m: m.save_pretrained(42), TypeError, "directory must be a directory path"),
+])
+def test_api_other_calls(api_model, call, error, fragment):
+    with pytest.raises(error) as e:
+        call(api_model)
+    assert fragment in str(e.value)
+
+
+def test_api_evaluate_bootstrap_bound(api_model):
+    from didi_seq.evaluation.harness import evaluate
+
+    with pytest.raises(DidiError, match="--bootstrap 1000000000 is above its limit"):
+        evaluate(api_model.domain, [{"decoded": "a b"}], metrics=["entropy"], reference_samples=0, bootstrap=10**9)
+
+
+def test_api_save_pretrained_inside_a_checkpoint(api_model, tiny_ckpt):
+    with pytest.raises(DidiError, match="lies inside the checkpoint directory"):
+        api_model.save_pretrained(tiny_ckpt / "copy")
