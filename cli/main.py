@@ -20,7 +20,7 @@ from typer.core import TyperCommand
 from didi_seq import __version__
 from didi_seq.errors import DidiError
 
-from .console import console, progress, set_quiet, status
+from .console import console, literal, printable, progress, set_quiet, status
 
 app = typer.Typer(
     name="didi-seq",
@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=True,
 )
 HELP_WIDTH = 120  # --help into a file or pipe: wide enough that no option name is cut (rich's default is 80)
-if not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
+if sys.stdout is not None and not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
     typer.rich_utils.MAX_WIDTH = HELP_WIDTH
 DEVICE_HELP = "Where the networks run: auto (a CUDA GPU if there is one, else the CPU) | cpu | cuda | cuda:N"
 THREADS_HELP = "torch CPU threads."
@@ -186,7 +186,7 @@ def plugins() -> None:
         table.add_column(col)
     for d in domains().values():
         has = lambda p: "yes" if p is not None and Path(p).exists() else "no"  # noqa: E731
-        table.add_row(d.name, d.description, has(d.embedded_teacher), has(d.embedded_student))
+        table.add_row(literal(d.name), literal(d.description), has(d.embedded_teacher), has(d.embedded_student))
     out.print(table)
     out.print("teacher formats: " + (", ".join(f.name for f in teacher_formats()) or "none"))
     out.print("samplers: " + (", ".join(f"{n} ({', '.join(s.domains)})" if s.domains else n
@@ -345,7 +345,7 @@ def sample(
     written = []
     if output is None:
         for rec in records:
-            typer.echo(f"--- sample {rec['index']} ---\n{rec[dom.sample_field]}")
+            typer.echo(f"--- sample {rec['index']} ---\n{printable(rec[dom.sample_field])}")
     elif to_stdout:  # JSONL for a pipe; a domain's sibling files (protein FASTA) need a file name, so none
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()
@@ -550,23 +550,24 @@ def _print_record(console, record: dict) -> None:
 
     from didi_seq.registry.plugins import scorers
 
-    table = Table(title=f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
-                        f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}")
+    # every value comes from the samples files (untrusted): printed literally, never as markup
+    table = Table(title=literal(f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
+                                f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}"))
     for col in ("metric", "mean ± std over seeds", "pooled", "95% CI (bootstrap)", "real data"):
         table.add_column(col)
     ref = (record.get("reference") or {}).get("values", {})
     for name, m in record["metrics"].items():
         spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci']['low']:.3f} – {m['ci']['high']:.3f}" if m.get("ci") else "-"
-        table.add_row(f"{name} {m['unit']}".strip(), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
+        table.add_row(literal(f"{name} {m['unit']}".strip()), f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
                       f"{ref[name]:.3f}" if name in ref else "-")
     console.print(table)
     reporters = {s.name: s.report for s in scorers(record["domain"]) if s.report}
     lines = [line for name, info in record["scorers"].items() if name in reporters for line in reporters[name](info)]
     for line in dict.fromkeys(lines):  # scorers sharing a judge or a fold report it once
-        console.print(line)
+        console.print(literal(line))
     if record.get("skipped_metrics"):
-        console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
+        console.print(literal(f"not computed (need options): {', '.join(record['skipped_metrics'])}"))
     cost = record["sampling"]
     if cost.get("known"):
         console.print(f"sampling: {cost['network_calls_per_sample']:.1f} network calls and "
@@ -601,6 +602,9 @@ def _register_plugins() -> None:
 
 
 def main() -> None:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would have nowhere to go
+        print("error: stdout is closed; redirect it to a file or /dev/null instead (`> out.txt`)", file=sys.stderr)
+        sys.exit(2)
     try:
         _register_plugins()
         app()  # a plugin's command that raises DidiError ends like a built-in one: one error line

@@ -54,14 +54,14 @@ def check_int(option: str, value, low: int = 1, high: int | None = None) -> int:
     return value
 
 
-def check_threads(threads: int, option: str = "--threads (or DIDI_SEQ_THREADS)") -> int:
+def check_threads(threads: int, option: str = "--threads") -> int:
     """At most 4x this process's cores: more threads than that only contend, and torch's pool crashes
     (segfault, abort) when asked for tens of thousands."""
     limit = 4 * usable_cores()
     check_int(option, threads)
     if threads > limit:
         raise DidiError(f"{option} {threads} is more threads than this machine can use (it has {usable_cores()} "
-                        f"cores; at most {limit})")
+                        f"cores; at most {limit}, whether from --threads or DIDI_SEQ_THREADS)")
     return threads
 
 

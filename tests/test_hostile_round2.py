@@ -358,3 +358,59 @@ def test_api_evaluate_bootstrap_bound(api_model):
 def test_api_save_pretrained_inside_a_checkpoint(api_model, tiny_ckpt):
     with pytest.raises(DidiError, match="lies inside the checkpoint directory"):
         api_model.save_pretrained(tiny_ckpt / "copy")
+
+
+# -- security (low): model cards and terminal output -----------------------------------------------
+
+
+def test_model_card_escapes_provenance():
+    """provenance.json's name and command cannot inject HTML, headings or table rows into README.md."""
+    from didi_seq.io.model_card import render
+
+    card = render({"kind": "student", "domain": "text"},
+                  {"name": "x\n# Injected heading <script>alert(1)</script>", "command": "a | b\n| injected | row |",
+                   "method": "mmd` <img src=x>", "teacher": {"id": "t\n## also", "sha256": "0" * 64}})
+    body = card.split("\n---\n", 1)[1]
+    assert "<script>" not in body and "<img" not in body.replace("`mmd' <img src=x>`", "")
+    headings = [ln for ln in body.splitlines() if ln.startswith("#")]
+    assert headings == ["# x \\# Injected heading &lt;script&gt;alert(1)&lt;/script&gt;", "## Use", "## Training"]
+    rows = [ln for ln in body.splitlines() if ln.startswith("|")]
+    assert rows == ["| | |", "|---|---|", "| command | a \\| b \\| injected \\| row \\| |"]
+
+
+HOSTILE_FIELD = "[/bold]\x1b[2J\x1b]0;owned\x07[red]x"
+
+
+def test_evaluate_prints_markup_and_escapes_literally(work):
+    """A samples file whose checkpoint field holds rich markup and terminal escapes: no traceback, nothing
+    interpreted; the table shows the text (escape bytes made visible) and --output is still written."""
+    samples = work / "s.jsonl"
+    samples.write_text("".join(json.dumps({"text": f"a b c {i}", "checkpoint": HOSTILE_FIELD, "seed": 0}) + "\n"
+                               for i in range(3)))
+    r = invoke("evaluate", "--domain", "text", "--samples", samples, "--reference-samples", 0, "--metrics", "entropy",
+               "--output", work / "r.json")
+    assert r.exit_code == 0 and r.exception is None, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "[/bold]" in r.stdout and "\\x1b[2J" in r.stdout
+    assert json.loads((work / "r.json").read_text())["checkpoint"] == HOSTILE_FIELD
+
+
+def test_sample_text_with_escapes_is_printed_visibly():
+    from didi_seq_cli.console import printable
+
+    assert printable("ok\ttab\nline") == "ok\ttab\nline"
+    assert printable("\x1b[31mred\x07") == "\\x1b[31mred\\x07"
+
+
+def test_stdout_closed_is_one_error_line(work):
+    """`didi-seq sample ... >&-`: no traceback, one error line, exit ≠ 0."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "didi_seq_cli.main", "sample", "--domain", "text", "--nfe", "2",
+                        "--num-samples", "1", "--checkpoint", str(work / "good"), "--threads", "1"],
+                       stderr=subprocess.PIPE, text=True, timeout=300,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "stdout" in lines[0], r.stderr
