@@ -35,6 +35,22 @@ def console(stderr: bool = False) -> Console:
     return c
 
 
+def printable(text) -> str:
+    """``text`` with every control character but tab and newline shown as ``\\xNN``. Why: sample
+    files and checkpoints are untrusted, and a raw ESC or BEL printed to a terminal can clear it,
+    retitle it or hide what was printed."""
+    return "".join(c if c in "\t\n" or (c.isprintable() and not 0x7f <= ord(c) < 0xa0) else f"\\x{ord(c):02x}"
+                   if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in str(text))
+
+
+def literal(text):
+    """``text`` as a rich ``Text``: printed as it is, never parsed as markup (``[/bold]`` in a sample field
+    must not crash the table or restyle it), with control characters made visible (``printable``)."""
+    from rich.text import Text
+
+    return Text(printable(text))
+
+
 def status(message: str) -> None:
     """A status line on stderr (a note, a summary of what was written), unless --quiet."""
     if not _quiet:

@@ -20,7 +20,7 @@ from typer.core import TyperCommand
 from didi_seq import __version__
 from didi_seq.errors import DidiError
 
-from .console import console, progress, set_quiet, status
+from .console import console, literal, printable, progress, set_quiet, status
 
 app = typer.Typer(
     name="didi-seq",
@@ -31,7 +31,7 @@ app = typer.Typer(
     add_completion=True,
 )
 HELP_WIDTH = 120  # --help into a file or pipe: wide enough that no option name is cut (rich's default is 80)
-if not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
+if sys.stdout is not None and not sys.stdout.isatty() and typer.rich_utils.MAX_WIDTH is None:
     typer.rich_utils.MAX_WIDTH = HELP_WIDTH
 
 
@@ -121,6 +121,12 @@ def user_errors(fn):
     return wrapper
 
 
+def check_seed(seed: int) -> None:
+    from didi_seq.limits import check_seed as check
+
+    check(seed)
+
+
 def positive(name: str, value: int | None) -> None:
     if value is not None and value <= 0:
         raise DidiError(f"--{name} must be a positive integer, got {value}")
@@ -147,8 +153,9 @@ def training_session(name: str, out: Path, device: str, log: str | None, steps: 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from didi_seq.training.log import check_logger, training_logger
-    from didi_seq.training.run_dir import exclusive_run
+    from didi_seq.training.run_dir import check_run_dir, exclusive_run
 
+    check_run_dir(out)  # before anything is created: a new, empty or own run directory only
     check_logger(log)
     make_run_parent(out)
     with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
@@ -177,9 +184,9 @@ TrainingDevice = Annotated[str, typer.Option(envvar="DIDI_SEQ_DEVICE", rich_help
 def threads_or_default(threads: int | None) -> int:
     """--threads / DIDI_SEQ_THREADS, else the documented default (oversubscribed cores are far slower than one)."""
     from didi_seq.devices import default_threads
+    from didi_seq.limits import check_threads
 
-    positive("threads", threads)
-    return threads or default_threads()
+    return check_threads(threads) if threads is not None else default_threads()
 
 
 def make_run_parent(out: Path) -> None:
@@ -189,6 +196,16 @@ def make_run_parent(out: Path) -> None:
         Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DidiError(f"cannot create the directory for --out {out}: {e.strerror}") from None
+
+
+def command_inputs(ctx: typer.Context, *outputs: str) -> list[Path]:
+    """Every file or directory this command was given (each option's value and the extra flags a sampler
+    or method parses), except its ``outputs`` options. Why one helper over ``ctx``: an input added to a
+    command later is protected from being overwritten by --output without anyone remembering to list it."""
+    from didi_seq.io.outputs import input_paths
+
+    values = [v for name, v in ctx.params.items() if name not in outputs]
+    return input_paths(*values, list(ctx.args))
 
 
 def domain_or_fail(name: str):
@@ -211,7 +228,7 @@ def plugins() -> None:
         table.add_column(col)
     for d in domains().values():
         has = lambda p: "yes" if p is not None and Path(p).exists() else "no"  # noqa: E731
-        table.add_row(d.name, d.description, has(d.embedded_teacher), has(d.embedded_student))
+        table.add_row(literal(d.name), literal(d.description), has(d.embedded_teacher), has(d.embedded_student))
     out.print(table)
     out.print("teacher formats: " + (", ".join(f.name for f in teacher_formats()) or "none"))
     out.print("samplers: " + (", ".join(f"{n} ({', '.join(s.domains)})" if s.domains else n
@@ -257,6 +274,7 @@ def pretrain(
     protein 'protein-small' 3000 steps ≈ 63 min; --preset tiny takes seconds.
     """
     positive("length", length)  # the rest is checked by PretrainConfig
+    check_seed(seed)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
 
@@ -333,11 +351,13 @@ def sample(
     device: str = typer.Option("auto", envvar="DIDI_SEQ_DEVICE", help=DEVICE_HELP + ".", rich_help_panel=HARDWARE),
     ema: bool = typer.Option(True, "--ema/--raw", help="Lightning .ckpt: EMA weights (default, as the papers evaluate) or raw."),
 ) -> None:
-    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), RGAS, or a plugin's.
+    """Generate samples with a registered sampler: ancestral (fp64 categorical draws, exact cache), dilated, RGAS, or a
+    plugin's; without --sampler, the one the checkpoint's generation_config.json names (the embedded text student: dilated).
 
     A seed fixes the samples: every run with the default --seed 0 gives identical ones; pass another seed for new ones.
     """
-    positive("batch-size", batch_size)
+    positive("batch-size", batch_size)  # its memory bound is checked by generate, which knows the model
+    check_seed(seed)
     threads = threads_or_default(threads)
     dom = domain_or_fail(domain)
     from didi_seq.options import parse_flags
@@ -356,9 +376,9 @@ def sample(
     to_stdout = output is not None and str(output) == "-"
     outputs = []
     if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
-        from didi_seq.io.outputs import input_paths, plan_outputs
+        from didi_seq.io.outputs import plan_outputs
 
-        outputs = plan_outputs(output, dom.sample_files, input_paths(checkpoint, lengths, options.get("teacher")))
+        outputs = plan_outputs(output, dom.sample_files, command_inputs(ctx, "output"))
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
@@ -376,7 +396,7 @@ def sample(
     written = []
     if output is None:
         for rec in records:
-            typer.echo(f"--- sample {rec['index']} ---\n{rec['decoded']}")
+            typer.echo(f"--- sample {rec['index']} ---\n{printable(rec['decoded'])}")
     elif to_stdout:  # JSONL for a pipe; a domain's sibling files (protein FASTA) need a file name, so none
         sys.stdout.write(jsonl_text(records))
         sys.stdout.flush()
@@ -441,6 +461,8 @@ def distill(
     (≈ 5 s/iteration), ≈ 46 min for protein; its student moves only after the discriminator-only warm-up.
     """
     threads = threads_or_default(threads)  # the rest is checked by the method's config
+    if seed is not None:
+        check_seed(seed)
     dom = domain_or_fail(domain)
 
     from didi_seq.distill.run import check_max_minutes, check_student_steps, shortfall
@@ -490,6 +512,7 @@ def distill_progress(m: dict) -> str:
 @app.command()
 @user_errors
 def evaluate(
+    ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name."),
     samples: list[Path] = typer.Option(..., help="JSONL samples file (repeat the option to pool several files/seeds)."),
     judge: str | None = typer.Option(None, help="Gen PPL judge: smollm2-135m (offline default), gpt2-large or any hub "
@@ -516,13 +539,16 @@ def evaluate(
                                rich_help_panel=HARDWARE),
 ) -> None:
     """Score samples: Gen PPL under a judge (text), entropy, and a real-data reference line."""
-    for name, v in (("judge-batch-size", judge_batch_size), ("judge-context", judge_context),
-                    ("mauve-clusters", mauve_clusters)):
-        positive(name, v)
-    if bootstrap is not None and bootstrap < 0:
-        raise DidiError(f"--bootstrap must be 0 or positive, got {bootstrap}")
+    from didi_seq.limits import check_bootstrap, check_int, check_rows
+
+    check_int("--judge-context", judge_context, high=1 << 20)  # far beyond any judge's context window
+    # a judge's logits: context × vocabulary (32k at least for a real LM) × 4 bytes per text
+    check_rows("--judge-batch-size", judge_batch_size, judge_context * 32_000 * 4, "the judge's logits")
+    if mauve_clusters is not None:
+        check_int("--mauve-clusters", mauve_clusters, high=1 << 20)
+    check_bootstrap(bootstrap)
     threads = threads_or_default(threads)
-    positive("fold-batch-size", fold_batch_size)
+    check_int("--fold-batch-size", fold_batch_size, high=4096)  # ESMFold's memory grows with L² per sequence
     if pdb_dir is not None and (plddt_model is None or not pdb_dir.is_dir()):
         raise DidiError(f"--pdb-dir {pdb_dir} needs --plddt-model and an existing directory")
     if reference_samples < 0:
@@ -530,9 +556,9 @@ def evaluate(
     dom = domain_or_fail(domain)
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
-        from didi_seq.io.outputs import check_output, input_paths
+        from didi_seq.io.outputs import check_output
 
-        output = check_output(output, input_paths(samples, judge, plddt_model))
+        output = check_output(output, command_inputs(ctx, "output", "pdb_dir"))
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from didi_seq.evaluation.harness import describe_files, load_samples, write_result
@@ -584,8 +610,9 @@ def _print_record(console, record: dict) -> None:
 
     from didi_seq.registry.plugins import scorers
 
-    table = Table(title=f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
-                        f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}")
+    # every value comes from the samples files (untrusted): printed literally, never as markup
+    table = Table(title=literal(f"{record['domain']}: {record['num_samples']} samples, seeds {record['seeds']}, "
+                                f"NFE {record['nfe']}, {record['sampler']}, {record['checkpoint']}"))
     for col in ("metric", "mean ± std over seeds", "pooled", "95% CI (bootstrap)", "real data"):
         table.add_column(col)
     ref = (record.get("reference") or {}).get("values", {})
@@ -593,7 +620,7 @@ def _print_record(console, record: dict) -> None:
         spread = f" ± {m['std']:.3f}" if m["std"] is not None else ""
         ci = f"{m['ci']['low']:.3f} – {m['ci']['high']:.3f}" if m.get("ci") else "-"
         flag = " (unreliable, see below)" if m.get("caveat") else ""
-        table.add_row(f"{name} {m['unit']}".strip() + flag, f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
+        table.add_row(literal(f"{name} {m['unit']}".strip()) + flag, f"{m['mean']:.3f}{spread}", f"{m['pooled']:.3f}", ci,
                       f"{ref[name]:.3f}" if name in ref else "-")
     console.print(table)
     for name, m in record["metrics"].items():
@@ -602,9 +629,9 @@ def _print_record(console, record: dict) -> None:
     reporters = {s.name: s.report for s in scorers(record["domain"]) if s.report}
     lines = [line for name, info in record["scorers"].items() if name in reporters for line in reporters[name](info)]
     for line in dict.fromkeys(lines):  # scorers sharing a judge or a fold report it once
-        console.print(line)
+        console.print(literal(line))
     if record.get("skipped_metrics"):
-        console.print(f"not computed (need options): {', '.join(record['skipped_metrics'])}")
+        console.print(literal(f"not computed (need options): {', '.join(record['skipped_metrics'])}"))
     cost = record["sampling"]
     if cost.get("known"):
         console.print(f"sampling: {cost['network_calls_per_sample']:.1f} network calls and "
@@ -628,18 +655,25 @@ def new_plugin(
     status(f"wrote {len(files)} files; next: pip install -e '{target}[test]' && python -m pytest -q {target}/tests")
 
 
-def _register_plugin_commands() -> None:
-    from didi_seq.registry.plugins import get_plugin_manager
+def _register_plugins() -> None:
+    """Load every plugin, add its commands, and warn once (stderr) about each one that is broken: the
+    other plugins and the built-in domains keep working."""
+    from didi_seq.registry.plugins import check_plugins, register_commands
 
-    get_plugin_manager().hook.register_commands(app=app)
+    register_commands(app)
+    for line in check_plugins():
+        typer.echo(f"warning: {line}", err=True)
 
 
 def main() -> None:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): results would have nowhere to go
+        print("error: stdout is closed; redirect it to a file or /dev/null instead (`> out.txt`)", file=sys.stderr)
+        sys.exit(2)
     from didi_seq.io.hub import stay_offline
 
     stay_offline()  # before any plugin imports a hub library
     try:
-        _register_plugin_commands()
+        _register_plugins()
         app()  # a plugin's command that raises DidiError ends like a built-in one: one error line
     except DidiError as e:
         typer.echo(f"error: {e}", err=True)

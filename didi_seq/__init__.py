@@ -20,6 +20,7 @@ PUBLIC = {
     "TeacherFormat": "models.formats", "DiT": "models.dit", "DiTConfig": "models.dit",
     "LogLinearSchedule": "models.process",
     "SamplerOptions": "sampling.contract", "SampleResult": "sampling.contract", "option": "options",
+    "check_distribution": "sampling.contract",
     "Scorer": "evaluation.scorer", "EvalContext": "evaluation.scorer",
     "DistillMethod": "distill.method", "MethodConfig": "distill.method", "MethodContext": "distill.method",
     "TrainState": "training.state", "StateTrainer": "training.state",

@@ -19,6 +19,26 @@ from pathlib import Path
 from .errors import DidiError
 from .io.provenance import SourceInfo
 
+# evaluate()'s options beyond its named arguments: what the scorers read (the CLI's evaluate flags)
+EVALUATE_OPTIONS = ("judge_batch_size", "judge_context", "plddt_model", "pdb_dir", "fold_batch_size", "mauve_clusters",
+                    "device")
+
+
+def _require(name: str, value, types: type | tuple, what: str) -> None:
+    """A TypeError naming the argument: the API's callers get Python's error for a wrong type, at the call."""
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}"[:200])
+
+
+def _refuse_unknown(call: str, given, known) -> None:
+    """A misspelt keyword (``temprature=``) is a TypeError naming the known ones, never silently ignored."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise TypeError(f"{call}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"it takes: {', '.join(sorted(known))}")
+
 
 def _domain_of(src: str, domain):
     """A Domain from ``domain`` (a name or a Domain), else from a native checkpoint's config.json."""
@@ -49,6 +69,8 @@ class MaskedDiffusionModel:
         from .devices import resolve_device
         from .sampling.generate import load_model
 
+        _require("src", src, (str, Path), "a name, path or hub id (str or Path)")
+        _require("device", device, str, "a device name (str)")
         src = str(src)
         dom = _domain_of(src, domain)
         return cls(load_model(dom, src, device=resolve_device(device), use_ema=use_ema))
@@ -79,11 +101,20 @@ class MaskedDiffusionModel:
         """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
         ``sampler``: a registered name; None: the checkpoint's ``generation_config.json`` choice, else ancestral.
         ``options``: the sampler's own (``final="greedy"``, ``cache=False``, RGAS's ``candidates=``, …)."""
+        from dataclasses import fields
+
+        from .registry.plugins import get_sampler
         from .sampling.generate import default_sampler, generate, sampler_config
 
-        if sampler is None:
+        for name, value in (("nfe", nfe), ("num_samples", num_samples), ("seed", seed), ("batch_size", batch_size)):
+            _require(name, value, int, "an integer")
+        _require("temperature", temperature, (int, float), "a number")
+        if sampler is None:  # the checkpoint's own choice (generation_config.json), else ancestral
             sampler, defaults = default_sampler(self.domain, self.provenance.path)
             options = {**defaults, **options}
+        _require("sampler", sampler, str, "a sampler name (str)")
+        config = get_sampler(sampler, self.domain.name).config
+        _refuse_unknown("sample", options, [f.name for f in fields(config) if f.name not in ("nfe", "temperature")])
         cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
         return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
                         batch_size=batch_size).records
@@ -93,8 +124,10 @@ class MaskedDiffusionModel:
         """The evaluation record ``didi-seq evaluate --output`` writes, for records or JSONL paths of this domain."""
         from .evaluation.harness import evaluate
 
-        if samples and not isinstance(samples[0], dict):
-            samples = [Path(p) for p in samples]
+        _refuse_unknown("evaluate", options, EVALUATE_OPTIONS)
+        _require("reference_samples", reference_samples, int, "an integer")
+        if metrics is not None and (isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics)):
+            raise TypeError(f"metrics must be a list of metric names, got {metrics!r}"[:200])
         return evaluate(self.domain, samples, judge=judge, metrics=metrics, reference_samples=reference_samples,
                         options=options or None)
 
@@ -105,7 +138,15 @@ class MaskedDiffusionModel:
         from .models.networks import DISC_CONFIG, DISC_FILE
         from .sampling.generate import GENERATION_CONFIG
 
+        _require("directory", directory, (str, Path), "a directory path (str or Path)")
         adapter, directory = self._model.adapter, Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise DidiError(f"{directory} exists and is not a directory; save_pretrained writes a new directory")
+        from .io.outputs import is_checkpoint_dir
+
+        for d in directory.resolve().parents:
+            if is_checkpoint_dir(d):
+                raise DidiError(f"{directory} lies inside the checkpoint directory {d}; save elsewhere")
         config_of = getattr(getattr(getattr(adapter, "model", None), "config", None), "to_dict", None)
         if config_of is None:
             raise DidiError(f"save_pretrained: a {adapter.architecture} model cannot be written as a didi-seq checkpoint")

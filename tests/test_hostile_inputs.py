@@ -402,17 +402,17 @@ def test_lock_leaves_no_trace_when_a_run_fails_early(work):
 
 def test_permission_denied_on_an_input(work, monkeypatch):
     """Root reads through permission bits, so the refusal is injected where the file is read."""
-    import pathlib
+    import builtins
 
-    real = pathlib.Path.read_text
+    real = builtins.open
 
-    def denied(self, *args, **kwargs):
-        if self.name == "s.jsonl":
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
-        return real(self, *args, **kwargs)
+    def denied(file, *args, **kwargs):  # samples files are read line by line through open()
+        if str(file).endswith("s.jsonl"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return real(file, *args, **kwargs)
 
     (work / "s.jsonl").write_text('{"text": "a b"}\n')
-    monkeypatch.setattr(pathlib.Path, "read_text", denied)
+    monkeypatch.setattr(builtins, "open", denied)
     fails_cleanly(work, ["evaluate", "--domain", "text", "--samples", work / "s.jsonl", "--reference-samples", 0],
                   f"cannot read samples file {work / 's.jsonl'}: Permission denied")
 

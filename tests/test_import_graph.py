@@ -145,7 +145,8 @@ def test_plugins_do_not_import_each_other_or_the_cli():
 # -- the layers ----------------------------------------------------------------------------------
 # Top-level helpers every layer may use, and which other layers each may import (nothing above it):
 # io / domain / registry → models → sampling, evaluation, training → distill → api and the CLI.
-HELPERS = {"didi_seq.errors", "didi_seq._version", "didi_seq.devices", "didi_seq.numbers", "didi_seq.options"}
+HELPERS = {"didi_seq.errors", "didi_seq._version", "didi_seq.devices", "didi_seq.numbers", "didi_seq.options",
+           "didi_seq.limits"}
 MAY_IMPORT = {
     "io": set(),
     "domain": set(),

@@ -129,8 +129,12 @@ def test_a_method_whose_config_lacks_the_run_settings_is_refused_by_name(tiny_ck
     mod.register_methods = hookimpl(lambda register: register(DistillMethod("broken", "no run fields", NoRunFields, None)))
     pm = get_plugin_manager()
     pm.register(mod, name="didi_seq_broken_method")
-    try:
-        one_error_line(distill("--teacher", tiny_ckpt, "--out", tmp_path / "x"),
-                       "method 'broken': its config lacks the run settings steps, ckpt_every, seed, threads")
+    from didi_seq.registry import plugins
+
+    try:  # a broken plugin is skipped with one warning naming it (issue 24), never the end of every command
+        assert "broken" not in methods() and "didi-instruct" in methods()
+        assert any("'didi_seq_broken_method'" in w and "its config lacks the run settings steps, ckpt_every, seed, threads"
+                   in w for w in plugins.plugin_warnings()), plugins.plugin_warnings()
     finally:
         pm.unregister(mod)
+        plugins._FAILURES.pop("didi_seq_broken_method", None)

@@ -168,8 +168,11 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
     when given; ``bootstrap`` resamples replace each scorer's own count (0: no CIs);
     ``on_progress(scorer, done, total)`` reports progress.
     """
+    from ..limits import check_bootstrap, check_int
     from ..registry.plugins import scorers as registered
 
+    check_bootstrap(bootstrap)
+    check_int("reference_samples", reference_samples, low=0, high=1 << 20)
     start = time.perf_counter()
     records, files = _records(samples, domain)
     if not records:
@@ -255,8 +258,15 @@ def _cannot_run(scorer: Scorer, opts: dict, has_reference: bool) -> str | None:
 
 def _records(items: list[Path] | list[dict], domain) -> tuple[list[dict], list[Path]]:
     """(records, files): already-loaded records, or the records of JSONL paths (checked)."""
-    if items and isinstance(items[0], dict):
-        return list(items), []
+    if isinstance(items, (str, Path, dict)) or not isinstance(items, (list, tuple)):
+        raise DidiError(f"samples must be a list of records (dicts) or of JSONL paths, got {type(items).__name__}")
+    if items and all(isinstance(r, dict) for r in items):
+        records = [dict(r) for r in items]  # checked like a file's records, never changed in the caller's hands
+        for i, rec in enumerate(records):
+            check_record(rec, domain, f"record {i}")
+        return records, []
+    if not all(isinstance(p, (str, Path)) for p in items):
+        raise DidiError("samples must be all records (dicts) or all JSONL paths, not a mix or other types")
     files = [Path(p) for p in items]
     return load_samples(files, domain), files
 

@@ -45,11 +45,32 @@ if TYPE_CHECKING:  # torch is imported lazily so `didi-seq --help` stays fast
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a file, streamed in 1 MiB chunks (weights may be larger than memory)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def weights_sha256(path: Path) -> str:
+    """The sha256 of a weights file as it is on disk now, cached for this process by (file, size, mtime).
+
+    Why hashed and not read from provenance.json: a checkpoint's id and sha256 go next to every
+    sample and RGAS finds its teacher by them, and provenance.json is a file anyone can edit; zeroed
+    or re-typed weights must not pass for the model their provenance names. A file rewritten in place
+    changes size or mtime, so a stale cache entry is never used."""
+    st = check_regular_file(Path(path), "weights file", error=CheckpointError)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        try:
+            _HASHES[key] = file_sha256(Path(path))
+        except OSError as e:
+            raise CheckpointError(f"cannot read weights file {path}: {e.strerror or first_line(e)}") from None
+    return _HASHES[key]
 
 
 def check_parent_dir(target: Path) -> None:
@@ -195,13 +216,21 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        return self.record.model_sha256 or file_sha256(self.path / MODEL_FILE)
+        """The hash of the weights file itself (``weights_sha256``), never provenance.json's claim."""
+        return weights_sha256(self.path / MODEL_FILE)
+
+    @property
+    def name(self) -> str:
+        """provenance.json's name when it is a non-empty string, else ``domain-kind``."""
+        name = self.provenance.get("name")
+        if isinstance(name, str) and name.strip():
+            return name
+        return f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
 
     @property
     def id(self) -> str:
-        """Short, stable identifier recorded next to every sample: name@hash."""
-        name = self.record.name or f"{self.config.get('domain', '?')}-{self.config.get('kind', 'model')}"
-        return f"{name}@{self.sha256[:12]}"
+        """Short, stable identifier recorded next to every sample: name@hash of the weights."""
+        return f"{self.name}@{self.sha256[:12]}"
 
 
 def checkpoint_config(domain: str, kind: str, model: dict, spec, schedule, architecture: str | None = None) -> dict:

@@ -11,7 +11,9 @@ stays the long story.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 from ..errors import install_command
@@ -24,6 +26,25 @@ LICENSE = "apache-2.0"  # didi-seq's own; a card notes that the training data ma
 def _yaml(value) -> str:
     """A YAML flow value: JSON scalars and lists are valid YAML, and quoting every string keeps it unambiguous."""
     return json.dumps(value, ensure_ascii=False)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")  # emphasis, code, links, headings, table cells
+
+
+def _one_line(value) -> str:
+    """``value`` as one line of text: provenance is untrusted, and a newline would start a heading or a table row."""
+    return " ".join(str(value).split())
+
+
+def _text(value) -> str:
+    """An untrusted value as literal card text: one line, HTML escaped (no ``<script>``), markdown
+    specials backslash-escaped (no link, heading, emphasis or table cell can be injected)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(_one_line(value), quote=True))
+
+
+def _code(value) -> str:
+    """An untrusted value as an inline code span (where nothing but a backtick is markup): one line, no backticks."""
+    return "`" + _one_line(value).replace("`", "'") + "`"
 
 
 def _hub_id(name: str | None) -> str | None:
@@ -105,22 +126,22 @@ def render(config: dict, provenance: dict) -> str:
     info = meta["didi_seq"]
     name = provenance.get("name") or f"{info['domain']}-{info['kind']}"
     teacher = provenance.get("teacher") or {}
-    about = [f"# {name}", "",
-             f"A masked (absorbing-state) discrete diffusion **{info['kind']}** for the `{info['domain']}` domain, "
-             f"made with didi-seq ({info['method'] or 'imported'}, step {info['step']}).", ""]
+    about = [f"# {_text(name)}", "",
+             f"A masked (absorbing-state) discrete diffusion **{_text(info['kind'])}** for the {_code(info['domain'])} "
+             f"domain, made with didi-seq ({_text(info['method'] or 'imported')}, step {_text(info['step'])}).", ""]
     if teacher:
-        about += [f"Distilled from the teacher `{teacher.get('id')}` (sha256 `{str(teacher.get('sha256'))[:12]}…`) with "
-                  f"the `{student_method(info['method'])}` method (`didi-seq plugins` lists each method's paper): "
-                  f"{steps_claim(provenance)}", ""]
+        about += [f"Distilled from the teacher {_code(teacher.get('id'))} (sha256 {_code(str(teacher.get('sha256'))[:12])}…) "
+                  f"with the {_code(student_method(info['method']))} method (`didi-seq plugins` lists each method's "
+                  f"paper): {steps_claim(provenance)}", ""]
     about += ["## Use", "", "From a clone of the didi-seq repository (it is not on PyPI):", "",
               "    " + install_command(where=False),
-              f"    didi-seq sample --domain {info['domain']} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4", "",
-              "## Training", ""]
+              f"    didi-seq sample --domain {_one_line(info['domain'])} --checkpoint PATH_OR_HUB_ID --nfe 16 --num-samples 4",
+              "", "## Training", ""]
     rows = [("command", provenance.get("command")), ("data", provenance.get("corpus") or provenance.get("teacher_pool")),
             ("wall-clock (s)", provenance.get("wall_clock_s")), ("didi-seq", provenance.get("didi_seq_version")),
             ("torch", provenance.get("torch_version")), ("created", provenance.get("created"))]
     rows += [(k, v) for k, v in info["headline"].items()]
-    about += ["| | |", "|---|---|", *(f"| {k} | `{v}` |" for k, v in rows if v is not None), ""]
+    about += ["| | |", "|---|---|", *(f"| {_text(k)} | {_text(v)} |" for k, v in rows if v is not None), ""]
     about += ["Full provenance (every hyperparameter, data hashes) is in `provenance.json`; the architecture in "
               "`config.json`. License: the didi-seq code license; the training data may carry its own terms.", ""]
     return "\n".join(lines + [""] + about)

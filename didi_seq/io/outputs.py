@@ -38,8 +38,8 @@ def input_paths(*candidates) -> list[Path]:
     found = []
     for c in candidates:
         for item in c if isinstance(c, (list, tuple)) else [c]:
-            if item is None or str(item) == "":
-                continue
+            if not isinstance(item, (str, os.PathLike)) or str(item) in ("", "-"):
+                continue  # numbers, flags and stdout are not files
             try:
                 if Path(item).exists():
                     found.append(Path(item))
@@ -48,7 +48,8 @@ def input_paths(*candidates) -> list[Path]:
     return found
 
 
-def _is_checkpoint_dir(d: Path) -> bool:
+def is_checkpoint_dir(d: Path) -> bool:
+    """A directory holding a config.json and weights: a checkpoint (ours or transformers'), never an output."""
     return (d / CONFIG_FILE).is_file() and any((d / w).exists() for w in WEIGHT_FILES)
 
 
@@ -74,7 +75,7 @@ def check_output(path: Path, inputs: Iterable[Path] = (), option: str = "--outpu
     if (target.parent / LATEST_FILE).is_file() and target.name in RUN_FILES:
         raise DidiError(f"{option} {given} is a file of the training run in {target.parent}; choose another file name")
     for d in target.parents:
-        if _is_checkpoint_dir(d):
+        if is_checkpoint_dir(d):
             raise DidiError(f"{option} {given} lies inside the checkpoint directory {d}; write results elsewhere")
     check_parent_dir(target)
     return target

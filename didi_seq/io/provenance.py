@@ -80,8 +80,9 @@ class SourceInfo:
 
     @classmethod
     def of_checkpoint(cls, ckpt, **more) -> SourceInfo:
-        """A didi-seq checkpoint directory's: its provenance.json, then where it is, its id and domain, and ``more``."""
-        return cls.from_dict({**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id,
+        """A didi-seq checkpoint directory's: its provenance.json, then where it is, its id, the hash of its
+        weights (computed, not provenance.json's claim) and domain, and ``more``."""
+        return cls.from_dict({**ckpt.provenance, "path": str(ckpt.path), "id": ckpt.id, "model_sha256": ckpt.sha256,
                               "domain": ckpt.config.get("domain"), **more})
 
     @classmethod

@@ -73,26 +73,38 @@ def jsonl_bytes(records: list[dict]) -> bytes:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """All records of a JSONL file; a broken line is named, blank lines are skipped."""
+    """All records of a JSONL file; a broken line is named, blank lines are skipped.
+
+    Bounded before reading: the file by ``limits.max_samples_file_bytes`` (records expand in memory),
+    each line by ``limits.MAX_RECORD_BYTES``; lines are read one at a time, never the whole file at once."""
+    from ..limits import MAX_RECORD_BYTES, max_samples_file_bytes
+
     path = Path(path)
     if not path.exists():
         raise DidiError(f"samples file {path} does not exist")
-    check_regular_file(path, "samples file")
+    size, limit = check_regular_file(path, "samples file").st_size, max_samples_file_bytes()
+    if size > limit:
+        raise DidiError(f"samples file {path} is {size >> 20} MiB, more than this machine evaluates at once "
+                        f"({limit >> 20} MiB); split it and pass the parts as separate runs")
     records = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DidiError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        with open(path, "rb") as f:
+            for n, raw in enumerate(iter(lambda: f.readline(MAX_RECORD_BYTES + 1), b""), start=1):
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise DidiError(f"{path} line {n} is longer than {MAX_RECORD_BYTES >> 20} MiB: not a sample record")
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DidiError(f"{path} is not UTF-8 text ({e.reason} at line {n})") from None
+                if not line.strip():
+                    continue
+                rec = parse_json(line, f"{path} line {n}")
+                if not isinstance(rec, dict):
+                    raise DidiError(f"{path} line {n} is a JSON {type(rec).__name__}, expected one object per line")
+                rec["_line"] = n
+                records.append(rec)
     except OSError as e:
         raise DidiError(f"cannot read samples file {path}: {e.strerror}") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        rec = parse_json(line, f"{path} line {n}")
-        if not isinstance(rec, dict):
-            raise DidiError(f"{path} line {n} is a JSON {type(rec).__name__}, expected one object per line")
-        rec["_line"] = n
-        records.append(rec)
     if not records:
         raise DidiError(f"samples file {path} is empty: no JSON records in it")
     return records

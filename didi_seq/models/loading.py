@@ -16,6 +16,11 @@ EMBEDDED = ("teacher", "student")
 
 
 def resolve_source(src: str | None, domain, default: str = "teacher") -> Path:
+    """The path of a SRC; ``None`` means ``default``. An empty or blank SRC is an error, not the default:
+    ``--checkpoint ''`` (an unset shell variable) must not quietly sample another model."""
+    if src is not None and not str(src).strip():
+        raise DidiError(f"the checkpoint is an empty name ({str(src)!r}); pass 'teacher', 'student', a checkpoint "
+                        "path or a hub id, or leave the option out for the default")
     src = src or default
     if src in EMBEDDED:
         path = domain.embedded_teacher if src == "teacher" else domain.embedded_student

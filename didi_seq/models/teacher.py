@@ -54,6 +54,8 @@ class TeacherSpec:
                 raise ValueError(f"{name} must be a list of token ids, got {ids!r}")
             for i in ids:
                 require_int(f"{name} entry", i, 0, self.vocab_size - 1)
+        if set(self.never_emit) | {self.mask_id} >= set(range(self.vocab_size)):
+            raise ValueError("never_emit forbids every token: no sample could be drawn")
         if not isinstance(self.time_conditioned, bool):
             raise ValueError(f"time_conditioned must be true or false, got {self.time_conditioned!r}")
         if self.time not in ("continuous", "discrete"):

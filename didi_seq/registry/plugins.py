@@ -25,19 +25,74 @@ CORE_HOOK_MODULES = ("didi_seq.models.formats", "didi_seq.sampling.builtin", "di
                      "didi_seq.evaluation.metrics")
 
 
+# One line per third-party plugin that failed (at import, in a hook, or with a bad registration): shown as
+# warnings by the CLI (``plugin_warnings``); the other plugins and the built-in domains keep working.
+_FAILURES: dict[str, str] = {}
+_DISTS: dict[str, str] = {}  # entry-point name -> "project version", for `didi-seq plugins`
+
+
+def _warn(plugin: str, problem: str) -> None:
+    _FAILURES.setdefault(plugin, f"plugin {plugin!r} {problem}; it is skipped")
+
+
+def plugin_warnings() -> list[str]:
+    """What went wrong with plugins so far, one line each (after ``check_plugins`` for every hook)."""
+    return list(_FAILURES.values())
+
+
+def _describe(e: BaseException) -> str:
+    """A plugin's failure in a few words: the exception's type and the first line of its message."""
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({e.code!r})"
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        return f"needs a missing module ({e.name})"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+
+
 @functools.cache
 def get_plugin_manager() -> pluggy.PluginManager:
+    """The plugin manager with every ``didi_seq`` entry point registered, the core's first.
+
+    Why each entry point is loaded alone: one broken third-party plugin (an import error, a missing
+    dependency, ``sys.exit`` at import) must cost only its own domains, never every command; it is
+    recorded as a warning instead. Built-ins load through the same path."""
     pm = pluggy.PluginManager("didi_seq")
     pm.add_hookspecs(hookspecs)
-    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    missing = [m for m in CORE_HOOK_MODULES if not any(ep.value == m for ep in found)]
+    found = []
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                found.append((ep, f"{dist.metadata['Name']} {dist.version}"))
+    missing = [m for m in CORE_HOOK_MODULES if not any(ep.value == m for ep, _ in found)]
     if missing:
         raise DidiError(f"didi-seq's own entry points are missing ({', '.join(missing)}): reinstall it (pip install -e .)")
-    for ep in found:
-        if ep.value.startswith(CORE_PREFIX):
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
-    pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    found.sort(key=lambda item: not item[0].value.startswith(CORE_PREFIX))  # stable: the core's first
+    for ep, dist in found:
+        if pm.has_plugin(ep.name) or ep.name in _FAILURES:
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001 - any failure of a plugin's import is that plugin's
+            _warn(ep.name, f"({dist}) failed to load: {_describe(e)}")
+            continue
+        _DISTS[ep.name] = dist
     return pm
+
+
+def _call_hook(impl, plugin: str, register) -> bool:
+    """Run one plugin's hook implementation; a failure is that plugin's warning, not the command's end."""
+    try:
+        impl.function(register)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # noqa: BLE001 - isolate the plugin, whatever it raised
+        _warn(plugin, f"failed in {impl.function.__name__}: {_describe(e)}")
+        return False
+    return True
 
 
 def _registered(hook_name: str, listed: str = "registration") -> dict:
@@ -46,13 +101,21 @@ def _registered(hook_name: str, listed: str = "registration") -> dict:
     The core's entry points are registered first, so a third-party plugin cannot silently replace a
     built-in domain, teacher format, scorer, sampler or method by reusing its name. ``listed``: the
     winners in registration order, or in "call" order (newest plugin first, as pluggy calls hooks:
-    the order teacher formats are tried in and scorers are reported in).
+    the order teacher formats are tried in and scorers are reported in). A plugin whose hook raises or
+    registers something without a string ``name`` contributes nothing and is reported (``plugin_warnings``).
     """
-    impls = getattr(get_plugin_manager().hook, hook_name).get_hookimpls()  # registration order
+    pm = get_plugin_manager()
+    impls = getattr(pm.hook, hook_name).get_hookimpls()  # registration order
     per_plugin = []
     for impl in impls:
         items: list = []
-        impl.function(register=items.append)
+        if impl.plugin_name in _FAILURES or not _call_hook(impl, impl.plugin_name, items.append):
+            continue
+        bad = [obj for obj in items if not isinstance(getattr(obj, "name", None), str)]
+        if bad:
+            _warn(impl.plugin_name, f"registered {type(bad[0]).__name__} {str(bad[0])[:60]!r} in {hook_name}, "
+                                    "which has no name")
+            continue
         per_plugin.append(items)
     winners: dict = {}
     for items in per_plugin:
@@ -61,6 +124,23 @@ def _registered(hook_name: str, listed: str = "registration") -> dict:
     if listed == "registration":
         return winners
     return {obj.name: obj for items in reversed(per_plugin) for obj in items if winners[obj.name] is obj}
+
+
+HOOKS = ("register_domains", "register_teacher_formats", "register_scorers", "register_samplers", "register_methods")
+
+
+def check_plugins() -> list[str]:
+    """Call every registering hook once, so each broken plugin is known: the warnings (see ``plugin_warnings``)."""
+    for hook in HOOKS:
+        _registered(hook)
+    return plugin_warnings()
+
+
+def register_commands(app) -> None:
+    """Let every plugin add its commands to the typer ``app``; a plugin whose hook fails adds none."""
+    for impl in get_plugin_manager().hook.register_commands.get_hookimpls():
+        if impl.plugin_name not in _FAILURES:
+            _call_hook(impl, impl.plugin_name, app)
 
 
 def _for_domain(found: dict, domain_name: str | None) -> dict:
@@ -119,5 +199,5 @@ def get_method(name: str):
 def plugin_names() -> list[tuple[str, str]]:
     """(plugin name, distribution) for every loaded plugin."""
     pm = get_plugin_manager()
-    dists = {id(p): f"{d.project_name} {d.version}" for p, d in pm.list_plugin_distinfo()}
-    return [(pm.get_name(p) or "?", dists.get(id(p), "didi-seq core")) for p in pm.get_plugins()]
+    names = [pm.get_name(p) or "?" for p in pm.get_plugins()]
+    return [(n, _DISTS.get(n, "didi-seq core")) for n in names if n not in _FAILURES]

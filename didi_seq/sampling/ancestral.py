@@ -36,7 +36,7 @@ from ..devices import host_rand
 from ..errors import DidiError
 from ..models.process import prior
 from ..options import option
-from .contract import SampleResult, SamplerOptions, tempered
+from .contract import SampleResult, SamplerOptions, check_distribution, tempered
 
 
 @dataclass(kw_only=True)
@@ -155,6 +155,7 @@ def fill(x: torch.Tensor, reveal: torch.Tensor, log_probs: torch.Tensor, generat
     (tempered by T), or their arg-max when ``greedy``."""
     x = x.clone()
     if reveal.any():
+        check_distribution(log_probs)
         x[reveal] = log_probs.argmax(-1) if greedy else draw_categorical(tempered(log_probs, temperature), generator)
     return x
 

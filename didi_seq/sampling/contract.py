@@ -114,4 +114,35 @@ def tempered(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     −∞ entries (the mask, forbidden ids) stay −∞."""
     if temperature == 1.0:
         return log_probs
-    return torch.log_softmax(log_probs.double() / temperature, dim=-1)
+    out = torch.log_softmax(log_probs.double() / temperature, dim=-1)
+    check_distribution(out, f"the x0 prediction at --temperature {temperature:g}")
+    return out
+
+
+class BadDistribution(DidiError):
+    """A draw's distribution is NaN or empty: the network or its options produced no usable probabilities."""
+
+
+def check_distribution(log_probs: torch.Tensor, what: str = "the x0 prediction") -> None:
+    """Every row of ``log_probs`` [..., V] is a usable distribution: no NaN and some token with
+    positive probability. Why: an inverse-CDF draw or an arg-max over NaN (NaN weights, a
+    temperature so small that ℓ / T overflows) or over all −∞ (a never_emit that lists every
+    token) still returns an index, so the sample would be written as if it were genuine."""
+    if log_probs.numel() == 0:
+        return
+    lp = log_probs.detach()
+    if torch.isnan(lp).any():
+        raise BadDistribution(f"sampling failed: {what} holds NaN probabilities (NaN weights in the checkpoint, or a "
+                              "--temperature so small that logits / T overflow); no sample was written")
+    if lp.shape[-1] == 0 or bool((lp == float("-inf")).all(-1).any()):
+        raise BadDistribution(f"sampling failed: {what} gives every token probability zero (every token forbidden, "
+                              "e.g. by never_emit, or a --temperature that underflows); no sample was written")
+
+
+def check_samples_complete(tokens: torch.Tensor, mask_id: int) -> None:
+    """No sample still holds the mask token after its last step. Why: a sampler that went wrong (or a
+    plugin's that stops early) would otherwise write literal ``<mask>`` residues as a sample."""
+    left = (tokens == mask_id).any(-1)
+    if bool(left.any()):
+        raise BadDistribution(f"sampling failed: {int(left.sum())} of {len(tokens)} samples still hold the mask token "
+                              "after the last step; no sample was written")

@@ -25,7 +25,7 @@ import torch
 from ..devices import bf16_in_effect, module_device
 from ..errors import DidiError
 from .ancestral import from_states, initial_states, start_states
-from .contract import Sampler, SampleResult, SamplerOptions, prepared
+from .contract import Sampler, SampleResult, SamplerOptions, check_samples_complete, prepared
 
 
 @dataclass
@@ -152,9 +152,12 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     """
     from ..errors import DidiError
     from ..io.samples import sample_records
+    from ..limits import check_int, check_rows, check_seed
     from ..registry.plugins import get_sampler
 
     check_num_samples(num_samples)
+    check_seed(seed, "seed")
+    check_int("batch_size", batch_size)
     chosen = get_sampler(sampler, model.domain.name) if isinstance(sampler, str) else sampler
     if not isinstance(cfg, chosen.config):
         raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")
@@ -162,6 +165,9 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
     adapter = model.adapter
     x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, num_samples, seed, lengths)
+    # the fp64 p(x0) table of a batch: L × V float64s per row, before any row is allocated
+    width = (cfg.length or adapter.spec.max_length) if x_init is None else x_init.shape[1]
+    check_rows("--batch-size", min(batch_size, num_samples), 8 * width * adapter.spec.vocab_size, "the sampler's p(x0) table")
     if x_init is None:
         x_init = start_states(adapter, num_samples, cfg.length)
     total, done = cfg.nfe * -(-num_samples // batch_size), 0
@@ -173,6 +179,7 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
 
     result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
                          x_init, seed, batch_size, adapter.spec.pad_id)
+    check_samples_complete(result.tokens, adapter.spec.mask_id)  # every sampler's, plugins' included
     extra = {run.name: cfg.record()} if cfg.record() else {}
     extra["trunk_precision"] = trunk_precision(adapter)
     if length_info:

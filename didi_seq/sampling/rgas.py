@@ -37,7 +37,7 @@ from ..io.provenance import SourceInfo
 from ..numbers import check_range
 from ..options import option
 from .ancestral import SamplerConfig, denoise, draw_reveal, fill, reveal_probability, start_states
-from .contract import SampleResult
+from .contract import SampleResult, check_distribution
 
 MAX_CANDIDATES = 1024
 
@@ -115,6 +115,7 @@ class RGASTransition:
         stacked = torch.stack(cands, 1)  # [B, M, L]
         scores = self.disc(stacked.flatten(0, 1), torch.full((num * m,), float(s), device=dev)).sum(-1).view(num, m)
         self.disc_calls += m
+        check_distribution(scores.double(), "the discriminator's candidate scores")
         weights = torch.softmax(scores.double(), -1).cpu()  # drawn with the host generator
         choice = torch.multinomial(weights, 1, generator=generator).squeeze(-1).to(dev)
         return stacked[torch.arange(num, device=dev), choice]

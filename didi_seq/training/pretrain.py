@@ -23,6 +23,7 @@ from ..domain.data import draw_batch, length_order, trim_padding
 from ..errors import DidiError
 from ..io.checkpoint import checkpoint_config
 from ..io.provenance import Provenance
+from ..limits import check_rows, check_seed
 from ..models.dit import DiT, DiTConfig
 from ..models.process import LogLinearSchedule, corrupt, masked_token_nll, nelbo_terms, stratified_times
 from ..models.teacher import TeacherSpec
@@ -85,6 +86,7 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "eval_every", "ckpt_every", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise DidiError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+        check_seed(self.seed)
         check_float_fields(self)
         check_range("--lr", self.lr, 0, low_open=True)
         check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
@@ -215,8 +217,10 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
         torch.set_num_threads(cfg.threads)
 
     tokenizer = domain.load_tokenizer(cfg.tokenizer)
-    data = domain.load_corpus(corpus)
     length = cfg.model.get("length", domain.default_length)
+    # before the corpus loads: a step's logits (fp32), their softmax and gradient are 3 × L × V floats per row
+    check_rows("--batch-size", cfg.batch_size, 3 * 4 * length * tokenizer.vocab_size, "one step's logits")
+    data = domain.load_corpus(corpus)
     train_blocks = domain.rows(data["train"], tokenizer, length)
     val_blocks = train_blocks[-cfg.batch_size:]  # only used when the corpus holds nothing out
     if len(data["validation"]):

@@ -31,7 +31,7 @@ from ..io.checkpoint import (
 )
 from ..io.provenance import Provenance
 from .distributed import Ranks
-from .run_dir import append_metrics, checkpoint_dir, prepare_resume, publish_checkpoint
+from .run_dir import append_metrics, check_run_dir, checkpoint_dir, prepare_resume, publish_checkpoint
 
 # settings a resumed run may change: neither alters what it computes
 RESUME_OVERRIDES = ("steps", "threads")
@@ -73,6 +73,7 @@ class TrainingRun:
         """``kind``: the checkpoint kind this command writes ("teacher": pretrain, "student": distill); a
         resume of a run that another command wrote is refused."""
         self.out_dir, self.ranks = Path(out_dir), ranks
+        check_run_dir(self.out_dir)
         check_parent_dir(self.out_dir)
         if (self.out_dir / LATEST_FILE).exists() and not resume:
             raise DidiError(f"{self.out_dir} already holds a {what}; pass --resume to continue it or choose another --out")
@@ -109,8 +110,8 @@ class TrainingRun:
         """After the trainer restored the resume state at ``step``: tidy (or create) the directory, start the clock."""
         if self.state is not None:
             self.wall_before = self.state.get("wall_clock_s", 0.0)
-            if self.ranks.is_main:
-                prepare_resume(self.out_dir, step)
+        if self.ranks.is_main and self.out_dir.is_dir():
+            prepare_resume(self.out_dir, step)  # a new run in a killed run's directory starts an empty log
         if self.ranks.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self._t_start = time.perf_counter()

@@ -30,7 +30,10 @@ from ..io.checkpoint import LATEST_FILE, atomic_write_bytes, check_parent_dir, w
 CHECKPOINTS_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 LOCK_FILE = ".lock"  # held (flock) by the one process training into the directory; holds its pid
+TENSORBOARD_DIR = "tensorboard"  # --log tensorboard (training/log.py)
 _DEBRIS_MARKERS = (".tmp-", ".old-", ".trash-")
+# Every name a run of ours may hold at its top level; anything else is the user's and makes --out foreign.
+RUN_ENTRIES = (LATEST_FILE, CHECKPOINTS_DIR, METRICS_FILE, LOCK_FILE, TENSORBOARD_DIR)
 
 
 def checkpoint_dir(out_dir: Path, step: int) -> Path:
@@ -83,6 +86,91 @@ def prepare_resume(out_dir: Path, step: int) -> None:
             if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
                 kept.append(line + "\n")
         atomic_write_bytes(metrics, "".join(kept).encode())
+
+
+def check_run_dir(out_dir: Path) -> None:
+    """``--out`` of pretrain/distill may be a new directory, an empty one or a run directory of ours;
+    never a checkpoint directory, a directory inside one, or a directory holding anything else.
+
+    Why: a run writes ``checkpoints/step_*``, ``LATEST``, ``metrics.jsonl`` and ``.lock`` into --out and
+    retires old ``step_*`` directories, so a user's directory that happens to hold such names would lose
+    them. Checked before anything is created (the CLI calls it before making --out's parents), read-only.
+    """
+    from ..io.outputs import is_checkpoint_dir
+
+    out_dir = Path(out_dir)
+    given = out_dir
+    resolved = Path(os.path.realpath(out_dir))
+    for d in (resolved, *resolved.parents):
+        if is_checkpoint_dir(d):
+            where = "is" if d == resolved else "lies inside"
+            raise DidiError(f"--out {given} {where} the checkpoint directory {d}; a run needs a new or empty directory "
+                            "(or its own run directory, with --resume)")
+    for d in resolved.parents:
+        if (d / LATEST_FILE).is_file() and (d / CHECKPOINTS_DIR).is_dir():
+            raise DidiError(f"--out {given} lies inside the training run {d}; choose a directory outside it")
+    if not os.path.lexists(resolved):
+        return
+    if not resolved.is_dir():
+        raise DidiError(f"--out {given} exists and is not a directory; a run directory is needed")
+    foreign = _foreign_entry(resolved)
+    if foreign is not None:
+        raise DidiError(f"--out {given} holds {foreign}, which a didi-seq run did not write; choose a new or empty "
+                        "directory (a run writes checkpoints/, LATEST and metrics.jsonl into it)")
+
+
+def _foreign_entry(out_dir: Path) -> str | None:
+    """The first entry of ``out_dir`` a run of ours would not have written (``None``: it is ours or empty)."""
+    try:
+        names = sorted(os.listdir(out_dir))
+    except OSError as e:
+        raise DidiError(f"cannot read --out {out_dir}: {e.strerror}") from None
+    for name in names:
+        path = out_dir / name
+        if _is_debris(path):
+            continue
+        if name not in RUN_ENTRIES:
+            return repr(name)
+        if name == CHECKPOINTS_DIR:
+            if not path.is_dir() or path.is_symlink():
+                return f"{name!r} (not a directory)"
+            for sub in sorted(os.listdir(path)):
+                if _is_debris(path / sub):
+                    continue
+                if not sub.startswith("step_") or not (path / sub / "config.json").is_file():
+                    return repr(f"{name}/{sub}")
+        elif name == TENSORBOARD_DIR:
+            if not path.is_dir() or path.is_symlink():
+                return f"{name!r} (not a directory)"
+        elif name == LOCK_FILE and not _is_our_lock(path):
+            return f"{name!r} (not a run lock)"
+        elif name == METRICS_FILE and not _is_our_metrics(path):
+            return f"{name!r} (not a run's metrics log)"
+        elif name == LATEST_FILE and (path.is_symlink() or not path.is_file()):
+            return f"{name!r} (not a regular file)"
+    return None
+
+
+def _is_our_lock(path: Path) -> bool:
+    """A lock file of ours: a small regular file holding a pid (or nothing, if its writer died at once)."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 32:
+        return False
+    return path.read_bytes().strip().isdigit() or path.stat().st_size == 0
+
+
+def _is_our_metrics(path: Path) -> bool:
+    """A metrics log of ours: a regular file whose first line is a JSON object with an integer ``step``."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        first = f.readline(1 << 16)
+    if not first.strip():
+        return path.stat().st_size == 0
+    try:
+        rec = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(rec, dict) and isinstance(rec.get("step"), int)
 
 
 def append_metrics(out_dir: Path, record: dict) -> None:

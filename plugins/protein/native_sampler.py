@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from didi_seq import DidiError, SampleResult, SamplerOptions, option
+from didi_seq import DidiError, SampleResult, SamplerOptions, check_distribution, option
 from didi_seq.devices import host_rand
 
 NEG_INF = float("-inf")
@@ -88,6 +88,7 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
 
     for t in range(1, nfe + 1):
         logits = predict(x)
+        check_distribution(logits[residues])  # NaN or all-banned logits would still give an arg-max
         calls, rows = calls + 1, rows + x.shape[0]
         tokens, scores = gumbel_argmax(logits, generator)
         tokens = torch.where(residues, tokens, x)
