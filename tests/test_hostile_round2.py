@@ -134,6 +134,24 @@ def test_samples_left_masked_are_never_written():
         check_samples_complete(torch.tensor([[1, 2], [9, 9]]), mask_id=9)
 
 
+def test_evaluate_refuses_samples_that_still_hold_the_mask(work):
+    """A file written before the sampler refused masked outputs (or by hand) is never scored."""
+    good = work / "good.jsonl"
+    r = invoke("sample", "--domain", "text", "--nfe", 2, "--num-samples", 2, "--checkpoint", "teacher", "--output", good)
+    assert r.exit_code == 0, r.stderr
+    from didi_seq.registry.plugins import get_domain
+
+    mask = get_domain("text").load_tokenizer(None).mask_id
+    recs = [json.loads(line) for line in good.read_text().splitlines()]
+    recs[1]["tokens"][3] = mask
+    bad = work / "bad.jsonl"
+    bad.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    fails_cleanly(work, ["evaluate", "--domain", "text", "--samples", bad, "--metrics", "entropy",
+                         "--reference-samples", 0, "--output", work / "e.json"],
+                  "1 of 2 samples still hold the mask token (first: sample 1)")
+    assert not (work / "e.json").exists()
+
+
 # -- silently wrong: checkpoint ids from the weights ----------------------------------------------
 
 
@@ -264,6 +282,17 @@ def test_broken_plugins_are_one_warning_each_and_the_rest_works(work):
 
 def test_pretrain_batch_beyond_memory(work):
     fails_cleanly(work, [*PRETRAIN, "--batch-size", 1_000_000_000, "--out", work / "run"], "--batch-size 1000000000 needs")
+
+
+@pytest.mark.parametrize("method, flags, fragment", [
+    ("mmd", ["--batch-size", 1_000_000_000], "--batch-size 1000000000 needs"),
+    ("didi-instruct", ["--batch-size", 100_000_000, "--group-size", 10, "--disc-warmup-steps", 0], "--batch-size 100000000 × --group-size 1000000000 needs"),
+])
+def test_distill_batch_beyond_memory(work, tiny_ckpt, method, flags, fragment):
+    """Refused before the run directory exists: a failing command changes nothing."""
+    fails_cleanly(work, ["distill", "--domain", "text", "--method", method, "--teacher", tiny_ckpt, "--steps", 1,
+                         "--threads", 1, "--out", work / "run", *flags], fragment)
+    assert not (work / "run").exists()
 
 
 def test_sample_batch_beyond_memory(work, monkeypatch):

@@ -20,6 +20,7 @@ import torch
 from ..errors import DidiError
 from ..io.checkpoint import checkpoint_config, load_checkpoint
 from ..io.provenance import Provenance, SourceInfo, TeacherRef
+from ..limits import check_rows
 from ..training.distributed import Ranks
 from ..training.run import TrainingRun
 from .method import DistillMethod, MethodContext
@@ -105,6 +106,15 @@ def check_student_steps(cfg, allow: bool = False) -> str | None:
                     "(or --allow-no-student-steps to train only the discriminator)")
 
 
+def check_batch_memory(cfg, spec) -> None:
+    """Before anything is allocated: one step's student logits (fp32 logits, softmax and gradient: 3 × L × V
+    floats per sequence) for every sequence a step trains on (rows × DiDi-Instruct's group) fit in RAM."""
+    rows, group = getattr(cfg, "batch_size", None), getattr(cfg, "group_size", 1)
+    if isinstance(rows, int) and rows > 0 and isinstance(group, int):
+        option = "--batch-size" if group <= 1 else f"--batch-size {rows} × --group-size"
+        check_rows(option, rows * max(1, group), 3 * 4 * spec.max_length * spec.vocab_size, "one step's student logits")
+
+
 def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
             on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
@@ -128,6 +138,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
     if run.state is not None:
         _check_same_teacher(run, adapter)
+    check_batch_memory(cfg, adapter.spec)
     adapter.to(device)
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
                         on_prepare=on_prepare or (lambda message: None))

@@ -192,6 +192,7 @@ def evaluate(domain, samples: list[Path] | list[dict], *, judge: str | None = No
     skipped = sorted(unmet)
     available = [s for s in available if s.name not in unmet]
     tokenizer = tokenizer or domain.load_tokenizer(None)
+    refuse_unfinished(records, tokenizer)
     first = records[0]
     # packed rows: the samples' width; variable-length rows: the domain's full width, so that
     # real sequences of every length can enter the reference, not only those as short as the samples
@@ -269,6 +270,18 @@ def _records(items: list[Path] | list[dict], domain) -> tuple[list[dict], list[P
         raise DidiError("samples must be all records (dicts) or all JSONL paths, not a mix or other types")
     files = [Path(p) for p in items]
     return load_samples(files, domain), files
+
+
+def refuse_unfinished(records: list[dict], tokenizer) -> None:
+    """A samples file written before masked outputs were refused (or edited by hand) may still hold the mask
+    token: its text would be judged as if the model had finished it. One error line instead of a score."""
+    mask = getattr(tokenizer, "mask_id", None)
+    if mask is None:
+        return
+    left = [i for i, rec in enumerate(records) if isinstance(rec.get("tokens"), list) and mask in rec["tokens"]]
+    if left:
+        raise DidiError(f"{len(left)} of {len(records)} samples still hold the mask token (first: sample {left[0]}): "
+                        "they are unfinished, not samples; sample them again")
 
 
 def describe_files(paths: list[Path]) -> list[dict]:
