@@ -286,7 +286,8 @@ def test_pretrain_batch_beyond_memory(work):
 
 @pytest.mark.parametrize("method, flags, fragment", [
     ("mmd", ["--batch-size", 1_000_000_000], "--batch-size 1000000000 needs"),
-    ("didi-instruct", ["--batch-size", 100_000_000, "--group-size", 10, "--disc-warmup-steps", 0], "--batch-size 100000000 × --group-size 1000000000 needs"),
+    ("didi-instruct", ["--batch-size", 100_000_000, "--group-size", 10, "--disc-warmup-steps", 0],
+     "--batch-size 100000000 × --group-size 1000000000 needs"),
 ])
 def test_distill_batch_beyond_memory(work, tiny_ckpt, method, flags, fragment):
     """Refused before the run directory exists: a failing command changes nothing."""
