@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier  # noqa: E402
-from methods import matched_rows, pairs  # noqa: E402
+from methods import matched_rows  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
 from didi_seq.evaluation.harness import write_result  # noqa: E402
@@ -49,15 +49,18 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def compare(runs: dict[str, dict], labels: list[str], nfes: list[int]) -> list[dict]:
-    """Rows model × NFE × sampler at the runs' common target entropy, each with its ratio to ancestral."""
-    targets = {round(front["target_entropy"], 9) for front in runs.values()}
+def compare(runs: list[tuple[str, dict]], labels: list[str], nfes: list[int]) -> list[dict]:
+    """Rows model × NFE × sampler at the runs' common target entropy, each with its ratio to ancestral.
+    ``runs``: (sampler, frontier result) pairs; one sampler may span several results (other models or NFEs)."""
+    targets = {round(front["target_entropy"], 9) for _, front in runs}
     if len(targets) != 1:
         raise SystemExit(f"error: the frontier results were matched at different entropies: {sorted(targets)}")
-    rows = []
-    for sampler, front in runs.items():
+    rows, seen = [], set()
+    for sampler, front in runs:
         for r in matched_rows(front, labels, nfes):
-            rows.append({**r, "sampler": sampler})
+            if (r["model"], r["nfe"], sampler) not in seen:
+                seen.add((r["model"], r["nfe"], sampler))
+                rows.append({**r, "sampler": sampler})
     base = {(r["model"], r["nfe"]): r["gen_ppl"] for r in rows if r["sampler"] == "ancestral"}
     for r in rows:
         b = base.get((r["model"], r["nfe"]))
@@ -81,18 +84,21 @@ def markdown(rows: list[dict], target: float, header: str) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    paths = pairs(args.runs, "--runs")
-    runs = {sampler: json.loads(Path(p).read_text()) for sampler, p in paths.items()}
+    paths = [run.split("=", 1) for run in args.runs]
+    if any(len(p) != 2 or not all(p) for p in paths):
+        raise SystemExit(f"error: --runs expects SAMPLER=FRONTIER.json, got {args.runs}")
+    runs = [(sampler, json.loads(Path(p).read_text())) for sampler, p in paths]
     rows = compare(runs, args.labels, sorted(args.nfe))
-    target = next(iter(runs.values()))["target_entropy"]
-    judge = next(iter(runs.values()))["records"][0]["scorers"]["gen_ppl"]["judge"]["id"]
-    header = (f"Samplers at matched entropy (text): {', '.join(paths)}; frontier results {', '.join(paths.values())}; "
-              f"judge {judge}; didi-seq {__version__}")
+    target = runs[0][1]["target_entropy"]
+    judge = runs[0][1]["records"][0]["scorers"]["gen_ppl"]["judge"]["id"]
+    header = (f"Samplers at matched entropy (text): {', '.join(dict.fromkeys(s for s, _ in paths))}; frontier results "
+              f"{', '.join(p for _, p in paths)}; judge {judge}; didi-seq {__version__}")
     text = markdown(rows, target, header)
     print(text)
     reference = json.loads(args.reference.read_text())["reference"] if args.reference else None
     out = {"benchmark": "samplers", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-           "runs": paths, "target_entropy": target, "rows": rows, "reference": reference, "didi_seq_version": __version__}
+           "runs": [{"sampler": s, "frontier": p} for s, p in paths], "target_entropy": target, "rows": rows,
+           "reference": reference, "didi_seq_version": __version__}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out.with_suffix(".json"), out)
     args.out.with_suffix(".md").write_text(text)

@@ -25,7 +25,7 @@ def test_rows_are_read_at_the_target_with_ratios_to_ancestral():
 
     anc = front(4.9, {("m", 16): [(0.95, 4.8, 500.0), (1.0, 5.0, 700.0)]})
     dil = front(4.9, {("m", 16): [(0.95, 4.85, 450.0), (1.0, 4.95, 550.0)]})
-    rows = samplers.compare({"dilated": dil, "ancestral": anc}, ["m"], [16])
+    rows = samplers.compare([("dilated", dil), ("ancestral", anc)], ["m"], [16])
     assert [r["sampler"] for r in rows] == ["ancestral", "dilated"]  # the reference first
     assert rows[0]["gen_ppl"] == pytest.approx(600.0) and rows[1]["gen_ppl"] == pytest.approx(500.0)  # interpolated
     assert rows[0]["vs_ancestral"] == 0 and rows[1]["vs_ancestral"] == pytest.approx(500 / 600 - 1)
@@ -35,4 +35,4 @@ def test_results_matched_at_different_entropies_are_refused():
     import samplers
 
     with pytest.raises(SystemExit, match="different entropies"):
-        samplers.compare({"ancestral": front(4.9, {}), "dilated": front(4.8, {})}, ["m"], [16])
+        samplers.compare([("ancestral", front(4.9, {})), ("dilated", front(4.8, {}))], ["m"], [16])
