@@ -42,9 +42,11 @@ def _refuse_unknown(call: str, given, known) -> None:
 
 def _domain_of(src: str, domain):
     """A Domain from ``domain`` (a name or a Domain), else from a native checkpoint's config.json."""
+    from .domain import Domain
     from .registry.plugins import get_domain
 
     if domain is not None:
+        _require("domain", domain, (str, Domain), "a domain name (str) or a Domain")
         return get_domain(domain) if isinstance(domain, str) else domain
     from .io.checkpoint import read_config, resolve_checkpoint_dir
 
@@ -71,6 +73,7 @@ class MaskedDiffusionModel:
 
         _require("src", src, (str, Path), "a name, path or hub id (str or Path)")
         _require("device", device, str, "a device name (str)")
+        _require("use_ema", use_ema, bool, "True or False")
         src = str(src)
         dom = _domain_of(src, domain)
         return cls(load_model(dom, src, device=resolve_device(device), use_ema=use_ema))

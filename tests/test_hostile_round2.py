@@ -378,6 +378,17 @@ def test_api_other_calls(api_model, call, error, fragment):
     assert fragment in str(e.value)
 
 
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"domain": 123}, r"domain must be a domain name \(str\) or a Domain, got int 123"),
+    ({"domain": "text", "use_ema": "yes"}, "use_ema must be True or False"),
+])
+def test_api_from_pretrained_argument_types(tiny_ckpt, kwargs, fragment):
+    from didi_seq.api import MaskedDiffusionModel
+
+    with pytest.raises(TypeError, match=fragment):
+        MaskedDiffusionModel.from_pretrained(tiny_ckpt, **kwargs)
+
+
 def test_api_evaluate_bootstrap_bound(api_model):
     from didi_seq.evaluation.harness import evaluate
 
