@@ -262,7 +262,7 @@ def test_evaluate_says_what_it_does_before_loading_models(tmp_path, monkeypatch)
 
     monkeypatch.setattr(cli, "progress", recording)
     samples = tmp_path / "s.jsonl"
-    samples.write_text(json.dumps({"text": "hello world", "tokens": [1, 2], "nfe": 4}) + "\n")
+    samples.write_text(json.dumps({"text": "hello world", "tokens": [2, 3], "nfe": 4}) + "\n")
     r = invoke("evaluate", "--domain", "text", "--samples", samples, "--metrics", "entropy", "--reference-samples", 0)
     assert r.exit_code == 0, r.output
     assert shown[0] == "evaluate 1 samples: loading the scorers' models"
