@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier  # noqa: E402
-from methods import matched_rows  # noqa: E402
+from methods import ci, matched_rows  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
 from didi_seq.evaluation.harness import write_result  # noqa: E402
@@ -125,11 +125,10 @@ def markdown(rows: list[dict], teacher: dict[int, dict], reference: dict, header
              "| teacher@NFE Gen PPL | vs teacher@NFE |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t = teacher.get(r["nfe"])
-        ci = r["gen_ppl_ci_nearest"]
-        ci = f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "–"
         vs = f"{100 * (r['gen_ppl'] / t['gen_ppl'] - 1):+.1f} %" if t else "–"
         lines.append(f"| {r['minutes']:.1f} | {r['step']} | {r['nfe']} | {r['gen_ppl']:.1f} | "
-                     f"{frontier.fmt(r['mauve'], '.3f')} | {r['entropy_gap']:+.3f}, {r['nearest_gen_ppl']:.1f} [{ci}] | "
+                     f"{frontier.fmt(r['mauve'], '.3f')} | {r['entropy_gap']:+.3f}, "
+                     f"{r['nearest_gen_ppl']:.1f} [{ci(r['gen_ppl_ci_nearest'])}] | "
                      f"{frontier.fmt(t['gen_ppl']) if t else '–'} | {vs} |")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frontier  # noqa: E402
-from methods import matched_rows  # noqa: E402
+from methods import ci, matched_rows  # noqa: E402
 
 from didi_seq import __version__  # noqa: E402
 from didi_seq.evaluation.harness import write_result  # noqa: E402
@@ -73,12 +73,10 @@ def markdown(rows: list[dict], target: float, header: str) -> str:
              "| model | NFE | sampler | Gen PPL @ matched H | vs ancestral | MAUVE @ matched H | nearest point: H (gap), "
              "Gen PPL [95 % CI] | rep-4 |", "|---|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        ci = r["gen_ppl_ci_nearest"]
-        ci = f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "–"
         vs = "–" if r["vs_ancestral"] is None else f"{100 * r['vs_ancestral']:+.1f} %"
         lines.append(f"| {r['model']} | {r['nfe']} | {r['sampler']} | {r['gen_ppl']:.1f} | {vs} | "
                      f"{frontier.fmt(r['mauve'], '.3f')} | {r['nearest_entropy']:.3f} ({r['entropy_gap']:+.3f}), "
-                     f"{r['nearest_gen_ppl']:.1f} [{ci}] | {frontier.fmt(r['rep_4'], '.4f')} |")
+                     f"{r['nearest_gen_ppl']:.1f} [{ci(r['gen_ppl_ci_nearest'])}] | {frontier.fmt(r['rep_4'], '.4f')} |")
     return "\n".join(lines) + "\n"
 
 
