@@ -123,13 +123,13 @@ def distill(*args):
     return runner.invoke(app, ["distill", "--domain", "text", "--threads", "1", *map(str, args)])
 
 
-@pytest.mark.parametrize("method", ["sdtt", "mmd"])
-def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, small_corpus, tmp_path):
+@pytest.mark.parametrize("method, extra", [("sdtt", []), ("mmd", []), ("mmd", ["--mmd-credit", "token"])])
+def test_cli_runs_and_resumes_exactly(method, extra, tiny_ckpt, small_corpus, tmp_path):
     """4 steps straight == 3 steps, then --resume to 4 (SDTT resumes inside round 1, on its saved round teacher)."""
     from safetensors.torch import load_file
 
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ("--method", method, "--teacher", tiny_ckpt, "--corpus", small_corpus, *FAST[method])
+    common = ("--method", method, "--teacher", tiny_ckpt, "--corpus", small_corpus, *FAST[method], *extra)
     r = distill(*common, "--out", straight, "--steps", 4)
     assert r.exit_code == 0, r.output
     assert distill(*common, "--out", split, "--steps", 3).exit_code == 0
@@ -146,6 +146,7 @@ def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, small_corpus, tmp_path)
     else:
         assert {"reward", "fill_entropy", "fill_rep1", "entropy", "kl"} <= set(lines[-1])
         assert ckpt.provenance["mmd_alpha"] > 0 and ckpt.provenance["mmd_feature_block"] == 0
+        assert ckpt.provenance["mmd_credit"] == ("token" if extra else "sequence")
     s = runner.invoke(app, ["sample", "--domain", "text", "--checkpoint", str(straight), "--nfe", "2", "--num-samples", "1"])
     assert s.exit_code == 0, s.output
 
@@ -160,6 +161,7 @@ def test_cli_runs_and_resumes_exactly(method, tiny_ckpt, small_corpus, tmp_path)
     (["--method", "sdtt", "--sdtt-start-nfe", "1000"], "must divide by 2 7 times"),
     (["--method", "mmd", "--mmd-groups", "1"], "--mmd-groups must be at least 2"),
     (["--method", "mmd", "--mmd-alpha", "-1"], "--mmd-alpha must be positive"),
+    (["--method", "mmd", "--mmd-credit", "tokens"], "--mmd-credit must be sequence or token"),
 ])
 def test_bad_method_input_is_one_error_line(args, fragment, tiny_ckpt, tmp_path):
     out = tmp_path / "run"

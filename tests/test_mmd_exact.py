@@ -15,6 +15,9 @@ from didi_seq.distill.mmd import (
     rbf_kernel,
     reinforce_loss,
     sample_stats,
+    token_advantages,
+    token_credits,
+    token_terms,
 )
 from didi_seq.distill.real_data_config import MMDConfig
 from didi_seq.errors import DidiError
@@ -146,3 +149,72 @@ def test_median_alpha_and_config_checks():
     for bad in ({"groups": 1}, {"draws": 1}, {"alpha": 0.0}, {"feature_block": -1}):
         with pytest.raises(DidiError):
             MMDConfig(**bad).validate()
+
+
+def table_features(seed=0, width=4):
+    """Context-free token features φ(v) (a fixed random table): a token's feature ignores its neighbours,
+    the case in which crediting each token with only its own kernel terms is exact."""
+    table = torch.randn(V + 1, width, generator=torch.Generator().manual_seed(seed))
+    return lambda ids: table[ids]
+
+
+def credit_estimate(fn, feats, alpha, positions, credit_of, n=6000, groups=4, draws=2, seed=0):
+    """Monte-Carlo E[∇ loss] of the REINFORCE loss with per-token advantages from ``credit_of``."""
+    x0, sel = X0.expand(n, L), positions[None].expand(n, L)
+    lp = fn(torch.full((n, L), MASK), sel, torch.ones(n))
+    fills = draw_fills(lp, x0, sel, groups, draws, torch.Generator().manual_seed(seed))
+    real, fake = features_of_fills(feats, x0, fills)
+    reinforce_loss(lp, fills, sel, credit_of(real, fake, sel)).backward()
+
+
+def test_token_credit_is_unbiased_for_context_free_features_and_its_bugs_are_caught():
+    """E[∇ loss] with token credits == −∇R / (|S|·B), the sequence estimator's expectation (exact R over all
+    fills); crediting repulsion once per pair (2·att − rep per token) or a baseline that holds the group's own
+    credit is biased and caught. Token credit's error at equal n is below the sequence estimator's."""
+    feats = table_features()
+    student = tiny_dit(3)
+    fn = denoiser(student)
+    positions = torch.ones(L, dtype=torch.bool)
+    z = torch.full((1, L), MASK)
+    phi_real, phi_fill = feats(X0)[0], feats(FILLS)
+    alpha = median_alpha(phi_fill, torch.ones(len(FILLS), L, dtype=torch.bool))
+    exact_expected_reward(fn(z, positions[None], torch.ones(1)), phi_real, phi_fill, alpha, positions).backward()
+    exact = -flat_grad(student).clone() / (int(positions.sum()) * 2)
+
+    def rep_once(real, fake, sel):  # the bug: the group formula per token, 2·att − rep (a pair credited once)
+        att, rep = token_terms(real, fake, sel, alpha)
+        return token_advantages(2 * att - rep, sel)
+
+    def own_group_baseline(real, fake, sel):
+        c = token_credits(real, fake, sel, alpha)
+        return (c - c.mean((1, 2), keepdim=True)) / (c.shape[2] * int(positions.sum()))
+
+    def sequence(real, fake, sel):
+        r, _ = group_rewards(real, fake, sel, alpha)
+        return leave_one_out(r)
+
+    errors = {}
+    for name, credit_of in (("token", lambda r, f, s: token_advantages(token_credits(r, f, s, alpha), s)),
+                            ("repulsion once", rep_once), ("own-group baseline", own_group_baseline), ("sequence", sequence)):
+        student.zero_grad()
+        credit_estimate(fn, feats, alpha, positions, credit_of)
+        errors[name] = ((flat_grad(student) - exact).norm() / exact.norm()).item()
+    assert errors["token"] < 0.08, errors
+    assert errors["repulsion once"] > 0.15 and errors["own-group baseline"] > 3 * errors["token"], errors
+    assert errors["token"] < errors["sequence"], errors
+
+
+def test_token_credits_split_the_group_reward():
+    """The per-token terms are the group reward's own: 2·mean(att) − mean(rep) over b and i ∈ S == r_g
+    (rows with a partial S included), and tokens outside S get nothing."""
+    feats = toy_features()
+    x0 = torch.tensor([[2, 0, 1], [1, 1, 0]])
+    sel = torch.tensor([[True, True, True], [True, True, False]])
+    fills = torch.tensor([[[[2, 1, 1], [0, 0, 1], [1, 2, 1]], [[1, 1, 0], [2, 2, 2], [0, 1, 2]]],
+                          [[[1, 0, 0], [2, 1, 0], [1, 1, 0]], [[0, 0, 0], [2, 2, 0], [1, 2, 0]]]])  # [N=2, G=2, B=3, L]
+    real, fake = features_of_fills(feats, x0, fills)
+    r, _ = group_rewards(real, fake, sel, 0.05)
+    att, rep = token_terms(real, fake, sel, 0.05)
+    size = 3 * sel.sum(-1).float()[:, None]  # B·|S|
+    assert torch.allclose(2 * att.sum((2, 3)) / size - rep.sum((2, 3)) / size, r, atol=1e-6)
+    assert token_credits(real, fake, sel, 0.05)[1, :, :, 2].abs().max().item() == 0

@@ -17,6 +17,16 @@ same-position pairs are left out, as the reference does). The policy gradient us
 leave-one-out baseline over groups: A_g = r_g − mean of the other groups' r, and the loss is
 −Σ_g A_g Σ_b Σ_{i∈S} log P[X_{g,b,i}], averaged over the G·B·|S| sampled tokens.
 
+Token credit (``--mmd-credit token``; ours, not the paper's): r_g is a sum of kernel terms, and
+the terms that hold token X_{g,b,i} are (2 / (B·|S|))·(att_{b,i} − rep_{b,i}) with
+att_{b,i} = mean_{j∈S} k(φ_j(x0), φ_i(X_b)) and rep_{b,i} = mean_{b′≠b, j≠i} k(φ_i(X_b), φ_j(X_b′))
+(each repulsion pair holds two tokens). With a factorised policy the other terms score zero
+against ∇log P[X_{g,b,i}] in expectation, so crediting each token with only its own terms keeps
+the gradient of E[r] exactly when features are context-free, and drops the ~|S|·B − 1 other
+tokens' noise from every token's credit. The trunk's features are contextual, so there it is a
+low-variance approximation (a token's effect on its neighbours' features is not credited). The
+baseline is per position: the other groups' mean credit at i (independent of group g's draws).
+
 Every function takes plain tensors and callables so the exactness tests can drive them with
 the enumerable toy.
 """
@@ -116,17 +126,62 @@ def draw_fills(student_lp: torch.Tensor, x0: torch.Tensor, selected: torch.Tenso
     return fills.permute(0, 2, 1).reshape(x0.shape[0], groups, draws, x0.shape[1])
 
 
+def token_terms(real: torch.Tensor, fills: torch.Tensor, selected: torch.Tensor,
+                alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """att_{b,i} and rep_{b,i} of every sampled token (module docstring), each [N, G, B, L]; zero outside S.
+
+    Their means over b and i ∈ S give r_g = 2·mean(att) − mean(rep) (``group_rewards``).
+    """
+    n, g, b, length, _ = fills.shape
+    w = selected.float()
+    count = w.sum(-1)
+    off = 1 - torch.eye(length, device=real.device)
+    att = torch.zeros(n, g, b, length, device=real.device)
+    rep = torch.zeros(n, g, b, length, device=real.device)
+    for i in range(b):
+        att[:, :, i] = torch.einsum("nj,ngji->ngi", w, rbf_kernel(real[:, None], fills[:, :, i], alpha))
+        for j in range(i + 1, b):
+            k = rbf_kernel(fills[:, :, i], fills[:, :, j], alpha) * off  # [N, G, L(i), L(j)]
+            rep[:, :, i] += torch.einsum("ngij,nj->ngi", k, w)
+            rep[:, :, j] += torch.einsum("ngij,ni->ngj", k, w)
+    w = w[:, None, None, :]
+    return (att / count.clamp_min(1)[:, None, None, None] * w,
+            rep / ((b - 1) * (count - 1)).clamp_min(1)[:, None, None, None] * w)
+
+
+def token_credits(real: torch.Tensor, fills: torch.Tensor, selected: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Each sampled token's own terms of its group's reward, 2·(att_{b,i} − rep_{b,i}) [N, G, B, L]: the
+    repulsion weighs twice because each pair holds two tokens. Zero on rows with |S| < 2 (no pair).
+    (1 / (B·|S|))·Σ_{b,i} credit·∇log P has the expectation ∇E[r_g] for context-free features."""
+    att, rep = token_terms(real, fills, selected, alpha)
+    active = (selected.sum(-1) >= 2).float()[:, None, None, None]
+    return 2 * (att - rep) * active
+
+
+def token_advantages(credits: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    """A_{g,b,i} = credit − the other groups' mean credit at position i, divided by B·|S| so that
+    E[∇ loss] equals the sequence-credit estimator's (the KL guard keeps its balance). [N, G, B, L]."""
+    per_group = credits.mean(2)  # [N, G, L]
+    g = per_group.shape[1]
+    baseline = (per_group.sum(1, keepdim=True) - per_group) / (g - 1)
+    count = selected.float().sum(-1).clamp_min(1)
+    return (credits - baseline[:, :, None]) / (credits.shape[2] * count)[:, None, None, None]
+
+
 def reinforce_loss(student_lp: torch.Tensor, fills: torch.Tensor, selected: torch.Tensor, advantages: torch.Tensor,
                    mean: Mean = local_mean) -> torch.Tensor:
-    """−A_g · log P[X_{g,b,i}] averaged over every sampled token (i ∈ S, all g, b).
+    """−A · log P[X_{g,b,i}] averaged over every sampled token (i ∈ S, all g, b).
 
-    student_lp [P, V] at ``selected`` (row-major), fills [N, G, B, L], advantages [N, G] (detached).
+    student_lp [P, V] at ``selected`` (row-major), fills [N, G, B, L], advantages (detached): [N, G] (one per
+    group, sequence credit) or [N, G, B, L] (one per token, ``token_advantages``).
     """
-    n, g, b, _ = fills.shape
+    n, g, b, length = fills.shape
     picked = student_lp.gather(-1, fills.permute(0, 3, 1, 2)[selected].reshape(-1, g * b))  # [P, G·B]
-    adv = advantages.detach()[:, :, None].expand(n, g, b).reshape(n, g * b)
-    rows = selected.nonzero()[:, 0]
-    return mean(-(adv[rows] * picked))
+    adv = advantages.detach()
+    if adv.dim() == 2:
+        adv = adv[:, :, None, None].expand(n, g, b, length)
+    adv = adv.permute(0, 3, 1, 2)[selected].reshape(-1, g * b)  # [P, G·B]
+    return mean(-(adv * picked))
 
 
 def features_of_fills(features: Features, x0: torch.Tensor, fills: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +228,8 @@ def mmd_step(student, features: Features, x0: torch.Tensor, maskable: torch.Tens
     real, fake = features_of_fills(features, x0, fills)
     r, active = group_rewards(real, fake, masked, alpha)
     adv = leave_one_out(r) * active[:, None]
+    if cfg.credit == "token":
+        adv = token_advantages(token_credits(real, fake, masked, alpha), masked)
     loss = reinforce_loss(lp, fills, masked, adv, mean)
     metrics = {}
     if cfg.kl_coef > 0:
@@ -182,8 +239,9 @@ def mmd_step(student, features: Features, x0: torch.Tensor, maskable: torch.Tens
         loss = loss + cfg.kl_coef * kl
         metrics["kl"] = kl.detach()
     weight = active[:, None].expand_as(r).float()
+    adv_weight = weight if adv.dim() == 2 else masked[:, None, None, :].expand_as(adv).float()  # per group | per token
     with torch.no_grad():
-        metrics.update({"loss": loss.detach(), "reward": mean(r, weight=weight), "advantage_abs": mean(adv.abs(), weight=weight),
+        metrics.update({"loss": loss.detach(), "reward": mean(r, weight=weight), "advantage_abs": mean(adv.abs(), weight=adv_weight),
                         "entropy": entropy(lp.detach(), mean)})
         metrics.update({k: mean(v.to(loss.device)) for k, v in sample_stats(fills, masked).items()})
     return loss, metrics

@@ -141,7 +141,7 @@ class MMDTrainer(RealDataTrainer):
         x = trim_padding(torch.as_tensor(self.data[probe]), self.spec.pad_id).to(self.device)
         self.alpha = resolve_alpha(cfg.alpha, self.features, x, self.spec.maskable(x))
         self.teacher_denoiser = ctx.teacher.denoiser(ctx.teacher.model, cfg.bf16) if cfg.kl_coef > 0 else None
-        self.data_meta = {**self.data_meta, "mmd_alpha": self.alpha, "mmd_feature_block": cfg.feature_block,
+        self.data_meta = {**self.data_meta, "mmd_alpha": self.alpha, "mmd_feature_block": cfg.feature_block, "mmd_credit": cfg.credit,
                           "mmd_alpha_from": "--mmd-alpha" if cfg.alpha is not None else "median heuristic, 8 training rows"}
 
     def loss(self, x0, noise):

@@ -123,6 +123,11 @@ class MMDConfig(RealDataConfig):
     # student to the teacher. The KL gradient grows like coef·√KL, so 1e-3 lets the student drift to ≈ 0.01–0.02
     # nats/token before the guard matches the policy gradient: well short of the probe's collapse (sample entropy −0.9 nats).
     kl_coef: float = option(1e-3, "Weight of KL(student ‖ teacher) at the masked positions (0: off).", flag="--mmd-kl-coef")
+    # [MMD] sequence: the group reward credits every token of the group. [MEASURED] with it the reward did not
+    # move at batch 8 (665 steps, CPU) nor at batch 256 (268 steps, H200): |advantage| ≈ 0.002 against a reward
+    # of 0.40, and the gradient pointed against Adam's momentum (cos ≈ −0.06). token: mmd.py's module docstring.
+    credit: str = option("sequence", "Reward credit: sequence (the paper's group reward for every token) | token "
+                         "(each token's own kernel terms, per-position baseline).", flag="--mmd-credit")
     warmup_steps: int = 0  # [MMD] not recorded in the notes: constant
     grad_clip: float = 0.0  # [MMD] no clipping (0 = off)
     t_min: float = 1e-3  # [MMD] t ~ antithetic U[1e-3, 1]
@@ -139,3 +144,5 @@ class MMDConfig(RealDataConfig):
             raise DidiError(f"--mmd-alpha must be positive, got {self.alpha}")
         if self.kl_coef < 0:
             raise DidiError(f"--mmd-kl-coef must be ≥ 0, got {self.kl_coef}")
+        if self.credit not in ("sequence", "token"):
+            raise DidiError(f"--mmd-credit must be sequence or token, got {self.credit!r}")
