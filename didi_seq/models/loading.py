@@ -52,8 +52,8 @@ def _from_hub_cache(repo_id: str, revision: str | None = None) -> Path:
 
         raise DidiError(
             f"{repo_id}{'@' + revision if revision else ''} is not a local path and is not in the local Hugging Face "
-            f"cache; run `{download_command(repo_id, revision=revision)}` where there is network (it fetches config.json "
-            f"and model.safetensors), then retry"
+            f"cache; run `{download_command(repo_id, revision=revision)}` where there is network (it fetches every file of "
+            f"the repository), then retry"
         ) from None
 
 
