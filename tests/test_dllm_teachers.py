@@ -412,6 +412,8 @@ def _rewrite_state(directory, kind, cfg, state, **changes):
      "block_type = 'sequential' is not supported"),
     (lambda d, c, s: (d / "config.json").write_text(json.dumps({**c, "n_kv_heads": 3})),
      "4 attention heads cannot share 3 key/value heads evenly"),
+    (lambda d, c, s: (d / "config.json").write_text(json.dumps({**c, "mlp_hidden_size": None, "mlp_ratio": "4"})),
+     "MLP hidden size must be an integer in 1..1048576, got '4'"),
     (lambda d, c, s: (d / "config.json").write_text(json.dumps({k: v for k, v in c.items() if k != "d_model"})),
      "not a usable llada config (it lacks d_model)"),
     (lambda d, c, s: (d / "model.safetensors.index.json").write_text(json.dumps(

@@ -87,7 +87,10 @@ def _read_llada(cfg: dict) -> DllmConfig:
                   "block_group_size": (1,)})
     hidden, heads = _get(cfg, "d_model"), _get(cfg, "n_heads")
     kv = 1 if cfg.get("multi_query_attention") else _get(cfg, "n_kv_heads", heads)
-    mlp = _get(cfg, "mlp_hidden_size", None) or _get(cfg, "mlp_ratio") * hidden
+    mlp = _get(cfg, "mlp_hidden_size", None)
+    if mlp is None:  # LLaDA's default: mlp_ratio × d_model (only integers multiply: a string would repeat)
+        ratio = _get(cfg, "mlp_ratio")
+        mlp = ratio * hidden if all(isinstance(v, int) and not isinstance(v, bool) for v in (ratio, hidden)) else ratio
     net = BidirConfig(vocab_rows=_get(cfg, "embedding_size", None) or _get(cfg, "vocab_size"), hidden=hidden,
                       layers=_get(cfg, "n_layers"), heads=heads, kv_heads=kv, mlp_hidden=mlp,
                       rope_theta=_get(cfg, "rope_theta"), norm_eps=_get(cfg, "rms_norm_eps"),
@@ -166,7 +169,8 @@ def read_config(family: Family, directory: Path) -> DllmConfig:
         parsed.net.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG}: not a usable {family.name} config ({e})") from None
-    from .teacher import MAX_LENGTH, require_int
+    from .dit import require_int
+    from .teacher import MAX_LENGTH
 
     try:
         require_int("max length", parsed.max_length, 1, MAX_LENGTH)
