@@ -2,8 +2,9 @@
 
 A plugin teaches didi-seq another layout (MDLM, DPLM, ...) by registering a ``TeacherFormat``
 through ``register_teacher_formats``; the core registers ``native`` (didi-seq checkpoint
-directories) through the same hook, as an entry point like any plugin's. torch is imported
-only when a checkpoint is actually loaded.
+directories) and the masked diffusion LLMs ``llada`` and ``dream`` (``dllm_formats``) through the
+same hook, as an entry point like any plugin's. torch is imported only when a checkpoint is
+actually loaded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..io.checkpoint import CONFIG_FILE, LATEST_FILE
 from ..registry.hookspecs import hookimpl
+from .dllm_formats import FAMILIES, detector, loader
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ NATIVE = TeacherFormat(
 )
 
 
+DLLM = tuple(TeacherFormat(f.name, f.description, detector(f), loader(f)) for f in FAMILIES)
+
+
 @hookimpl
 def register_teacher_formats(register):
     register(NATIVE)
+    for fmt in DLLM:
+        register(fmt)

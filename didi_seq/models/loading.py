@@ -52,8 +52,8 @@ def _from_hub_cache(repo_id: str, revision: str | None = None) -> Path:
 
         raise DidiError(
             f"{repo_id}{'@' + revision if revision else ''} is not a local path and is not in the local Hugging Face "
-            f"cache; run `{download_command(repo_id, revision=revision)}` where there is network (it fetches config.json "
-            f"and model.safetensors), then retry"
+            f"cache; run `{download_command(repo_id, revision=revision)}` where there is network (it fetches every file of "
+            f"the repository), then retry"
         ) from None
 
 
@@ -78,11 +78,13 @@ def load_teacher(src: str | None, domain, default: str = "teacher", **options):
         adapter.spec.validate()
     except ValueError as e:
         raise CheckpointError(f"{path}: its teacher spec is invalid ({e})") from None
-    # a checkpoint's own tokenizer.json, or a tokenizer the format names (e.g. "gpt2")
-    tok_file = source.tokenizer_file
-    if tok_file:
-        check_bounded_file(Path(tok_file), "tokenizer file", error=CheckpointError)  # before a tokenizer library reads it
-    tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else source.tokenizer)
+    # the format's own tokenizer, or the domain's reading of a checkpoint's tokenizer.json or of a name ("gpt2")
+    tokenizer = adapter.own_tokenizer()
+    if tokenizer is None:
+        tok_file = source.tokenizer_file
+        if tok_file:
+            check_bounded_file(Path(tok_file), "tokenizer file", error=CheckpointError)  # before a tokenizer library reads it
+        tokenizer = domain.load_tokenizer(Path(tok_file) if tok_file else source.tokenizer)
     if tokenizer.vocab_size != adapter.spec.vocab_size or tokenizer.mask_id != adapter.spec.mask_id:
         raise CheckpointError(
             f"{path}: vocabulary mismatch, checkpoint has vocab {adapter.spec.vocab_size} / mask id "

@@ -90,6 +90,11 @@ class TeacherAdapter(ABC):
     def student_copy(self) -> torch.nn.Module:
         """A trainable deep copy of the (already loaded) network."""
 
+    def own_tokenizer(self):
+        """A tokenizer the format builds from the checkpoint itself, or None (the domain loads one). For
+        vocabularies no domain knows: LLaDA's and Dream's have more network rows than tokens."""
+        return None
+
     def bundled_discriminator(self, bf16: bool = True) -> torch.nn.Module | None:
         """A discriminator shipped inside the checkpoint itself (e.g. DiDi-Instruct's HF
         release), or None; didi-seq's own students keep theirs beside the weights."""
