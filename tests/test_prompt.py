@@ -112,6 +112,19 @@ def test_blocks_are_revealed_left_to_right_with_their_share_of_steps():
     assert revealed_counts == [0, 1, 2, 3]
 
 
+def test_greedy_final_takes_the_arg_max_at_the_end_of_every_block():
+    """One step per block reveals the whole block at its last step: with --final greedy every answer token is the
+    arg-max (token 0 at 0.4); a block that ran the whole call's settings would draw them instead."""
+    from test_sampler import FixedTeacher
+
+    teacher = FixedTeacher([0.4, 0.35, 0.25], length=9)
+    start = torch.full((200, 9), teacher.spec.mask_id)
+    start[:, 0] = 2
+    out = samplers()["ancestral"].sample(teacher, start, SamplerConfig(nfe=4, block_length=2, final="greedy"),
+                                         torch.Generator().manual_seed(0)).tokens
+    assert (out[:, 0] == 2).all() and (out[:, 1:] == 0).all()
+
+
 def test_answer_blocks_start_after_each_rows_prompt():
     masked = torch.tensor([[False, True, True, True, True, True], [False, False, False, True, True, True]])
     assert answer_blocks(masked, 2).tolist() == [[-1, 0, 0, 1, 1, 2], [-1, -1, -1, 0, 0, 1]]

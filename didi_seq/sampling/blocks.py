@@ -58,8 +58,9 @@ def block_plan(cfg, masked: torch.Tensor):
     if not block_length:
         return 1, cfg
     blocks = cfg.blocks if getattr(cfg, "blocks", None) else check_block_steps(cfg.nfe, masked, block_length)
-    if cfg.nfe % blocks:
-        raise DidiError(f"--nfe {cfg.nfe} does not split evenly over {blocks} blocks")
+    if cfg.nfe % blocks or blocks < block_count(masked, block_length):
+        raise DidiError(f"blocks={blocks} does not fit --nfe {cfg.nfe} and these start states (they need "
+                        f"{block_count(masked, block_length)} blocks of --block-length {block_length})")
     return blocks, replace(cfg, nfe=cfg.nfe // blocks, block_length=None, blocks=None)
 
 

@@ -31,7 +31,7 @@ def read_prompt(value: str) -> str:
     if is_file:
         from ..io.untrusted import read_text
 
-        text = read_text(Path(value), "prompt file")
+        text = read_text(Path(value), "prompt file", limit=1 << 20)  # a prompt far beyond any model's context
         value = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
     if not value:
         raise DidiError(f"--prompt {'file ' if is_file else ''}is empty; leave --prompt out for unconditional samples")
