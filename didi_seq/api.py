@@ -122,7 +122,7 @@ class MaskedDiffusionModel:
             options = {**defaults, **options}
         _require("sampler", sampler, str, "a sampler name (str)")
         config = get_sampler(sampler, self.domain.name).config
-        _refuse_unknown("sample", options, [f.name for f in fields(config) if f.name not in ("nfe", "temperature")])
+        _refuse_unknown("sample", options, [f.name for f in fields(config) if f.init and f.name not in ("nfe", "temperature")])
         cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
         return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
                         batch_size=batch_size, prompt=prompt).records

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -55,7 +55,8 @@ class SamplerConfig(SamplerOptions):
     block_length: int | None = option(None, "Semi-autoregressive sampling (LLaDA): generate the answer in blocks of "
                                             "this many positions, left to right, each with an equal share of --nfe "
                                             "(see didi_seq.sampling.blocks).")
-    blocks: int | None = None  # the call's block count, fixed by ``generate`` for every batch (None: from the batch)
+    # the call's block count, fixed by ``generate`` for every batch (None: from the batch); derived, never an option
+    blocks: int | None = field(default=None, init=False)
 
     def validate(self) -> None:
         super().validate()

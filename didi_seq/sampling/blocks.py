@@ -61,7 +61,7 @@ def block_plan(cfg, masked: torch.Tensor):
     if cfg.nfe % blocks or blocks < block_count(masked, block_length):
         raise DidiError(f"blocks={blocks} does not fit --nfe {cfg.nfe} and these start states (they need "
                         f"{block_count(masked, block_length)} blocks of --block-length {block_length})")
-    return blocks, replace(cfg, nfe=cfg.nfe // blocks, block_length=None, blocks=None)
+    return blocks, replace(cfg, nfe=cfg.nfe // blocks, block_length=None)  # ``blocks`` is not copied: None
 
 
 def with_block_count(cfg, x_init: torch.Tensor, mask_id: int):
@@ -70,4 +70,6 @@ def with_block_count(cfg, x_init: torch.Tensor, mask_id: int):
     block_length = getattr(cfg, "block_length", None)
     if not block_length:
         return cfg
-    return replace(cfg, blocks=check_block_steps(cfg.nfe, x_init == mask_id, block_length))
+    fixed = replace(cfg)
+    fixed.blocks = check_block_steps(cfg.nfe, x_init == mask_id, block_length)
+    return fixed

@@ -78,7 +78,7 @@ class SamplerOptions:
     def from_options(cls, sampler: str, options: dict[str, Any]) -> SamplerOptions:
         """This config from keyword options; one this config does not declare is an error naming it
         (an option of another sampler is never silently dropped)."""
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.init]  # init=False fields are derived, never given
         unknown = [k for k in options if k not in names]
         if unknown:
             raise DidiError(f"sampler {sampler!r} takes no option {', '.join(map(repr, unknown))} "
