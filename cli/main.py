@@ -342,7 +342,12 @@ def sample(
     temperature: float = typer.Option(1.0, help="Divide the x0 prediction's logits by T before every draw "
                                       "(1: untouched; < 1 sharper, > 1 flatter); must be finite and > 0."),
     lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
-                                       "or a FASTA file to fit; default: the length model fitted on the domain corpus."),
+                                       "or a FASTA file to fit; default: the length model fitted on the domain corpus. "
+                                       "With --prompt: the answer's length."),
+    prompt: str | None = typer.Option(None, metavar="TEXT|FILE", help="Generate answers to a prompt: its tokens stay fixed "
+                                      "after BOS and only the rest of the row is generated; each sample is the prompt "
+                                      "followed by its answer. A path to an existing file means its content (one final "
+                                      "line break dropped), anything else the text itself."),
     output: Path | None = typer.Option(None, help="JSONL file to write; '-': JSONL on stdout (protein: no FASTA "
                                        "then). Default: print the samples as text."),
     batch_size: int = typer.Option(32, help="Sequences per network call."),
@@ -373,6 +378,10 @@ def sample(
     options = {**defaults, **{name: value for name, (_, value)
                               in parse_flags(sampler, known, ctx.args, "--sampler", "sample").items()}}
     cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, **options)  # bad options fail before loading
+    if prompt is not None:
+        from didi_seq.sampling.prompt import read_prompt
+
+        prompt = read_prompt(prompt)  # a missing or unreadable prompt file fails before loading too
     to_stdout = output is not None and str(output) == "-"
     outputs = []
     if output is not None and not to_stdout:  # checked before any work: the JSONL and the domain's sibling files (FASTA)
@@ -391,7 +400,8 @@ def sample(
     with progress(TextColumn("sample"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task("sample", total=None)
         out = generate(model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
-                       batch_size=batch_size, on_step=lambda done, total: bar.update(task, completed=done, total=total))
+                       batch_size=batch_size, on_step=lambda done, total: bar.update(task, completed=done, total=total),
+                       prompt=prompt)
     result, records = out.result, out.records
     written = []
     if output is None:

@@ -100,10 +100,13 @@ class MaskedDiffusionModel:
         return f"MaskedDiffusionModel({self.id!r}, domain={self.domain.name!r})"
 
     def sample(self, nfe: int = 16, num_samples: int = 4, seed: int = 0, *, sampler: str | None = None,
-               temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32, **options) -> list[dict]:
+               temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32,
+               prompt: str | list[str] | list[int] | list[list[int]] | None = None, **options) -> list[dict]:
         """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
         ``sampler``: a registered name; None: the checkpoint's ``generation_config.json`` choice, else ancestral.
-        ``options``: the sampler's own (``final="greedy"``, ``cache=False``, RGAS's ``candidates=``, …)."""
+        ``prompt``: a text, a list of texts, or token ids (a list of ints, or a list of such lists); its tokens stay
+        fixed and ``num_samples`` answers follow each prompt, the prompt included in every sample.
+        ``options``: the sampler's own (``final="greedy"``, ``cache=False``, ``block_length=``, RGAS's ``candidates=``, …)."""
         from dataclasses import fields
 
         from .registry.plugins import get_sampler
@@ -112,15 +115,17 @@ class MaskedDiffusionModel:
         for name, value in (("nfe", nfe), ("num_samples", num_samples), ("seed", seed), ("batch_size", batch_size)):
             _require(name, value, int, "an integer")
         _require("temperature", temperature, (int, float), "a number")
+        if prompt is not None:
+            _require("prompt", prompt, (str, list, tuple), "a text, a list of texts, or token ids")
         if sampler is None:  # the checkpoint's own choice (generation_config.json), else ancestral
             sampler, defaults = default_sampler(self.domain, self.provenance.path)
             options = {**defaults, **options}
         _require("sampler", sampler, str, "a sampler name (str)")
         config = get_sampler(sampler, self.domain.name).config
-        _refuse_unknown("sample", options, [f.name for f in fields(config) if f.name not in ("nfe", "temperature")])
+        _refuse_unknown("sample", options, [f.name for f in fields(config) if f.init and f.name not in ("nfe", "temperature")])
         cfg = sampler_config(sampler, self.domain.name, nfe=nfe, temperature=temperature, **options)
         return generate(self._model, cfg, sampler=sampler, num_samples=num_samples, seed=seed, lengths=lengths,
-                        batch_size=batch_size).records
+                        batch_size=batch_size, prompt=prompt).records
 
     def evaluate(self, samples: list[dict] | list[str | Path], *, metrics: list[str] | None = None, judge: str | None = None,
                  reference_samples: int = 0, **options) -> dict:

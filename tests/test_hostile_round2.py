@@ -350,7 +350,7 @@ def api_model(tiny_ckpt):
 
 
 @pytest.mark.parametrize(("kwargs", "error", "fragment"), [
-    ({"temprature": 0.01}, TypeError, "'temprature'; it takes: cache, final, length, schedule"),
+    ({"temprature": 0.01}, TypeError, "'temprature'; it takes: block_length, cache, final, length, schedule"),
     ({"nfe": "16"}, TypeError, "nfe must be an integer"),
     ({"num_samples": 2.0}, TypeError, "num_samples must be an integer"),
     ({"batch_size": 0}, DidiError, "batch_size must be a positive integer"),

@@ -23,6 +23,7 @@ from ..training.signals import initial_weights, learning_signals
 from ..training.state import StateTrainer, TrainState
 from .method import MethodContext
 from .mmd import mmd_step, resolve_alpha
+from .prompt import answer_positions
 from .real_data_config import MMDConfig, SDTTConfig
 from .sdtt import round_delta, round_of, sdtt_step
 
@@ -45,6 +46,10 @@ class RealDataTrainer(StateTrainer, ABC):
         self.state = TrainState(self.student, cfg.ema, {"opt": self.opt}, {"rng": self.gen})
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
         self.start_weights = initial_weights(self.student)  # where the student starts: drift is measured from it
+
+    def maskable(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The positions of rows ``x`` the forward process may mask (after the prompt: ``prompt.answer_positions``)."""
+        return answer_positions(self.spec, x, self.cfg.prompt_length)
 
     def batch(self) -> torch.Tensor:
         """This rank's rows of a global batch of real rows (all-padding columns of the global batch dropped)."""
@@ -107,7 +112,7 @@ class SDTTTrainer(RealDataTrainer):
             for p in self.round_teacher.parameters():
                 p.requires_grad_(False)
         delta = round_delta(self.round, cfg.start_nfe, cfg.teacher_steps)
-        loss, metrics = sdtt_step(self.teacher_fn(), self.student_fn, x0, self.spec.maskable(x0), self.schedule,
+        loss, metrics = sdtt_step(self.teacher_fn(), self.student_fn, x0, self.maskable(x0), self.schedule,
                                   self.spec.mask_id, cfg, delta, self.gen, noise, self.ranks.mean)
         one = torch.ones((), device=x0.device) / self.ranks.world_size  # shares of a constant: sums to it
         return loss, {**metrics, "round": one * self.round, "student_nfe": one * round(1 / (cfg.teacher_steps * delta))}
@@ -139,11 +144,11 @@ class MMDTrainer(RealDataTrainer):
         super().__init__(ctx, cfg)
         probe = torch.randint(len(self.data), (8,), generator=torch.Generator().manual_seed(cfg.seed + 2))
         x = trim_padding(torch.as_tensor(self.data[probe]), self.spec.pad_id).to(self.device)
-        self.alpha = resolve_alpha(cfg.alpha, self.features, x, self.spec.maskable(x))
+        self.alpha = resolve_alpha(cfg.alpha, self.features, x, self.maskable(x))
         self.teacher_denoiser = ctx.teacher.denoiser(ctx.teacher.model, cfg.bf16) if cfg.kl_coef > 0 else None
         self.data_meta = {**self.data_meta, "mmd_alpha": self.alpha, "mmd_feature_block": cfg.feature_block, "mmd_credit": cfg.credit,
                           "mmd_alpha_from": "--mmd-alpha" if cfg.alpha is not None else "median heuristic, 8 training rows"}
 
     def loss(self, x0, noise):
-        return mmd_step(self.student_fn, self.features, x0, self.spec.maskable(x0), self.schedule, self.spec.mask_id,
+        return mmd_step(self.student_fn, self.features, x0, self.maskable(x0), self.schedule, self.spec.mask_id,
                         self.cfg, self.alpha, self.gen, noise, self.ranks.mean, teacher=self.teacher_denoiser)

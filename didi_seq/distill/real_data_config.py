@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from ..errors import DidiError
 from ..options import option
 from .method import MethodConfig
+from .prompt import PromptOption
 
 
 @dataclass
-class RealDataConfig(MethodConfig):
-    """What both distillers share: a batch of noised real rows per step, checkpoints, seed, threads, precision."""
+class RealDataConfig(PromptOption, MethodConfig):
+    """What both distillers share: a batch of noised real rows per step, checkpoints, seed, threads, precision,
+    and the prompt length (``prompt.py``)."""
 
     batch_size: int = option(8, "Real rows per iteration.")  # [CPU]; [SDTT] 128, [MMD] 512
     ckpt_every: int = 25
@@ -35,6 +37,7 @@ class RealDataConfig(MethodConfig):
 
     def validate(self) -> None:
         """The checks both share, on the fields each declares with its own default (steps, lr, ema, …)."""
+        super().validate()  # --prompt-length
         if self.steps <= 0:
             raise DidiError(f"--steps must be a positive integer, got {self.steps}")
         if self.batch_size <= 0 or self.ckpt_every <= 0:

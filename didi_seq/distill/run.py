@@ -24,6 +24,7 @@ from ..limits import check_rows
 from ..training.distributed import Ranks
 from ..training.run import TrainingRun
 from .method import DistillMethod, MethodContext
+from .prompt import check_prompt_length
 
 DEFAULT_METHOD = "didi-instruct"
 
@@ -139,6 +140,7 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     if run.state is not None:
         _check_same_teacher(run, adapter)
     check_batch_memory(cfg, adapter.spec)
+    check_prompt_length(getattr(cfg, "prompt_length", 0), adapter.spec.max_length)  # before any data loads
     adapter.to(device)
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
                         on_prepare=on_prepare or (lambda message: None))

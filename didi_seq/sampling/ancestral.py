@@ -21,6 +21,9 @@ The loop (``denoise``) is written once: a sampler in this family supplies its tr
 x_t → x_s given the cached prediction (``ancestral_transition``; RGAS in ``rgas.py``), so
 every such sampler gets the cache, start states ``x_init`` and the temperature T, which
 divides the prediction's logits before each draw (``contract.tempered``; T = 1: untouched).
+It hands a transition only the positions masked in ``x_init``, so a prompt (and BOS/EOS,
+padding) is never changed (``contract.fixed_positions``), and with ``--block-length`` it runs
+the transition block by block (``blocks.py``: LLaDA's semi-autoregressive sampling).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +39,7 @@ from ..devices import host_rand
 from ..errors import DidiError
 from ..models.process import prior
 from ..options import option
+from .blocks import answer_blocks, block_plan
 from .contract import SampleResult, SamplerOptions, check_distribution, tempered
 
 
@@ -48,16 +52,28 @@ class SamplerConfig(SamplerOptions):
     cache: bool = option(True, "The exact p(x0) cache (--no-cache: every step re-runs the network on every row).")
     schedule: str = option("linear", "Time grid of the steps: linear (MDLM) | cosine | poly:P (MaskGIT's schedules; "
                                      "see didi_seq.sampling.ancestral.time_grid).")
+    block_length: int | None = option(None, "Semi-autoregressive sampling (LLaDA): generate the answer in blocks of "
+                                            "this many positions, left to right, each with an equal share of --nfe "
+                                            "(see didi_seq.sampling.blocks).")
+    # the call's block count, fixed by ``generate`` for every batch (None: from the batch); derived, never an option
+    blocks: int | None = field(default=None, init=False)
 
     def validate(self) -> None:
         super().validate()
         if self.final not in ("ancestral", "greedy"):
             raise DidiError(f"--final must be 'ancestral' or 'greedy', got {self.final!r}")
         check_schedule(self.schedule)
+        for name in ("block_length", "blocks"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise DidiError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
 
     def record(self) -> dict:
-        """The time grid, when it is not the default (linear records stay as they were)."""
-        return {} if self.schedule == "linear" else {"schedule": self.schedule}
+        """The time grid and the blocks, when they are not the defaults (default records stay as they were)."""
+        out = {} if self.schedule == "linear" else {"schedule": self.schedule}
+        if self.block_length:
+            out.update(block_length=self.block_length, blocks=self.blocks)
+        return out
 
 
 def draw_categorical(log_probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -111,31 +127,36 @@ def time_grid(nfe: int, schedule: str = "linear") -> torch.Tensor:
 class Prediction:
     """p(x0 | x_t) at the masked positions of every row, through the exact per-sequence cache.
 
-    ``table`` [B, L, V] holds valid log-probs at the positions masked when their row was last
-    evaluated; a row is sent through the network again only if it changed since (or always,
-    without the cache or for a time-conditioned network). Counts the calls it makes.
+    ``table`` [B, L, V] holds valid log-probs at the ``held`` positions: those asked for when their
+    row was last evaluated. A row is sent through the network again only if it changed since or a
+    step asks for a position it does not hold (a new block), or always without the cache or for a
+    time-conditioned network. Counts the calls it makes.
     """
 
     def __init__(self, adapter, num: int, use_cache: bool):
         self.adapter, self.use_cache = adapter, use_cache and not adapter.spec.time_conditioned
-        self.stale = torch.ones(num, dtype=torch.bool, device=adapter.device)
+        self.held: torch.Tensor | None = None  # bool [B, L]
         self.table: torch.Tensor | None = None
         self.calls = self.rows = 0
 
     def update(self, x: torch.Tensor, masked: torch.Tensor, t: float) -> torch.Tensor:
-        need = (self.stale if self.use_cache else masked.any(-1)) & masked.any(-1)
-        if need.any():  # p(x0) only where it can be read: masked positions of changed rows
+        if self.held is None:
+            self.held = torch.zeros_like(masked)
+        need = (masked & ~self.held).any(-1) if self.use_cache else masked.any(-1)
+        if need.any():  # p(x0) only where it can be read: the asked positions of changed rows
             n = int(need.sum())
             lp = self.adapter.masked_log_probs(x[need], torch.full((n,), t, device=x.device), masked[need])
             if self.table is None:
                 self.table = torch.empty((*x.shape, lp.shape[-1]), dtype=lp.dtype, device=x.device)
             self.table[masked & need[:, None]] = lp
+            self.held[need] = masked[need]
             self.calls, self.rows = self.calls + 1, self.rows + n
         return self.table
 
     def changed(self, rows: torch.Tensor) -> None:
         """Rows whose tokens changed in the last step: their cached log-probs are stale."""
-        self.stale = rows
+        if self.held is not None:
+            self.held[rows] = False
 
 
 def reveal_probability(schedule, t: torch.Tensor, s: torch.Tensor) -> float:
@@ -177,26 +198,36 @@ def ancestral_transition(adapter, cfg: SamplerConfig) -> Transition:
 
 
 @torch.no_grad()
-def denoise(adapter, x_init: torch.Tensor, cfg: SamplerConfig, generator: torch.Generator, transition: Transition,
+def denoise(adapter, x_init: torch.Tensor, cfg: SamplerConfig, generator: torch.Generator,
+            transition_for: Callable[[SamplerConfig], Transition],
             on_step: Callable[[], None] | None = None) -> SampleResult:
-    """The loop every ancestral-style sampler runs: ``cfg.nfe`` steps on the time grid, each
+    """The loop every ancestral-style sampler runs: ``cfg.nfe`` steps, each
     ``transition(k, x, masked, table, t, s, generator) -> x_s`` given p(x0 | x_t) at the masked
-    positions (``Prediction``, with the exact cache). A step with nothing masked costs nothing."""
+    positions (``Prediction``, with the exact cache). A step with nothing masked costs nothing.
+
+    ``transition_for(cfg)`` makes the sampler's transition for one run of ``cfg.nfe`` steps on the
+    time grid: the whole call, or one block of ``--block-length`` (``blocks.block_plan``: K blocks of
+    nfe/K steps each, the block's positions as ``masked``). Only positions masked in ``x_init`` are
+    ever handed to a transition: the others (a prompt, BOS/EOS, padding) are fixed."""
     cfg.validate()
     x = x_init.to(adapter.device, copy=True)  # a variable-length batch arrives cut to its own width
+    block_of = answer_blocks(x == adapter.spec.mask_id, getattr(cfg, "block_length", None))
+    blocks, block_cfg = block_plan(cfg, block_of >= 0)
     prediction = Prediction(adapter, x.shape[0], cfg.cache)
-    grid = time_grid(cfg.nfe, cfg.schedule)
+    grid = time_grid(block_cfg.nfe, cfg.schedule)
     start = time.perf_counter()
-    for k in range(cfg.nfe):
-        t, s = grid[k], grid[k + 1]
-        masked = x == adapter.spec.mask_id
-        if masked.any():  # otherwise the sample is complete and the step costs nothing
-            table = prediction.update(x, masked, float(t))
-            x_s = transition(k, x, masked, table, t, s, generator)
-            prediction.changed((x_s != x).any(-1))
-            x = x_s
-        if on_step:
-            on_step()
+    for block in range(blocks):
+        transition, in_block = transition_for(block_cfg), block_of == block
+        for k in range(block_cfg.nfe):
+            t, s = grid[k], grid[k + 1]
+            masked = (x == adapter.spec.mask_id) & in_block
+            if masked.any():  # otherwise the block is complete and the step costs nothing
+                table = prediction.update(x, masked, float(t))
+                x_s = transition(k, x, masked, table, t, s, generator)
+                prediction.changed((x_s != x).any(-1))
+                x = x_s
+            if on_step:
+                on_step()
     return SampleResult(x.cpu(), prediction.calls, prediction.rows, cfg.nfe, time.perf_counter() - start)
 
 
@@ -209,7 +240,7 @@ def ancestral_sample(teacher, num: int, cfg: SamplerConfig, generator: torch.Gen
                      x_init: torch.Tensor | None = None, on_step: Callable[[], None] | None = None) -> SampleResult:
     """``num`` ancestral samples from ``x_init`` (default: all-mask rows of ``cfg.length``)."""
     x = start_states(teacher, num, cfg.length) if x_init is None else x_init
-    return denoise(teacher, x, cfg, generator, ancestral_transition(teacher, cfg), on_step)
+    return denoise(teacher, x, cfg, generator, lambda c: ancestral_transition(teacher, c), on_step)
 
 
 @dataclass(frozen=True)
@@ -222,7 +253,7 @@ class AncestralSampler:
     domains: tuple[str, ...] | None = None
 
     def sample(self, adapter, x_init, cfg, generator, on_step=None) -> SampleResult:
-        return denoise(adapter, x_init, cfg, generator, ancestral_transition(adapter, cfg), on_step)
+        return denoise(adapter, x_init, cfg, generator, lambda c: ancestral_transition(adapter, c), on_step)
 
 
 def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, seed: int, batch_size: int) -> SampleResult:
@@ -264,20 +295,29 @@ def sample_batches(teacher, num: int, cfg: SamplerConfig, seed: int, batch_size:
                        teacher.spec.pad_id)
 
 
-def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | None = None) -> tuple[torch.Tensor | None, dict]:
+def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | None = None,
+                   prompt_lengths: list[int] | None = None) -> tuple[torch.Tensor | None, dict]:
     """Start states for a variable-length domain, with the length model's description.
 
     Lengths come from the domain's length model (``lengths`` is its spec: None for the fitted
     default, one length, or a list) and are drawn from their own generator, so the sampler's
     random stream is the same whatever the lengths. Fixed-length domains return (None, {}).
+    ``prompt_lengths`` (one per row): room for a prompt before each row's masks (``prompt.py``
+    writes it there); the drawn length is then the answer's, within what the longest prompt leaves.
     """
     if domain.length_model is None:
         if lengths is not None:
             raise DidiError(f"domain {domain.name!r} has fixed-length rows; --lengths does not apply")
         return None, {}
-    model = domain.length_model(lengths, spec.max_length - 2)
+    reserved = list(prompt_lengths or [0] * num)
+    room = spec.max_length - 2 - max(reserved, default=0)
+    if room < 1:
+        raise DidiError(f"the prompt has {max(reserved)} tokens: longer than the {spec.max_length - 3} the model's rows "
+                        f"of {spec.max_length} hold with BOS, EOS and at least one position to generate")
+    model = domain.length_model(lengths, room)
     drawn = model.draw(num, torch.Generator().manual_seed(seed + 7919))
     from ..models.process import framed_prior
 
-    x = framed_prior(drawn, spec.mask_id, tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
+    x = framed_prior([n + p for n, p in zip(drawn, reserved, strict=True)], spec.mask_id, tokenizer.bos_id,
+                     tokenizer.eos_id, tokenizer.pad_id)
     return x, model.describe()

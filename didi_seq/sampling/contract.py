@@ -17,8 +17,14 @@ A sampler offers:
 * optionally ``prepare(adapter, domain, cfg) -> Sampler``: load auxiliary networks (RGAS's
   discriminator) once and return a sampler ready to run; without it the sampler runs as is;
 * ``sample(adapter, x_init, cfg, generator, on_step) -> SampleResult``: ``x_init`` [B, L]
-  are the start states (all-mask rows, or framed rows of a variable-length domain), draws
-  come from the CPU ``generator``, ``on_step()`` is called once per step.
+  are the start states (all-mask rows, framed rows of a variable-length domain, rows that
+  begin with a prompt), draws come from the CPU ``generator``, ``on_step()`` is called once per step.
+
+Fixed positions: the positions of ``x_init`` that hold the mask are the sampler's to fill; every
+other one (a prompt, BOS/EOS, padding) is fixed, and the sampler returns it unchanged and never
+masks it on the way (``fixed_positions``). ``generate`` checks the first half for every sampler,
+a plugin's included (``check_fixed_kept``); the shared loop (``ancestral.denoise``) only ever
+hands its transitions positions masked at the start.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ class SamplerOptions:
     def from_options(cls, sampler: str, options: dict[str, Any]) -> SamplerOptions:
         """This config from keyword options; one this config does not declare is an error naming it
         (an option of another sampler is never silently dropped)."""
-        names = [f.name for f in fields(cls)]
+        names = [f.name for f in fields(cls) if f.init]  # init=False fields are derived, never given
         unknown = [k for k in options if k not in names]
         if unknown:
             raise DidiError(f"sampler {sampler!r} takes no option {', '.join(map(repr, unknown))} "
@@ -146,3 +152,18 @@ def check_samples_complete(tokens: torch.Tensor, mask_id: int) -> None:
     if bool(left.any()):
         raise BadDistribution(f"sampling failed: {int(left.sum())} of {len(tokens)} samples still hold the mask token "
                               "after the last step; no sample was written")
+
+
+def fixed_positions(x_init: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """bool [B, L]: the positions of the start states a sampler must not change (all but the masked ones)."""
+    return x_init != mask_id
+
+
+def check_fixed_kept(x_init: torch.Tensor, tokens: torch.Tensor, mask_id: int, sampler: str) -> None:
+    """The samples keep every fixed position of their start states. Why: a sampler that overwrote a prompt
+    token (or BOS/EOS) would write a sample that claims to continue a prompt it did not see."""
+    fixed = fixed_positions(x_init, mask_id)
+    changed = fixed & (tokens.to(x_init.device) != x_init)
+    if bool(changed.any()):
+        raise BadDistribution(f"sampling failed: sampler {sampler!r} changed {int(changed.sum())} fixed positions (the "
+                              "prompt, BOS/EOS or padding) of its start states; no sample was written")

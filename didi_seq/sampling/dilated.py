@@ -95,4 +95,4 @@ class DilatedSampler:
     domains: tuple[str, ...] | None = None
 
     def sample(self, adapter, x_init, cfg, generator, on_step=None) -> SampleResult:
-        return denoise(adapter, x_init, cfg, generator, dilated_transition(adapter, cfg), on_step)
+        return denoise(adapter, x_init, cfg, generator, lambda c: dilated_transition(adapter, c), on_step)

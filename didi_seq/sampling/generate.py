@@ -3,9 +3,11 @@
 ``load_model`` picks the checkpoint (default: the domain's embedded student, or its
 teacher while it ships none) and moves it to a device; ``generate`` picks the registered
 sampler, loads its auxiliary networks (``prepare``), builds the start states (all-mask
-rows, or framed rows of lengths drawn from a variable-length domain's length model),
-samples in batches from one seeded generator (each batch cut to its own width, padded
-back), reports progress, and returns the JSONL records with every setting in them.
+rows, or framed rows of lengths drawn from a variable-length domain's length model, each
+after its prompt when there is one: ``prompt.py``), samples in batches from one seeded
+generator (each batch cut to its own width, padded back), checks that every sampler kept the
+fixed positions (``contract.check_fixed_kept``), reports progress, and returns the JSONL
+records with every setting in them.
 
     model = load_model(get_domain("text"), "teacher")
     cfg = sampler_config("ancestral", "text", nfe=16, temperature=0.9)
@@ -25,7 +27,9 @@ import torch
 from ..devices import bf16_in_effect, module_device
 from ..errors import DidiError
 from .ancestral import from_states, initial_states, start_states
-from .contract import Sampler, SampleResult, SamplerOptions, check_samples_complete, prepared
+from .blocks import with_block_count
+from .contract import Sampler, SampleResult, SamplerOptions, check_fixed_kept, check_samples_complete, prepared
+from .prompt import Prompt, encode_prompts, prompted_states
 
 
 @dataclass
@@ -143,12 +147,14 @@ def ready_sampler(model: Model, sampler: str, cfg: SamplerOptions) -> Sampler:
 
 def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "ancestral", num_samples: int = 4,
              seed: int = 0, lengths: str | None = None, batch_size: int = 32,
-             on_step: Callable[[int, int], None] | None = None) -> Generation:
+             on_step: Callable[[int, int], None] | None = None, prompt: Prompt | None = None) -> Generation:
     """``num_samples`` samples with ``sampler`` (a registered name, or a sampler from ``ready_sampler``).
 
     ``lengths``: a variable-length domain's length spec (None: its fitted length model); drawn from
     their own generator, so the sampler's random stream is the same whatever the lengths.
     ``on_step(done, total)`` is called after every step of every batch.
+    ``prompt``: a text, several texts or token ids (``prompt.encode_prompts``): ``num_samples`` samples
+    for each, in prompt order, each the prompt (after BOS) followed by its generated answer.
     """
     from ..errors import DidiError
     from ..io.samples import sample_records
@@ -162,15 +168,23 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     if not isinstance(cfg, chosen.config):
         raise DidiError(f"sampler {chosen.name!r} takes a {chosen.config.__name__}, not a {type(cfg).__name__}")
     cfg.validate()
-    run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
     adapter = model.adapter
-    x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, num_samples, seed, lengths)
+    prompts = None if prompt is None else encode_prompts(prompt, model.tokenizer, adapter.spec)
+    row_prompts = None if prompts is None else [ids for ids in prompts for _ in range(num_samples)]
+    rows = num_samples * len(prompts or [None])
+    check_num_samples(rows)
+    run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
+    x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, rows, seed, lengths,
+                                         None if row_prompts is None else list(map(len, row_prompts)))
     # the fp64 p(x0) table of a batch: L × V float64s per row, before any row is allocated
     width = (cfg.length or adapter.spec.max_length) if x_init is None else x_init.shape[1]
-    check_rows("--batch-size", min(batch_size, num_samples), 8 * width * adapter.spec.vocab_size, "the sampler's p(x0) table")
+    check_rows("--batch-size", min(batch_size, rows), 8 * width * adapter.spec.vocab_size, "the sampler's p(x0) table")
     if x_init is None:
-        x_init = start_states(adapter, num_samples, cfg.length)
-    total, done = cfg.nfe * -(-num_samples // batch_size), 0
+        x_init = start_states(adapter, rows, cfg.length)
+    if row_prompts is not None:
+        x_init = prompted_states(x_init, row_prompts, model.tokenizer.bos_id, adapter.spec.mask_id)
+    cfg = with_block_count(cfg, x_init, adapter.spec.mask_id)  # one block count for every batch, checked up front
+    total, done = cfg.nfe * -(-rows // batch_size), 0
 
     def step() -> None:
         nonlocal done
@@ -180,6 +194,7 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     result = from_states(lambda x, gen: run.sample(adapter, x, cfg, gen, step if on_step else None),
                          x_init, seed, batch_size, adapter.spec.pad_id)
     check_samples_complete(result.tokens, adapter.spec.mask_id)  # every sampler's, plugins' included
+    check_fixed_kept(x_init, result.tokens, adapter.spec.mask_id, run.name)  # the prompt, BOS/EOS, padding
     extra = {run.name: cfg.record()} if cfg.record() else {}
     extra["trunk_precision"] = trunk_precision(adapter)
     if length_info:
@@ -187,4 +202,12 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     records = sample_records(model.domain, model.tokenizer, result, seed=seed, sampler=run.name,
                              final=getattr(cfg, "final", "ancestral"), temperature=cfg.temperature,
                              provenance=adapter.provenance, extra=extra or None)
+    for i, (rec, ids) in enumerate(zip(records, row_prompts or [], strict=False)):
+        rec["prompt"] = prompt_record(model, i // num_samples, ids)
     return Generation(result, records, cfg, run.name)
+
+
+def prompt_record(model: Model, index: int, ids: list[int]) -> dict:
+    """What a sample record says of its prompt: which one, its tokens (``tokens[1:1 + num_tokens]``, after
+    BOS) and its text as the sample's ``decoded`` shows it."""
+    return {"index": index, "num_tokens": len(ids), "text": model.domain.readable(model.tokenizer.decode(ids))}

@@ -126,10 +126,15 @@ def rgas_sample(student, disc, num: int, cfg: RGASConfig, generator: torch.Gener
                 on_step: Callable[[], None] | None = None, x_init: torch.Tensor | None = None) -> SampleResult:
     """``num`` RGAS samples from ``x_init`` (default: all-mask rows of ``cfg.length``)."""
     disc.eval()
-    step = RGASTransition(student, disc, cfg)
+    steps: list[RGASTransition] = []  # one per block (one without --block-length): their discriminator calls add up
+
+    def transition_for(c: RGASConfig) -> RGASTransition:
+        steps.append(RGASTransition(student, disc, c))
+        return steps[-1]
+
     x = start_states(student, num, cfg.length) if x_init is None else x_init
-    result = denoise(student, x, cfg, generator, step, on_step)
-    result.aux_calls = step.disc_calls
+    result = denoise(student, x, cfg, generator, transition_for, on_step)
+    result.aux_calls = sum(step.disc_calls for step in steps)
     return result
 
 

@@ -16,8 +16,10 @@ Per iteration t = 1..T (one network call each; bytedance/dplm ``generate_dplm.py
 A temperature T ≠ 1 divides the logits before every Gumbel draw (and before the guard's top-p
 filter), as DPLM's ``temperature`` does; T = 1 leaves them untouched.
 
-``<cls>``, ``<eos>`` and ``<pad>`` never move, so mixed-length batches padded after
-``<eos>`` are handled row by row. Draws use fp64 uniforms from a torch generator.
+Only the positions masked in the start states are the sampler's (the sampler contract,
+``didi_seq/sampling/contract.py``): ``<cls>``, ``<eos>``, ``<pad>`` and a prompt never move and
+are never re-masked, so mixed-length batches padded after ``<eos>`` are handled row by row and N
+counts a row's answer residues. Draws use fp64 uniforms from a torch generator.
 
 Two deliberate differences from DPLM's code: the guard's share is counted over a row's N
 residues (DPLM counts the whole row, N + 2 positions, because it never mixes lengths in a
@@ -75,7 +77,7 @@ def dplm_sample(adapter, x_init: torch.Tensor, nfe: int, generator: torch.Genera
     """
     spec, dev = adapter.spec, adapter.device
     x = x_init.to(dev, copy=True)
-    residues = ~torch.isin(x, torch.tensor(spec.frozen_ids(), dtype=torch.long, device=dev))
+    residues = x == spec.mask_id  # the positions to generate; the rest (frame, prompt) are fixed
     n_res = residues.sum(-1)
     banned = torch.tensor(sorted({spec.mask_id, *suppress}), dtype=torch.long, device=dev)
     calls = rows = 0

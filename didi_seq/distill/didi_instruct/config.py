@@ -25,12 +25,13 @@ from ...errors import DidiError
 from ...numbers import check_float_fields, check_range
 from ...options import option
 from ..method import MethodConfig
+from ..prompt import PromptOption
 
 PI_SHAPES = {"uniform": (1, 1), "beta22": (2, 2), "beta25": (2, 5), "beta52": (5, 2)}
 
 
 @dataclass
-class DistillConfig(MethodConfig):
+class DistillConfig(PromptOption, MethodConfig):
     steps: int = 400  # [MEASURED] ~15 s/step budget on 1 CPU thread; the paper runs 10k on an H100
     # real rows per step [MEASURED]; the paper's is not recovered
     batch_size: int = option(4, "Target rows per iteration (each repeated group-size times).")
@@ -80,6 +81,7 @@ class DistillConfig(MethodConfig):
     bf16: bool = True
 
     def validate(self) -> None:
+        super().validate()  # --prompt-length
         check_float_fields(self)
         for name in ("label_smoothing", "t0"):
             check_range(name, getattr(self, name), 0, 1, high_open=True)

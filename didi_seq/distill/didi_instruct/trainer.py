@@ -40,6 +40,7 @@ from ..objective import (
     sample_tau,
     student_times,
 )
+from ..prompt import answer_positions
 from .config import PI_SHAPES, DistillConfig
 
 
@@ -94,8 +95,9 @@ class Distiller(StateTrainer):
 
         student_turn = self.step_count >= cfg.disc_warmup_steps
         self.student.train()
-        # variable-length rows: the student fills the target row's frame (its length, BOS/EOS, padding)
-        maskable = self.spec.maskable(x_pos)
+        # variable-length rows: the student fills the target row's frame (its length, BOS/EOS, padding); with
+        # --prompt-length it starts from the row's prompt, which is never masked (prompt.answer_positions)
+        maskable = answer_positions(self.spec, x_pos, cfg.prompt_length)
         start = prior((n, length), mask, dev) if maskable is None else torch.where(maskable, mask, x_pos)
         with torch.set_grad_enabled(student_turn):  # discriminator-only steps need the samples, not the graph
             ro = rollout(self.student_fn, start,
