@@ -133,32 +133,35 @@ def positive(name: str, value: int | None) -> None:
 
 
 @contextlib.contextmanager
-def distributed_run(device: str):
+def distributed_run(device: str, sharded: bool = False):
     """(ranks, device) of this process under torchrun (a single process otherwise): under torchrun
     ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group after a clean run."""
     from didi_seq.devices import resolve_device
     from didi_seq.training.distributed import init_from_env, local_rank, shutdown
 
     dev = resolve_device(device, local_rank())
-    ranks = init_from_env(dev)
+    ranks = init_from_env(dev, sharded)
     yield ranks, dev
     shutdown(ranks)  # not after an error: a failed rank's peers may never reach the barrier (torchrun reaps them)
 
 
 @contextlib.contextmanager
-def training_session(name: str, out: Path, device: str, log: str | None, steps: int, describe, info: str = ""):
-    """What pretrain and distill share around a run: the mirror log checked and --out's parents made before
-    anything starts, then the torchrun group, the run lock, the log mirror and a progress bar (rank 0's).
+def training_session(name: str, out: Path, device: str, log: str | None, steps: int, describe, info: str = "",
+                     shard: str = "ddp"):
+    """What pretrain and distill share around a run: --shard, the mirror log checked and --out's parents made
+    before anything starts, then the torchrun group, the run lock, the log mirror and a progress bar (rank 0's).
     Yields (ranks, device, on_step(step, total, metrics), on_info(text)); ``describe(metrics)`` is the bar's text."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from didi_seq.training.log import check_logger, training_logger
     from didi_seq.training.run_dir import check_run_dir, exclusive_run
+    from didi_seq.training.sharding import check_shard
 
+    sharded = check_shard(shard)
     check_run_dir(out)  # before anything is created: a new, empty or own run directory only
     check_logger(log)
     make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
+    with distributed_run(device, sharded) as (ranks, dev), exclusive_run(out, ranks.is_main), \
             training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as bar:
@@ -179,6 +182,10 @@ TrainingThreads = Annotated[int | None, typer.Option(envvar="DIDI_SEQ_THREADS", 
                                                      show_default=THREADS_DEFAULT, rich_help_panel=HARDWARE)]
 TrainingDevice = Annotated[str, typer.Option(envvar="DIDI_SEQ_DEVICE", rich_help_panel=HARDWARE,
                                              help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU.")]
+TrainingShard = Annotated[str, typer.Option(
+    help="Under torchrun: ddp (every rank holds whole networks; data parallel) | fsdp (FSDP2 cuts every network, "
+    "frozen teacher included, over the ranks: weights, gradients and Adam state take 1/N each; needs ≥ 2 ranks). "
+    "A run may resume with another world size, and an fsdp run without --shard.", rich_help_panel=HARDWARE)]
 
 
 def threads_or_default(threads: int | None) -> int:
@@ -263,6 +270,7 @@ def pretrain(
     log: TrainingLog = None,
     threads: TrainingThreads = None,
     device: TrainingDevice = "auto",
+    shard: TrainingShard = "ddp",
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise.", rich_help_panel=RUN),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk.", rich_help_panel=HARDWARE),
     tokenizer: str | None = typer.Option(None, help="Tokenizer: the domain's embedded one (default) or, for text, "
@@ -295,7 +303,7 @@ def pretrain(
     if preset is not None:  # a preset names a model; its other settings are defaults the options above override
         given["model"] = (f"--preset {preset}", cfg.model)
     describe = lambda m: f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")  # noqa: E731
-    with training_session("pretrain", out, device, log, cfg.steps, describe) as (ranks, dev, on_step, _):
+    with training_session("pretrain", out, device, log, cfg.steps, describe, shard=shard) as (ranks, dev, on_step, _):
         result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev, given=given)
     if ranks.is_main:
             typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
@@ -446,6 +454,7 @@ def distill(
     log: TrainingLog = None,
     threads: TrainingThreads = None,
     device: TrainingDevice = "auto",
+    shard: TrainingShard = "ddp",
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling.",
                                     show_default="0", rich_help_panel=RUN),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
@@ -481,7 +490,7 @@ def distill(
     for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), shortfall(cfg, cfg.steps)]):
         if warning:  # resume: the saved config's were checked when the run started
             status(f"warning: {warning}")
-    with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
+    with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading", shard=shard) as \
             (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
                      on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": not raw},
