@@ -520,6 +520,81 @@ def distill_progress(m: dict) -> str:
 
 @app.command()
 @user_errors
+def plan(
+    teacher: str = typer.Option(..., help="The teacher's config.json, or a checkpoint (run) directory holding one: "
+                                "didi-seq, Hugging Face (hidden_size, …) or LLaDA (d_model, …) keys. No weights are read."),
+    method: str = typer.Option("didi-instruct", help="didi-instruct | sdtt | mmd (its defaults fill the options not given)."),
+    gpus: int = typer.Option(..., help="GPUs (torchrun ranks)."),
+    gpu_mem: float = typer.Option(..., "--gpu-mem", help="Memory of one GPU, GiB (e.g. 80 for an H100, 141 for an H200)."),
+    batch_size: int | None = typer.Option(None, help="As distill's --batch-size (over all GPUs).",
+                                          show_default="the method's"),
+    group_size: int | None = typer.Option(None, help="DiDi-Instruct: rows per target row.", show_default="the method's"),
+    length: int | None = typer.Option(None, help="Sequence length.", show_default="the config's maximum"),
+    shard: str = typer.Option("ddp", help="ddp (whole networks on every GPU) | fsdp (each state / --gpus)."),
+    dtype: str = typer.Option("bf16", help="bf16 (frozen weights 2 B, trained: bf16 + fp32 master) | fp32 (4 B; "
+                              "what didi-seq's own fp32 checkpoints train in)."),
+    steps: int | None = typer.Option(None, help="Iterations, for the GPU-hours.", show_default="the method's"),
+    tflops: float = typer.Option(400.0, help="Sustained bf16 TFLOP/s per GPU assumed for the GPU-hours (≈ 40 % of an "
+                                 "H100/H200's 989 dense peak)."),
+    json_out: bool = typer.Option(False, "--json", help="The plan as JSON on stdout instead of a table."),
+) -> None:
+    """Whether a distillation run fits, and each GPU's memory: weights, gradients, Adam state, activations.
+
+    Computed from the teacher's config.json alone (didi_seq/training/plan.py states every formula and its source).
+    """
+    import json
+    import math
+
+    from rich.table import Table
+
+    from didi_seq.registry.plugins import get_method
+    from didi_seq.training.plan import GIB, METHODS, Setup, gpu_hours, read_teacher_shape
+    from didi_seq.training.plan import plan as make_plan
+
+    if method not in METHODS:
+        raise DidiError(f"plan knows the memory of --method {', '.join(METHODS)}; not {method!r}")
+    for name, value in (("batch-size", batch_size), ("group-size", group_size), ("length", length), ("steps", steps)):
+        positive(name, value)
+    if not (math.isfinite(tflops) and tflops > 0):
+        raise DidiError(f"--tflops must be a positive number, got {tflops}")
+    options = get_method(method).config()
+    batch = batch_size or options.batch_size
+    rows = batch * (group_size or getattr(options, "group_size", 1))
+    shape = read_teacher_shape(teacher)
+    length = length or shape.max_length
+    if length is None:
+        raise DidiError(f"{teacher}: its config names no maximum length; pass --length")
+    result = make_plan(shape, Setup(method, gpus, gpu_mem, rows, length, shard, dtype, options))
+    steps = steps or options.steps
+    hours = gpu_hours(result.flops_per_step, steps, tflops)
+    if json_out:
+        typer.echo(json.dumps({"teacher": {"kind": shape.kind, "params": shape.params, "layers": shape.layers,
+                                           "hidden": shape.hidden}, "method": method, "gpus": gpus, "shard": shard,
+                               "dtype": dtype, "rows_per_step": rows, "length": length, **result.to_dict(),
+                               "steps": steps, "tflops_assumed": tflops, "gpu_hours": hours}, indent=2))
+        return
+    out = console()
+    table = Table(title=f"{method} on a {shape.kind} teacher of {shape.params / 1e9:.2f} B params "
+                        f"({shape.layers} layers, hidden {shape.hidden}); {gpus} GPUs, --shard {shard}, {dtype}; "
+                        f"{rows} rows × {length} tokens per step", title_justify="left")
+    for col, justify in (("per GPU", "left"), ("GiB", "right"), ("how", "left")):
+        table.add_column(col, justify=justify)
+    for row in result.rows:
+        table.add_row(literal(row.what), f"{row.bytes / GIB:.2f}", literal(row.how))
+    table.add_row("total", f"{result.per_rank / GIB:.2f}", f"of {result.usable / GIB:.1f} GiB usable", style="bold")
+    out.print(table)
+    verdict = "fits" if result.fits else "does NOT fit"
+    out.print(f"{verdict}: {result.per_rank / GIB:.1f} GiB per GPU of {result.usable / GIB:.1f} usable "
+              f"({gpu_mem:g} GiB GPUs)", markup=False)
+    out.print(f"compute: {result.flops_per_step / 1e15:.2f} PFLOP per step; at {tflops:g} TFLOP/s per GPU "
+              f"{result.flops_per_step / (gpus * tflops * 1e12):.2f} s/step on {gpus} GPUs; {steps} steps ≈ "
+              f"{hours:.1f} GPU-hours (an estimate)", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
+
+
+@app.command()
+@user_errors
 def evaluate(
     ctx: typer.Context,
     domain: str = typer.Option(..., help="Domain name."),

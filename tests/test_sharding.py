@@ -28,6 +28,7 @@ from didi_seq.training.sharding import (
     global_sum,
     has_sharded,
     read_shards,
+    shards_scratch_name,
     transformer_blocks,
 )
 from didi_seq_cli.main import app
@@ -68,6 +69,17 @@ def test_resuming_a_data_parallel_run_sharded_is_refused_with_one_line(tmp_path)
     with pytest.raises(DidiError, match="written without --shard fsdp"):
         read_shards(state, tmp_path, torch.device("cpu"), Ranks(0, 2, sharded=True))
     assert read_shards(state, tmp_path, torch.device("cpu"), Ranks()) is state  # unsharded: as saved
+
+
+def test_shards_of_a_killed_checkpoint_write_are_debris_the_resume_removes(tmp_path):
+    from didi_seq.training.run_dir import check_run_dir, checkpoint_dir, prepare_resume
+
+    scratch = tmp_path / "checkpoints" / shards_scratch_name(checkpoint_dir(tmp_path, 3))
+    scratch.mkdir(parents=True)
+    (scratch / "__0_0.distcp").write_bytes(b"half")
+    check_run_dir(tmp_path)  # not a foreign entry that would make --out refused
+    prepare_resume(tmp_path, 0)
+    assert not scratch.exists()
 
 
 @pytest.mark.parametrize("command", ["pretrain", "distill"])

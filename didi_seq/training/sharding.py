@@ -248,6 +248,12 @@ def _fill(state: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any
     return state
 
 
+def shards_scratch_name(target: Path) -> str:
+    """Where the shards of checkpoint ``target`` are written first: hidden run-directory debris
+    (``run_dir.prepare_resume`` removes it) until the checkpoint is published with them inside."""
+    return f".{target.name}.tmp-shards-{os.getpid()}"
+
+
 def write_shards(target: Path, state: dict, ranks: Ranks) -> tuple[dict, Path | None]:
     """Every rank writes its shards of ``state`` into a hidden sibling of checkpoint ``target`` (crash
     debris until ``TrainingRun.save`` moves it inside); returns the rest of the state and that directory."""
@@ -259,7 +265,7 @@ def write_shards(target: Path, state: dict, ranks: Ranks) -> tuple[dict, Path | 
     name = [None]
     if ranks.is_main:
         target.parent.mkdir(parents=True, exist_ok=True)
-        name[0] = f".{target.name}.tmp-shards-{os.getpid()}"
+        name[0] = shards_scratch_name(target)
     torch.distributed.broadcast_object_list(name, src=0)
     where = target.parent / name[0]
     dcp.save(tensors, checkpoint_id=str(where))
