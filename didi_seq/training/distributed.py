@@ -20,6 +20,9 @@ Why not torch's DistributedDataParallel wrapper: the loops call the DiT's
 networks per step, which bypasses the wrapper's forward hook; one flat all-reduce per
 network after ``backward`` is explicit and as cheap at these sizes.
 
+``--shard fsdp`` keeps these conventions and cuts the networks over the ranks instead of
+copying them (sharding.py).
+
 On GPUs each rank drives ``cuda:LOCAL_RANK`` and the group runs over NCCL; on CPUs over
 gloo (devices.py). Random numbers are drawn on the host either way, so the convention above
 holds across devices too.
