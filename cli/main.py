@@ -133,32 +133,35 @@ def positive(name: str, value: int | None) -> None:
 
 
 @contextlib.contextmanager
-def distributed_run(device: str):
+def distributed_run(device: str, sharded: bool = False):
     """(ranks, device) of this process under torchrun (a single process otherwise): under torchrun
     ``cuda`` means this rank's GPU and the group runs over NCCL, else gloo. Leaves the group after a clean run."""
     from didi_seq.devices import resolve_device
     from didi_seq.training.distributed import init_from_env, local_rank, shutdown
 
     dev = resolve_device(device, local_rank())
-    ranks = init_from_env(dev)
+    ranks = init_from_env(dev, sharded)
     yield ranks, dev
     shutdown(ranks)  # not after an error: a failed rank's peers may never reach the barrier (torchrun reaps them)
 
 
 @contextlib.contextmanager
-def training_session(name: str, out: Path, device: str, log: str | None, steps: int, describe, info: str = ""):
-    """What pretrain and distill share around a run: the mirror log checked and --out's parents made before
-    anything starts, then the torchrun group, the run lock, the log mirror and a progress bar (rank 0's).
+def training_session(name: str, out: Path, device: str, log: str | None, steps: int, describe, info: str = "",
+                     shard: str = "ddp"):
+    """What pretrain and distill share around a run: --shard, the mirror log checked and --out's parents made
+    before anything starts, then the torchrun group, the run lock, the log mirror and a progress bar (rank 0's).
     Yields (ranks, device, on_step(step, total, metrics), on_info(text)); ``describe(metrics)`` is the bar's text."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from didi_seq.training.log import check_logger, training_logger
     from didi_seq.training.run_dir import check_run_dir, exclusive_run
+    from didi_seq.training.sharding import check_shard
 
+    sharded = check_shard(shard)
     check_run_dir(out)  # before anything is created: a new, empty or own run directory only
     check_logger(log)
     make_run_parent(out)
-    with distributed_run(device) as (ranks, dev), exclusive_run(out, ranks.is_main), \
+    with distributed_run(device, sharded) as (ranks, dev), exclusive_run(out, ranks.is_main), \
             training_logger(log, out, ranks.is_main) as logger, progress(
             TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), disable=not ranks.is_main) as bar:
@@ -179,6 +182,10 @@ TrainingThreads = Annotated[int | None, typer.Option(envvar="DIDI_SEQ_THREADS", 
                                                      show_default=THREADS_DEFAULT, rich_help_panel=HARDWARE)]
 TrainingDevice = Annotated[str, typer.Option(envvar="DIDI_SEQ_DEVICE", rich_help_panel=HARDWARE,
                                              help=DEVICE_HELP + "; under torchrun each rank takes its LOCAL_RANK's GPU.")]
+TrainingShard = Annotated[str, typer.Option(
+    help="Under torchrun: ddp (every rank holds whole networks; data parallel) | fsdp (FSDP2 cuts every network, "
+    "frozen teacher included, over the ranks: weights, gradients and Adam state take 1/N each; needs ≥ 2 ranks). "
+    "A run may resume with another world size, and an fsdp run without --shard.", rich_help_panel=HARDWARE)]
 
 
 def threads_or_default(threads: int | None) -> int:
@@ -263,6 +270,7 @@ def pretrain(
     log: TrainingLog = None,
     threads: TrainingThreads = None,
     device: TrainingDevice = "auto",
+    shard: TrainingShard = "ddp",
     seed: int = typer.Option(0, help="Seed for initialisation, data order and noise.", rich_help_panel=RUN),
     bf16: bool = typer.Option(True, "--bf16/--no-bf16", help="bf16 autocast for the trunk.", rich_help_panel=HARDWARE),
     tokenizer: str | None = typer.Option(None, help="Tokenizer: the domain's embedded one (default) or, for text, "
@@ -295,7 +303,7 @@ def pretrain(
     if preset is not None:  # a preset names a model; its other settings are defaults the options above override
         given["model"] = (f"--preset {preset}", cfg.model)
     describe = lambda m: f"loss {m['loss']:.3f}" + (f" val {m['val_nelbo']:.3f}" if "val_nelbo" in m else "")  # noqa: E731
-    with training_session("pretrain", out, device, log, cfg.steps, describe) as (ranks, dev, on_step, _):
+    with training_session("pretrain", out, device, log, cfg.steps, describe, shard=shard) as (ranks, dev, on_step, _):
         result = run(dom, out, cfg, corpus=corpus, resume=resume, on_step=on_step, ranks=ranks, device=dev, given=given)
     if ranks.is_main:
             typer.echo(f"trained {result.step} steps in {result.wall_clock_s:.0f} s; "
@@ -456,6 +464,7 @@ def distill(
     log: TrainingLog = None,
     threads: TrainingThreads = None,
     device: TrainingDevice = "auto",
+    shard: TrainingShard = "ddp",
     seed: int | None = typer.Option(None, help="Seed for initialisation, data order and sampling.",
                                     show_default="0", rich_help_panel=RUN),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Stop with a checkpoint once the run has "
@@ -491,7 +500,7 @@ def distill(
     for warning in ([] if resume else [check_student_steps(cfg, allow=allow_no_student_steps), shortfall(cfg, cfg.steps)]):
         if warning:  # resume: the saved config's were checked when the run started
             status(f"warning: {warning}")
-    with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading") as \
+    with training_session("distill", out, device, log, cfg.steps, distill_progress, info="loading", shard=shard) as \
             (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
                      on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": not raw},
@@ -517,6 +526,81 @@ def distill_progress(m: dict) -> str:
         if key in m:
             parts.append(f"{label} {m[key]:{fmt}}")
     return " ".join(parts)
+
+
+@app.command()
+@user_errors
+def plan(
+    teacher: str = typer.Option(..., help="The teacher's config.json, or a checkpoint (run) directory holding one: "
+                                "didi-seq, Hugging Face (hidden_size, …) or LLaDA (d_model, …) keys. No weights are read."),
+    method: str = typer.Option("didi-instruct", help="didi-instruct | sdtt | mmd (its defaults fill the options not given)."),
+    gpus: int = typer.Option(..., help="GPUs (torchrun ranks)."),
+    gpu_mem: float = typer.Option(..., "--gpu-mem", help="Memory of one GPU, GiB (e.g. 80 for an H100, 141 for an H200)."),
+    batch_size: int | None = typer.Option(None, help="As distill's --batch-size (over all GPUs).",
+                                          show_default="the method's"),
+    group_size: int | None = typer.Option(None, help="DiDi-Instruct: rows per target row.", show_default="the method's"),
+    length: int | None = typer.Option(None, help="Sequence length.", show_default="the config's maximum"),
+    shard: str = typer.Option("ddp", help="ddp (whole networks on every GPU) | fsdp (each state / --gpus)."),
+    dtype: str = typer.Option("bf16", help="bf16 (frozen weights 2 B, trained: bf16 + fp32 master) | fp32 (4 B; "
+                              "what didi-seq's own fp32 checkpoints train in)."),
+    steps: int | None = typer.Option(None, help="Iterations, for the GPU-hours.", show_default="the method's"),
+    tflops: float = typer.Option(400.0, help="Sustained bf16 TFLOP/s per GPU assumed for the GPU-hours (≈ 40 % of an "
+                                 "H100/H200's 989 dense peak)."),
+    json_out: bool = typer.Option(False, "--json", help="The plan as JSON on stdout instead of a table."),
+) -> None:
+    """Whether a distillation run fits, and each GPU's memory: weights, gradients, Adam state, activations.
+
+    Computed from the teacher's config.json alone (didi_seq/training/plan.py states every formula and its source).
+    """
+    import json
+    import math
+
+    from rich.table import Table
+
+    from didi_seq.registry.plugins import get_method
+    from didi_seq.training.plan import GIB, METHODS, Setup, gpu_hours, read_teacher_shape
+    from didi_seq.training.plan import plan as make_plan
+
+    if method not in METHODS:
+        raise DidiError(f"plan knows the memory of --method {', '.join(METHODS)}; not {method!r}")
+    for name, value in (("batch-size", batch_size), ("group-size", group_size), ("length", length), ("steps", steps)):
+        positive(name, value)
+    if not (math.isfinite(tflops) and tflops > 0):
+        raise DidiError(f"--tflops must be a positive number, got {tflops}")
+    options = get_method(method).config()
+    batch = batch_size or options.batch_size
+    rows = batch * (group_size or getattr(options, "group_size", 1))
+    shape = read_teacher_shape(teacher)
+    length = length or shape.max_length
+    if length is None:
+        raise DidiError(f"{teacher}: its config names no maximum length; pass --length")
+    result = make_plan(shape, Setup(method, gpus, gpu_mem, rows, length, shard, dtype, options))
+    steps = steps or options.steps
+    hours = gpu_hours(result.flops_per_step, steps, tflops)
+    if json_out:
+        typer.echo(json.dumps({"teacher": {"kind": shape.kind, "params": shape.params, "layers": shape.layers,
+                                           "hidden": shape.hidden}, "method": method, "gpus": gpus, "shard": shard,
+                               "dtype": dtype, "rows_per_step": rows, "length": length, **result.to_dict(),
+                               "steps": steps, "tflops_assumed": tflops, "gpu_hours": hours}, indent=2))
+        return
+    out = console()
+    table = Table(title=f"{method} on a {shape.kind} teacher of {shape.params / 1e9:.2f} B params "
+                        f"({shape.layers} layers, hidden {shape.hidden}); {gpus} GPUs, --shard {shard}, {dtype}; "
+                        f"{rows} rows × {length} tokens per step", title_justify="left")
+    for col, justify in (("per GPU", "left"), ("GiB", "right"), ("how", "left")):
+        table.add_column(col, justify=justify)
+    for row in result.rows:
+        table.add_row(literal(row.what), f"{row.bytes / GIB:.2f}", literal(row.how))
+    table.add_row("total", f"{result.per_rank / GIB:.2f}", f"of {result.usable / GIB:.1f} GiB usable", style="bold")
+    out.print(table)
+    verdict = "fits" if result.fits else "does NOT fit"
+    out.print(f"{verdict}: {result.per_rank / GIB:.1f} GiB per GPU of {result.usable / GIB:.1f} usable "
+              f"({gpu_mem:g} GiB GPUs)", markup=False)
+    out.print(f"compute: {result.flops_per_step / 1e15:.2f} PFLOP per step; at {tflops:g} TFLOP/s per GPU "
+              f"{result.flops_per_step / (gpus * tflops * 1e12):.2f} s/step on {gpus} GPUs; {steps} steps ≈ "
+              f"{hours:.1f} GPU-hours (an estimate)", markup=False)
+    for note in result.notes:
+        out.print(f"note: {note}", markup=False)
 
 
 @app.command()

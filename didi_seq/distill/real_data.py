@@ -10,7 +10,6 @@ needs: SDTT its round teacher, MMD its frozen feature trunk and kernel width.
 
 from __future__ import annotations
 
-import copy
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from ..domain.data import trim_padding
 from ..training.distributed import RowNoise
+from ..training.sharding import clone_module, shard
 from ..training.signals import initial_weights, learning_signals
 from ..training.state import StateTrainer, TrainState
 from .method import MethodContext
@@ -39,7 +39,7 @@ class RealDataTrainer(StateTrainer, ABC):
         self.data, self.data_meta = ctx.corpus_rows()
         self.rows = ctx.ranks.rows(cfg.batch_size, "--batch-size")
         torch.manual_seed(cfg.seed)
-        self.student = adapter.student_copy()
+        self.student = shard(adapter.student_copy(), ctx.ranks)  # --shard fsdp: cut over the ranks
         # SDTT: Adam without weight decay; MMD: AdamW with weight decay 0 — the same update
         self.opt = torch.optim.AdamW(self.student.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -78,7 +78,7 @@ class RealDataTrainer(StateTrainer, ABC):
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not math.isfinite(norm.item()):
             raise FloatingPointError("student gradient is not finite")
-        values.update(learning_signals(self.student, self.opt, self.start_weights))
+        values.update(learning_signals(self.student, self.opt, self.start_weights, self.ranks))
         self.opt.step()
         self.state.ema.update(self.student)
         self.step_count += 1
@@ -129,7 +129,7 @@ class SDTTTrainer(RealDataTrainer):
         self.data_meta["sdtt_steps_per_round"] = self.steps_per_round
         self.round = state["sdtt_round"]
         if "sdtt_round_teacher" in state:
-            self.round_teacher = copy.deepcopy(self.student).eval()
+            self.round_teacher = clone_module(self.student).eval()
             self.round_teacher.load_state_dict(state["sdtt_round_teacher"])
             for p in self.round_teacher.parameters():
                 p.requires_grad_(False)

@@ -23,6 +23,7 @@ from ..io.provenance import Provenance, SourceInfo, TeacherRef
 from ..limits import check_rows
 from ..training.distributed import Ranks
 from ..training.run import TrainingRun
+from ..training.sharding import shard
 from .method import DistillMethod, MethodContext
 from .prompt import check_prompt_length
 
@@ -145,9 +146,11 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
                         on_prepare=on_prepare or (lambda message: None))
     trainer = method.build(ctx, cfg)
+    if getattr(adapter, "model", None) is not None:
+        shard(adapter.model, ranks)  # --shard fsdp: the frozen teacher too, once the method has copied it
     run.check_same_data(trainer.data_meta)
     if run.state is not None:
-        trainer.load_state_dict(run.state, str(run.out_dir))
+        trainer.load_state_dict(run.resume_state(device), str(run.out_dir))
     run.start(trainer.step_count)
     teacher_ref = TeacherRef.of(adapter)
 

@@ -170,9 +170,10 @@ def atomic_write_dir(target: Path, write: Callable[[Path], None]) -> None:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a checkpoint gets normal permissions
     try:
         _fill_dir(tmp, target, write)
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        for f in tmp.rglob("*"):  # a sharded training state is a subdirectory (training/sharding.py)
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         if target.exists():
             old = target.parent / f".{target.name}.old-{os.getpid()}"
             os.rename(target, old)

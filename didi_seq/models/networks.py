@@ -75,7 +75,9 @@ class TrainablePart:
         teacher (its ``SourceInfo``) whose trunk it must be rebuilt on."""
         from safetensors.torch import save_file
 
-        save_file(self.trainable_state(), str(Path(directory) / DISC_FILE))
+        # a sharded discriminator (training/sharding.py) is gathered whole; every rank calls save then
+        state = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in self.trainable_state().items()}
+        save_file(state, str(Path(directory) / DISC_FILE))
         (Path(directory) / DISC_CONFIG).write_text(json.dumps({
             "trainable_blocks": self.trainable_blocks, "teacher_sha256": teacher.model_sha256,
             "teacher_id": teacher.id}, indent=2) + "\n")

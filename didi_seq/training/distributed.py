@@ -20,6 +20,9 @@ Why not torch's DistributedDataParallel wrapper: the loops call the DiT's
 networks per step, which bypasses the wrapper's forward hook; one flat all-reduce per
 network after ``backward`` is explicit and as cheap at these sizes.
 
+``--shard fsdp`` keeps these conventions and cuts the networks over the ranks instead of
+copying them (sharding.py).
+
 On GPUs each rank drives ``cuda:LOCAL_RANK`` and the group runs over NCCL; on CPUs over
 gloo (devices.py). Random numbers are drawn on the host either way, so the convention above
 holds across devices too.
@@ -49,6 +52,7 @@ class Ranks:
 
     rank: int = 0
     world_size: int = 1
+    sharded: bool = False  # --shard fsdp: the networks are cut over the ranks (sharding.py)
 
     @property
     def is_main(self) -> bool:
@@ -92,10 +96,15 @@ class Ranks:
         return torch.cat(parts)
 
     def sum_gradients(self, params) -> None:
-        """Replace every gradient by its sum over ranks (one flat all-reduce)."""
+        """Replace every gradient by its sum over ranks (one flat all-reduce). Gradients of sharded
+        parameters are left alone: FSDP's reduce-scatter already summed them (sharding.py)."""
         if not self.active:
             return
-        grads = [p.grad for p in params if p.grad is not None]
+        from torch.distributed.tensor import DTensor
+
+        grads = [p.grad for p in params if p.grad is not None and not isinstance(p.grad, DTensor)]
+        if not grads:
+            return
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch.distributed.all_reduce(flat)
         offset = 0
@@ -141,9 +150,10 @@ def env_int(name: str, default: int) -> int:
     return value
 
 
-def init_from_env(device: torch.device = torch.device("cpu")) -> Ranks:
+def init_from_env(device: torch.device = torch.device("cpu"), sharded: bool = False) -> Ranks:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR/PORT), if any,
-    over NCCL when this rank drives a GPU and gloo on the CPU."""
+    over NCCL when this rank drives a GPU and gloo on the CPU. ``sharded``: --shard fsdp
+    (``sharding.check_shard`` refused it on a single process before)."""
     world = env_int("WORLD_SIZE", 1)
     if world <= 1:
         return Ranks()
@@ -154,7 +164,7 @@ def init_from_env(device: torch.device = torch.device("cpu")) -> Ranks:
             dist.init_process_group(backend_for(device), **({"device_id": device} if device.type == "cuda" else {}))
         except (RuntimeError, ValueError) as e:
             raise DidiError(f"cannot join the torchrun process group: {str(e).splitlines()[0]}") from None
-    return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks(dist.get_rank(), dist.get_world_size(), sharded)
 
 
 def shutdown(ranks: Ranks) -> None:

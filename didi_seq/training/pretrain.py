@@ -30,6 +30,7 @@ from ..models.teacher import TeacherSpec
 from ..numbers import check_float_fields, check_range
 from .distributed import Ranks, RowNoise
 from .run import TrainingRun
+from .sharding import shard
 from .state import StateTrainer, TrainState
 
 # Model and optimisation presets. "small" is the embedded text teacher (~6 M params,
@@ -156,7 +157,7 @@ class Pretrainer(StateTrainer):
         self.schedule = LogLinearSchedule()
         self.rows = ranks.rows(cfg.batch_size, "--batch-size")  # global batch; this rank's rows of it
         torch.manual_seed(cfg.seed)
-        self.model = DiT(model_cfg).to(device)
+        self.model = shard(DiT(model_cfg).to(device), ranks)  # --shard fsdp: cut over the ranks (sharding.py)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                      fused=True)
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -190,8 +191,9 @@ class Pretrainer(StateTrainer):
         metrics = {"step": self.step_count, "loss": round(self.ranks.sum(loss).item(), 4),
                    "grad_norm": round(grad_norm.item(), 3), "lr": self.opt.param_groups[0]["lr"],
                    "elapsed_s": round(self.clock(), 1)}
-        if self.ranks.is_main and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
-            metrics["val_nelbo"] = round(self.validation_nelbo(), 4)  # evaluation is rank 0's
+        evaluates = self.ranks.is_main or self.ranks.sharded  # rank 0's, or every rank's when the EMA model is sharded
+        if evaluates and (self.step_count % cfg.eval_every == 0 or self.step_count == cfg.steps):
+            metrics["val_nelbo"] = round(self.validation_nelbo(), 4)
         return metrics
 
     def validation_nelbo(self) -> float:
@@ -237,7 +239,7 @@ def pretrain(domain, out_dir: Path, cfg: PretrainConfig, corpus: str | None = No
     run.check_same_data(data_meta)
     trainer = Pretrainer(model_cfg, spec, train_blocks, val_blocks, cfg, ranks, device, run.elapsed)
     if run.state is not None:
-        trainer.load_state_dict(run.state)
+        trainer.load_state_dict(run.resume_state(device))
     run.start(trainer.step_count)
 
     def checkpoint(last: dict) -> None:

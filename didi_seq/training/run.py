@@ -14,6 +14,8 @@ given with a value that differs from the saved one is an error naming it, never 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,7 @@ from ..io.checkpoint import (
     PROVENANCE_FILE,
     STATE_FILE,
     check_parent_dir,
+    latest_checkpoint,
     load_training_state,
     resolve_checkpoint_dir,
     save_checkpoint,
@@ -32,6 +35,7 @@ from ..io.checkpoint import (
 from ..io.provenance import Provenance
 from .distributed import Ranks
 from .run_dir import append_metrics, check_run_dir, checkpoint_dir, prepare_resume, publish_checkpoint
+from .sharding import SHARDED_DIR
 
 # settings a resumed run may change: neither alters what it computes
 RESUME_OVERRIDES = ("steps", "threads")
@@ -120,21 +124,51 @@ class TrainingRun:
         """Training wall-clock seconds, over all the sessions of this run."""
         return self.wall_before + time.perf_counter() - self._t_start
 
+    def resume_state(self, device) -> dict:
+        """The saved training state, its sharded tensors (``--shard fsdp`` runs) read in: as shards of
+        this run's ranks when it shards, else whole, on ``device`` (sharding.py)."""
+        from .sharding import read_shards
+
+        assert self.state is not None
+        return read_shards(self.state, latest_checkpoint(self.out_dir), device, self.ranks)
+
     def save(self, step: int, weights: dict, config: dict, provenance: Provenance, tokenizer_json: str | None,
              training_state: dict, keep: int = 2, artifacts: Callable[[Path], None] | None = None) -> None:
         """Write checkpoint ``step`` atomically (published weights, config, provenance, tokenizer, the
-        trainer's ``artifacts(tmp)``, the resume state), point LATEST at it, retire all but ``keep``."""
+        trainer's ``artifacts(tmp)``, the resume state), point LATEST at it, retire all but ``keep``.
+
+        Sharded (``--shard fsdp``): every rank calls this; each writes its shards of the resume state
+        (sharding.py), the published weights are gathered to rank 0, and the other ranks run
+        ``artifacts`` into a scratch directory, so that the collectives a trainer's artifacts make
+        (gathering a sharded discriminator) meet rank 0's."""
         import torch
+
+        target = checkpoint_dir(self.out_dir, step)
+        shards = None
+        if self.ranks.sharded:
+            from .sharding import full_tensors, write_shards
+
+            training_state, shards = write_shards(target, training_state, self.ranks)
+            weights = full_tensors(weights, self.ranks)
+            if not self.ranks.is_main:
+                if artifacts is not None:
+                    with tempfile.TemporaryDirectory() as scratch:
+                        artifacts(Path(scratch))
+                torch.distributed.barrier()  # rank 0 has published the checkpoint
+                return
 
         def extra(tmp: Path) -> None:
             if artifacts is not None:
                 artifacts(tmp)
             torch.save(training_state, tmp / STATE_FILE)
+            if shards is not None:
+                os.rename(shards, tmp / SHARDED_DIR)
 
-        target = checkpoint_dir(self.out_dir, step)
         target.parent.mkdir(exist_ok=True)
         save_checkpoint(target, weights, config, provenance.to_dict(), tokenizer_json, extra=extra)
         publish_checkpoint(self.out_dir, target, keep)
+        if self.ranks.sharded:
+            torch.distributed.barrier()
 
     def out_of_time(self, max_seconds: float | None) -> bool:
         """Whether the run's training wall-clock (over all its sessions) has used up ``max_seconds``.
@@ -165,10 +199,15 @@ class TrainingRun:
                     from None
             if self.ranks.is_main:
                 append_metrics(self.out_dir, last)
-                if trainer.step_count % ckpt_every == 0 or trainer.step_count == steps:
-                    checkpoint(last)
+            if self.writes_checkpoints and (trainer.step_count % ckpt_every == 0 or trainer.step_count == steps):
+                checkpoint(last)
             if on_step:
                 on_step(trainer.step_count, steps, last)
-        if self.ranks.is_main and last and trainer.step_count % ckpt_every and trainer.step_count != steps:
+        if self.writes_checkpoints and last and trainer.step_count % ckpt_every and trainer.step_count != steps:
             checkpoint(last)  # stopped by the budget between checkpoints
         return last
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        """Rank 0 writes every checkpoint; sharded, every rank writes its shards (``save``)."""
+        return self.ranks.is_main or self.ranks.sharded

@@ -12,35 +12,41 @@ from __future__ import annotations
 
 import torch
 
+from .distributed import Ranks
+from .sharding import global_sum
+
 
 @torch.no_grad()
-def grad_momentum_cos(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer) -> float | None:
+def grad_momentum_cos(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+                      ranks: Ranks = Ranks()) -> float | None:
     """cos(g_t, m_{t−1}) over every parameter with a gradient, called before ``optimizer.step()``:
     the gradient about to be applied against Adam's running mean of the earlier ones (None on the
-    first step, when there is no mean yet)."""
-    dot = g2 = m2 = 0.0
+    first step, when there is no mean yet). Sharded parameters' sums are added over ``ranks``."""
+    dot, g2, m2 = [], [], []
     for p in params:
         m = optimizer.state.get(p, {}).get("exp_avg")
         if p.grad is None or m is None:
             continue
         g = p.grad.float()
-        dot += float((g * m.float()).sum())
-        g2 += float(g.square().sum())
-        m2 += float(m.float().square().sum())
+        dot.append((g * m.float()).sum())
+        g2.append(g.square().sum())
+        m2.append(m.float().square().sum())
+    dot, g2, m2 = (global_sum(x, ranks) for x in (dot, g2, m2))
     if g2 == 0.0 or m2 == 0.0:
         return None
     return dot / (g2 * m2) ** 0.5
 
 
 @torch.no_grad()
-def relative_drift(model: torch.nn.Module, start: dict[str, torch.Tensor]) -> float:
+def relative_drift(model: torch.nn.Module, start: dict[str, torch.Tensor], ranks: Ranks = Ranks()) -> float:
     """‖θ − θ₀‖ / ‖θ₀‖ over the parameters named in ``start`` (the weights the run began from)."""
-    diff = norm = 0.0
+    diff, norm = [], []
     for name, p in model.named_parameters():
         if name in start:
             p0 = start[name].to(p.device, torch.float32)
-            diff += float((p.float() - p0).square().sum())
-            norm += float(p0.square().sum())
+            diff.append((p.float() - p0).square().sum())
+            norm.append(p0.square().sum())
+    diff, norm = global_sum(diff, ranks), global_sum(norm, ranks)
     return (diff / norm) ** 0.5 if norm else 0.0
 
 
@@ -49,7 +55,9 @@ def initial_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def learning_signals(model: torch.nn.Module, optimizer: torch.optim.Optimizer, start: dict[str, torch.Tensor]) -> dict:
-    """The two logged numbers, before ``optimizer.step()``; a missing cosine (first step) is left out."""
-    cos = grad_momentum_cos([p for p in model.parameters() if p.grad is not None], optimizer)
-    return {"drift": relative_drift(model, start), **({} if cos is None else {"grad_momentum_cos": cos})}
+def learning_signals(model: torch.nn.Module, optimizer: torch.optim.Optimizer, start: dict[str, torch.Tensor],
+                     ranks: Ranks = Ranks()) -> dict:
+    """The two logged numbers, before ``optimizer.step()``; a missing cosine (first step) is left out.
+    Every rank must call this under --shard fsdp (the sums of sharded parameters are a collective)."""
+    cos = grad_momentum_cos([p for p in model.parameters() if p.grad is not None], optimizer, ranks)
+    return {"drift": relative_drift(model, start, ranks), **({} if cos is None else {"grad_momentum_cos": cos})}

@@ -8,9 +8,9 @@ weights live only in the resume state.
 
 from __future__ import annotations
 
-import copy
-
 import torch
+
+from .sharding import clone_module
 
 
 class EMA:
@@ -71,8 +71,9 @@ class TrainState:
         return self.ema.state_for(self.model)
 
     def ema_model(self) -> torch.nn.Module:
-        """A frozen-in-eval copy of the model holding the averaged weights."""
-        m = copy.deepcopy(self.model)
+        """A frozen-in-eval copy of the model holding the averaged weights (sharded like the model:
+        every rank must call this under --shard fsdp)."""
+        m = clone_module(self.model)
         m.load_state_dict(self.published())
         return m.eval()
 

@@ -26,6 +26,7 @@ from ...errors import DidiError
 from ...io.provenance import SourceInfo
 from ...models.process import corrupt, prior
 from ...training.distributed import Ranks, RowNoise
+from ...training.sharding import shard
 from ...training.signals import initial_weights, learning_signals
 from ...training.state import StateTrainer, TrainState
 from ..method import MethodContext, corpus_rows
@@ -63,10 +64,10 @@ class Distiller(StateTrainer):
         self.positives, self.ranks, self.device = positives, ranks, adapter.device
         self.rows = ranks.rows(cfg.batch_size * cfg.group_size, "--batch-size × --group-size")
         torch.manual_seed(cfg.seed)
-        self.student = adapter.student_copy()
+        self.student = shard(adapter.student_copy(), ranks)  # --shard fsdp: cut over the ranks
         self.start_weights = initial_weights(self.student)  # where the student starts: drift is measured from it
         # the adapter builds the architecture-specific parts (DiT: dit_denoiser / Discriminator)
-        self.disc = adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16).to(self.device)
+        self.disc = shard(adapter.discriminator(cfg.disc_trainable_blocks, bf16=cfg.bf16).to(self.device), ranks)
         self.opt_s = torch.optim.AdamW(self.student.parameters(), lr=cfg.student_lr, weight_decay=0.0)
         self.opt_d = torch.optim.AdamW([p for p in self.disc.parameters() if p.requires_grad], lr=cfg.disc_lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -148,7 +149,7 @@ class Distiller(StateTrainer):
             s_norm = torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.student_clip)
             if not math.isfinite(s_norm.item()):
                 raise FloatingPointError("student gradient is not finite")
-            metrics.update(learning_signals(self.student, self.opt_s, self.start_weights))
+            metrics.update(learning_signals(self.student, self.opt_s, self.start_weights, ranks))
             self.opt_s.step()
             self.state.ema.update(self.student)
             metrics.update({"loss": parts[0].item(), "pg": parts[1].item(), "kl": parts[2].item(), "entropy": parts[3].item(),
