@@ -349,9 +349,10 @@ def sample(
                                        show_default="the checkpoint's generation_config.json, else ancestral"),
     temperature: float = typer.Option(1.0, help="Divide the x0 prediction's logits by T before every draw "
                                       "(1: untouched; < 1 sharper, > 1 flatter); must be finite and > 0."),
-    lengths: str | None = typer.Option(None, help="Variable-length domains: one length, a comma list (split evenly), "
-                                       "or a FASTA file to fit; default: the length model fitted on the domain corpus. "
-                                       "With --prompt: the answer's length."),
+    lengths: str | None = typer.Option(None, help="Variable-length domains (protein): one length, a comma list (split "
+                                       "evenly), or a FASTA file to fit; default: the length model fitted on the domain "
+                                       "corpus. Fixed-length domains (text, LLaDA/Dream): one integer N, the positions to "
+                                       "generate; default: the model's whole row. With --prompt: the answer's length."),
     prompt: str | None = typer.Option(None, metavar="TEXT|FILE", help="Generate answers to a prompt: its tokens stay fixed "
                                       "after BOS and only the rest of the row is generated; each sample is the prompt "
                                       "followed by its answer. A path to an existing file means its content (one final "
@@ -386,6 +387,10 @@ def sample(
     options = {**defaults, **{name: value for name, (_, value)
                               in parse_flags(sampler, known, ctx.args, "--sampler", "sample").items()}}
     cfg = sampler_config(sampler, dom.name, nfe=nfe, temperature=temperature, **options)  # bad options fail before loading
+    if lengths is not None and dom.length_model is None:
+        from didi_seq.sampling.ancestral import answer_length
+
+        answer_length(dom.name, lengths)  # a list or a bad N fails before loading too (the row's bound needs the model)
     if prompt is not None:
         from didi_seq.sampling.prompt import read_prompt
 

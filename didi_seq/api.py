@@ -100,10 +100,12 @@ class MaskedDiffusionModel:
         return f"MaskedDiffusionModel({self.id!r}, domain={self.domain.name!r})"
 
     def sample(self, nfe: int = 16, num_samples: int = 4, seed: int = 0, *, sampler: str | None = None,
-               temperature: float = 1.0, lengths: str | None = None, batch_size: int = 32,
+               temperature: float = 1.0, lengths: str | int | None = None, batch_size: int = 32,
                prompt: str | list[str] | list[int] | list[list[int]] | None = None, **options) -> list[dict]:
         """Sample records, exactly those ``didi-seq sample --output`` writes (``record["decoded"]`` is the sample).
         ``sampler``: a registered name; None: the checkpoint's ``generation_config.json`` choice, else ancestral.
+        ``lengths``: a fixed-length domain (text): one integer N, the positions generated (the answer's length after a
+        prompt, else the row's); a variable-length domain (protein): ``--lengths``'s spec ("100", "100,200", a FASTA path).
         ``prompt``: a text, a list of texts, or token ids (a list of ints, or a list of such lists); its tokens stay
         fixed and ``num_samples`` answers follow each prompt, the prompt included in every sample.
         ``options``: the sampler's own (``final="greedy"``, ``cache=False``, ``block_length=``, RGAS's ``candidates=``, …)."""
@@ -115,6 +117,9 @@ class MaskedDiffusionModel:
         for name, value in (("nfe", nfe), ("num_samples", num_samples), ("seed", seed), ("batch_size", batch_size)):
             _require(name, value, int, "an integer")
         _require("temperature", temperature, (int, float), "a number")
+        if lengths is not None:
+            _require("lengths", lengths, (str, int), "a length (int) or a length spec (str)")
+            lengths = str(lengths)
         if prompt is not None:
             _require("prompt", prompt, (str, list, tuple), "a text, a list of texts, or token ids")
         if sampler is None:  # the checkpoint's own choice (generation_config.json), else ancestral

@@ -301,14 +301,16 @@ def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | 
 
     Lengths come from the domain's length model (``lengths`` is its spec: None for the fitted
     default, one length, or a list) and are drawn from their own generator, so the sampler's
-    random stream is the same whatever the lengths. Fixed-length domains return (None, {}).
+    random stream is the same whatever the lengths. Fixed-length domains: all-mask rows of
+    ``fixed_row_length`` when ``lengths`` is given, else (None, {}) (rows of the config's length).
     ``prompt_lengths`` (one per row): room for a prompt before each row's masks (``prompt.py``
     writes it there); the drawn length is then the answer's, within what the longest prompt leaves.
     """
     if domain.length_model is None:
-        if lengths is not None:
-            raise DidiError(f"domain {domain.name!r} has fixed-length rows; --lengths does not apply")
-        return None, {}
+        if lengths is None:
+            return None, {}
+        width = fixed_row_length(domain.name, lengths, spec.max_length, prompt_lengths)
+        return prior((num, width), spec.mask_id), {"kind": "fixed", "length": answer_length(domain.name, lengths)}
     reserved = list(prompt_lengths or [0] * num)
     room = spec.max_length - 2 - max(reserved, default=0)
     if room < 1:
@@ -321,3 +323,35 @@ def initial_states(domain, tokenizer, spec, num: int, seed: int, lengths: str | 
     x = framed_prior([n + p for n, p in zip(drawn, reserved, strict=True)], spec.mask_id, tokenizer.bos_id,
                      tokenizer.eos_id, tokenizer.pad_id)
     return x, model.describe()
+
+
+def answer_length(domain_name: str, lengths: str) -> int:
+    """N of ``--lengths N`` in a fixed-length domain: one positive integer (every row has the same width,
+    so a list or a length model has nothing to choose between)."""
+    text = str(lengths).strip()
+    try:
+        n = int(text)
+    except ValueError:
+        why = "only one length applies there" if "," in text else "it takes one integer"
+        raise DidiError(f"--lengths {lengths!r}: domain {domain_name!r} has fixed-length rows, so {why}: the number "
+                        "of positions to generate (e.g. --lengths 128)") from None
+    if n < 1:
+        raise DidiError(f"--lengths {lengths!r}: the number of positions to generate must be at least 1")
+    return n
+
+
+def fixed_row_length(domain_name: str, lengths: str, max_length: int, prompt_lengths: list[int] | None) -> int:
+    """The row width for ``--lengths N`` in a fixed-length domain: N, or with prompts [BOS] + the prompt + N,
+    nothing after (LLaDA's ``gen_length``, ML-GSAI/LLaDA ``generate.py``). Rows of one call share their
+    width, so prompts of different token counts cannot each get exactly N."""
+    n = answer_length(domain_name, lengths)
+    prompt = sorted(set(prompt_lengths or []))
+    if len(prompt) > 1:
+        raise DidiError(f"--lengths {n} with prompts of {prompt[0]} to {prompt[-1]} tokens: in domain {domain_name!r} "
+                        "all rows have one width, so each answer gets N positions only when the prompts have the same "
+                        "number of tokens; sample such prompts in separate calls")
+    width = n + (1 + prompt[0] if prompt else 0)
+    if width > max_length:
+        row = f"[BOS] + the prompt's {prompt[0]} tokens + {n} = {width}" if prompt else str(n)
+        raise DidiError(f"--lengths {n}: a row of {row} positions is longer than the model's {max_length}")
+    return width

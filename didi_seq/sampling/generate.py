@@ -151,7 +151,9 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     """``num_samples`` samples with ``sampler`` (a registered name, or a sampler from ``ready_sampler``).
 
     ``lengths``: a variable-length domain's length spec (None: its fitted length model); drawn from
-    their own generator, so the sampler's random stream is the same whatever the lengths.
+    their own generator, so the sampler's random stream is the same whatever the lengths. In a
+    fixed-length domain one integer N: the positions generated, after the prompt when there is one
+    (None: the rows of ``cfg.length``, default the model's, as before).
     ``on_step(done, total)`` is called after every step of every batch.
     ``prompt``: a text, several texts or token ids (``prompt.encode_prompts``): ``num_samples`` samples
     for each, in prompt order, each the prompt (after BOS) followed by its generated answer.
@@ -173,6 +175,9 @@ def generate(model: Model, cfg: SamplerOptions, *, sampler: str | Sampler = "anc
     row_prompts = None if prompts is None else [ids for ids in prompts for _ in range(num_samples)]
     rows = num_samples * len(prompts or [None])
     check_num_samples(rows)
+    if lengths is not None and getattr(cfg, "length", None) is not None:
+        raise DidiError(f"both length={cfg.length} (the whole row) and lengths={lengths!r} (the positions to generate) "
+                        "given; pass lengths only")
     run = prepared(chosen, model.adapter, model.domain, cfg) if isinstance(sampler, str) else sampler
     x_init, length_info = initial_states(model.domain, model.tokenizer, adapter.spec, rows, seed, lengths,
                                          None if row_prompts is None else list(map(len, row_prompts)))

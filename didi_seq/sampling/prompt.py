@@ -4,10 +4,10 @@ Masked-diffusion LLMs are used this way (LLaDA, arXiv 2502.09992, §2.3–2.4: t
 unmasked, only the response starts masked). A prompt is written into the start states right after
 the domain's BOS at position 0, as every training row begins (``domain.data.pack_blocks`` /
 ``pad_rows``): ``[BOS] prompt mask…`` (a fixed-length domain's row; the answer fills the rest of
-its ``--length``) or ``[BOS] prompt mask×n [EOS] pad…`` (a variable-length domain; n, the answer's
-length, comes from the length model). Every sampler keeps the positions that are not masked in
-its start states (``contract.fixed_positions``), so the prompt needs nothing from any sampler; a
-sample is the whole row, the prompt followed by its answer.
+the model's row, or is ``--lengths N`` positions long and ends the row) or ``[BOS] prompt mask×n
+[EOS] pad…`` (a variable-length domain; n, the answer's length, comes from the length model). Every
+sampler keeps the positions that are not masked in its start states (``contract.fixed_positions``),
+so the prompt needs nothing from any sampler; a sample is the whole row, the prompt followed by its answer.
 """
 
 from __future__ import annotations
