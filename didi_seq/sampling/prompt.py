@@ -88,7 +88,7 @@ def prompted_states(x: torch.Tensor, prompts: list[list[int]], bos_id: int, mask
         if len(ids) >= room:
             raise DidiError(f"the prompt has {len(ids)} tokens: longer than the {room - 1} a row of {x.shape[1]} "
                             "positions holds after BOS with at least one position left to generate; pass a shorter "
-                            "prompt (or a larger --length)")
+                            "prompt")
         x[i, 0] = bos_id
         x[i, 1:1 + len(ids)] = torch.tensor(ids, dtype=x.dtype, device=x.device)
     return x
