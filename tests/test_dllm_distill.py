@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -199,14 +195,12 @@ def test_row_length_is_checked_and_kept_on_resume(fixtures, tmp_path):
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_fsdp_on_two_gloo_ranks_distils_a_student_that_samples(fixtures, tmp_path, kind, method):
     """``--shard fsdp`` over 2 torchrun ranks (gloo, CPU): the run completes and its student samples."""
+    from test_distributed import torchrun
+
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
-           "-m", "didi_seq_cli.main", "distill", "--domain", "text", "--teacher", str(fixtures[kind][0]), "--method", method,
-           "--corpus", str(fixtures["corpus"]), "--out", str(out), "--steps", "2", "--threads", "1", "--length", str(LENGTH),
-           "--shard", "fsdp", "--device", "cpu", *METHODS[method]]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun("distill", "--domain", "text", "--teacher", fixtures[kind][0], "--method", method, "--corpus", fixtures["corpus"],
+             "--out", out, "--steps", 2, "--threads", 1, "--length", LENGTH, "--shard", "fsdp", "--device", "cpu",
+             *METHODS[method])
     r = CliRunner().invoke(app, ["sample", "--domain", "text", "--checkpoint", str(out), "--nfe", "2", "--num-samples", "2",
                                  "--threads", "1"])
     assert r.exit_code == 0, r.output
