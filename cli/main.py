@@ -462,6 +462,9 @@ def distill(
                                 "options; only --steps and --threads may change).", rich_help_panel=RUN),
     corpus: str | None = typer.Option(None, help="Real data for the method (DiDi-Instruct: the discriminator's positive "
                                       "class): same forms as pretrain --corpus (default: embedded)."),
+    length: int | None = typer.Option(None, help="Tokens per training row (corpus rows, student rollouts), at most the "
+                                      "teacher's maximum length; e.g. 1024 for LLaDA's 4096-token window.",
+                                      show_default="the teacher's maximum length"),
     allow_no_student_steps: bool = typer.Option(False, "--allow-no-student-steps", help="Run (with a warning) even "
                                                 "when --steps ≤ --disc-warmup-steps, i.e. the student never moves."),
     ckpt_every: int | None = typer.Option(None, help="Iterations between checkpoints.", show_default="the method's",
@@ -509,7 +512,7 @@ def distill(
             (ranks, dev, on_step, on_prepare):
         result = run(dom, out, chosen, cfg, teacher=teacher, corpus=corpus, resume=resume, on_step=on_step,
                      on_prepare=on_prepare, ranks=ranks, teacher_options={"use_ema": not raw},
-                     device=dev, given=given, max_minutes=max_minutes)
+                     device=dev, given=given, max_minutes=max_minutes, length=length)
     if ranks.is_main:
         budget = " (the --max-minutes budget is spent)" if result.step < cfg.steps else ""
         stopped_short = shortfall(cfg, result.step, result.last) if budget else None

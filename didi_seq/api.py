@@ -168,8 +168,11 @@ class MaskedDiffusionModel:
         directory.parent.mkdir(parents=True, exist_ok=True)
         prov = SourceInfo.of(adapter.provenance).to_dict()
         kind = prov.get("kind") or "teacher"
-        config = checkpoint_config(self.domain.name, kind, config_of(), adapter.spec, adapter.schedule,
-                                   architecture=adapter.architecture)
+        # clones: tied weights (an ESM head shares its embedding) share memory, which safetensors refuses
+        weights = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+        config, weights = adapter.checkpoint_layout(
+            checkpoint_config(self.domain.name, kind, config_of(), adapter.spec, adapter.schedule,
+                              architecture=adapter.architecture), weights)
         provenance = {k: v for k, v in prov.items() if k not in ("path", "id", "model_sha256", "tokenizer_file")}
         provenance.update({"name": prov.get("name") or f"{self.domain.name}-{kind}", "kind": kind, "saved_from": self.id})
         source = Path(prov["path"]) if prov.get("path") and Path(prov["path"]).is_dir() else None
@@ -182,8 +185,6 @@ class MaskedDiffusionModel:
 
         if directory.exists():
             directory.rmdir()  # empty: atomic_write_dir renames the finished checkpoint into its place
-        # clones: tied weights (an ESM head shares its embedding) share memory, which safetensors refuses
-        weights = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
         save_checkpoint(directory, weights, config, json.loads(json.dumps(provenance, default=str)),
                         self.tokenizer.to_json(), extra=extra)
         return directory

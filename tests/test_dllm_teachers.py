@@ -161,10 +161,11 @@ def dream(tmp_path_factory):
 
 # --- the independent forward ----------------------------------------------------------------
 
-def reference_logits(kind, state, cfg, x, *, kv_of=None, rope="half", theta=None, shift=None):
+def reference_logits(kind, state, cfg, x, *, kv_of=None, rope="half", theta=None, shift=None, blocks=None):
     """float64 logits [B, L, V] from the checkpoint's own tensors. The keyword arguments swap in
     plausible mistakes (tiled kv heads, interleaved RoPE, another base, a missing or extra shift)
-    so the tests can show that each of them would be caught."""
+    so the tests can show that each of them would be caught. ``blocks``: return instead the residual
+    stream [B, L, H] after that many blocks (MMD's feature map)."""
     W = {k: v.double() for k, v in state.items()}
     if kind == "llada":
         d, H, KV, layers = cfg["d_model"], cfg["n_heads"], cfg["n_kv_heads"], cfg["n_layers"]
@@ -210,7 +211,7 @@ def reference_logits(kind, state, cfg, x, *, kv_of=None, rope="half", theta=None
         return out
 
     h = emb[x]
-    for i in range(layers):
+    for i in range(layers if blocks is None else blocks):
         a = rms(h, lay(i, "an")[0])
         q, k, v = lin(a, lay(i, "q")), lin(a, lay(i, "k")), lin(a, lay(i, "v"))
         heads = []
@@ -224,6 +225,8 @@ def reference_logits(kind, state, cfg, x, *, kv_of=None, rope="half", theta=None
         f = rms(h, lay(i, "fn")[0])
         g, u = lin(f, lay(i, "gate")), lin(f, lay(i, "up"))
         h = h + lin(g * torch.sigmoid(g) * u, lay(i, "down"))
+    if blocks is not None:
+        return h
     logits = rms(h, final) @ head.T
     if (kind == "dream") if shift is None else shift:  # Dream: row i − 1 predicts position i; row 0 its own
         logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)

@@ -61,11 +61,18 @@ class MethodContext:
     corpus: str | None  # `distill --corpus` (None: the domain's embedded corpus)
     ranks: Ranks
     on_prepare: Callable[[str], None] = lambda message: None  # progress text for slow preparation
+    length: int | None = None  # `distill --length` (None: the teacher's maximum length)
+
+    @property
+    def row_length(self) -> int:
+        """Tokens per training row: of the corpus rows, of the student's rollouts and of its target samples."""
+        return self.length or self.teacher.spec.max_length
 
     def corpus_rows(self) -> tuple[Any, dict]:
-        """The real training rows of ``corpus`` at the teacher's length, and their provenance fields
+        """The real training rows of ``corpus`` at ``row_length``, tokenised with the run's tokenizer (a
+        checkpoint's own, ``TeacherAdapter.own_tokenizer``, where it has one), and their provenance fields
         (for ``MethodTrainer.data_meta``): what a method that trains on data starts from."""
-        return corpus_rows(self.domain, self.tokenizer, self.corpus, self.teacher.spec.max_length)
+        return corpus_rows(self.domain, self.tokenizer, self.corpus, self.row_length)
 
 
 def corpus_rows(domain, tokenizer, corpus: str | None, length: int) -> tuple[Any, dict]:

@@ -108,25 +108,39 @@ def check_student_steps(cfg, allow: bool = False) -> str | None:
                     "(or --allow-no-student-steps to train only the discriminator)")
 
 
-def check_batch_memory(cfg, spec) -> None:
+def check_batch_memory(cfg, spec, length: int) -> None:
     """Before anything is allocated: one step's student logits (fp32 logits, softmax and gradient: 3 × L × V
     floats per sequence) for every sequence a step trains on (rows × DiDi-Instruct's group) fit in RAM."""
     rows, group = getattr(cfg, "batch_size", None), getattr(cfg, "group_size", 1)
     if isinstance(rows, int) and rows > 0 and isinstance(group, int):
         option = "--batch-size" if group <= 1 else f"--batch-size {rows} × --group-size"
-        check_rows(option, rows * max(1, group), 3 * 4 * spec.max_length * spec.vocab_size, "one step's student logits")
+        check_rows(option, rows * max(1, group), 3 * 4 * length * spec.vocab_size, "one step's student logits")
+
+
+def row_length(length: int | None, run: TrainingRun, spec) -> int:
+    """``--length``: tokens per training row, at most the teacher's maximum length (its default). LLaDA's
+    window is 4096 tokens; shorter rows make a step cheaper. A resumed run keeps its own, which
+    ``--length`` may only repeat."""
+    saved = (run.state or {}).get("row_length")
+    if length is not None and saved is not None and length != saved:
+        raise DidiError(f"{run.out_dir} trains on rows of {saved} tokens; resume it without --length or with --length {saved}")
+    length = length or saved or spec.max_length
+    if isinstance(length, bool) or not isinstance(length, int) or not 3 <= length <= spec.max_length:
+        raise DidiError(f"--length {length}: training rows hold 3 to {spec.max_length} tokens (the teacher's maximum length)")
+    return length
 
 
 def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | None = None, corpus: str | None = None,
             resume: bool = False, on_step: Callable[[int, int, dict], None] | None = None,
             on_prepare: Callable[[str], None] | None = None, ranks: Ranks = Ranks(),
             teacher_options: dict | None = None, device: torch.device = torch.device("cpu"),
-            given: dict | None = None, max_minutes: float | None = None) -> DistillResult:
+            given: dict | None = None, max_minutes: float | None = None, length: int | None = None) -> DistillResult:
     """Run (or ``resume``) ``method`` with config ``cfg`` into ``out_dir`` on ``device``; under torchrun
     every rank calls this, rank 0 writes. ``teacher_options`` go to the teacher's format loader (e.g.
     ``use_ema`` for Lightning files); ``given``: the settings chosen explicitly, {name: (as written, value)},
     each checked against the saved run on resume. The device is not part of the run: it may resume on another.
-    ``max_minutes``: stop (with a checkpoint) once the run's training wall-clock, over all its sessions, reaches it."""
+    ``max_minutes``: stop (with a checkpoint) once the run's training wall-clock, over all its sessions, reaches it.
+    ``length``: tokens per training row (``row_length``; default the teacher's maximum length)."""
     check_max_minutes(max_minutes)
     from ..models.loading import load_teacher
 
@@ -140,11 +154,12 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
     adapter, tokenizer = load_teacher(teacher, domain, default="teacher", **(teacher_options or {}))
     if run.state is not None:
         _check_same_teacher(run, adapter)
-    check_batch_memory(cfg, adapter.spec)
-    check_prompt_length(getattr(cfg, "prompt_length", 0), adapter.spec.max_length)  # before any data loads
+    length = row_length(length, run, adapter.spec)
+    check_batch_memory(cfg, adapter.spec, length)
+    check_prompt_length(getattr(cfg, "prompt_length", 0), length)  # before any data loads
     adapter.to(device)
     ctx = MethodContext(domain=domain, teacher=adapter, tokenizer=tokenizer, corpus=corpus, ranks=ranks,
-                        on_prepare=on_prepare or (lambda message: None))
+                        on_prepare=on_prepare or (lambda message: None), length=length)
     trainer = method.build(ctx, cfg)
     if getattr(adapter, "model", None) is not None:
         shard(adapter.model, ranks)  # --shard fsdp: the frozen teacher too, once the method has copied it
@@ -158,14 +173,15 @@ def distill(domain, out_dir: Path, method: DistillMethod, cfg, teacher: str | No
         wall = round(run.elapsed(), 1)
         provenance = Provenance(name=f"{domain.name}-student", kind="student", step=trainer.step_count, wall_clock_s=wall,
                                 method=method.name, teacher=teacher_ref, config=cfg.to_dict(), last_metrics=last,
-                                data=trainer.data_meta)
-        config = checkpoint_config(domain.name, "student", trainer.student.config.to_dict(), adapter.spec, adapter.schedule,
-                                   architecture=adapter.architecture)
+                                data={**trainer.data_meta, "row_length": length})
+        config, weights = adapter.checkpoint_layout(
+            checkpoint_config(domain.name, "student", trainer.student.config.to_dict(), adapter.spec, adapter.schedule,
+                              architecture=adapter.architecture), trainer.student_state())
         state = {**trainer.state_dict(), "step": trainer.step_count, "config": cfg.to_dict(), "wall_clock_s": wall,
                  "teacher": {"id": teacher_ref.id, "sha256": teacher_ref.sha256,
                              "vocab_size": adapter.spec.vocab_size, "mask_id": adapter.spec.mask_id},
-                 "method": method.name}
-        run.save(trainer.step_count, trainer.student_state(), config, provenance, tokenizer.to_json(), state,
+                 "method": method.name, "row_length": length}
+        run.save(trainer.step_count, weights, config, provenance, tokenizer.to_json(), state,
                  artifacts=trainer.save_artifacts)
 
     last = run.loop(_Timed(trainer), cfg.steps, cfg.ckpt_every, checkpoint, on_step,

@@ -201,4 +201,4 @@ class Provenance:
 
 # the training-data fields the runs write at the top level (corpus blocks or a teacher-sample pool)
 DATA_KEYS = ("domain", "corpus", "validation_sha256", "corpus_split", "tokenizer", "train_blocks", "validation_blocks",
-             "teacher_pool", "teacher_pool_nfe")
+             "teacher_pool", "teacher_pool_nfe", "row_length")

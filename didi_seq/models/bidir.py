@@ -146,13 +146,19 @@ class BidirTransformer(nn.Module):
             return x.to(self.embed.weight.dtype) @ self.embed.weight
         return self.embed(x)
 
+    def trunk(self, x: torch.Tensor, blocks=None, h: torch.Tensor | None = None) -> torch.Tensor:
+        """The residual stream [B, L, H] after ``blocks`` (default: all), from the embedding of ``x`` or
+        from ``h``, the stream of earlier blocks: the MMD feature cut and the discriminator's frozen and
+        trainable halves run the same blocks the denoiser does (no final norm)."""
+        rope = rope_angles(x.shape[1], self.config.head_dim, self.config.rope_theta, x.device)
+        h = self.embed_tokens(x) if h is None else h
+        for block in self.blocks if blocks is None else blocks:
+            h = block(h, rope)
+        return h
+
     def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
         """The final-normed trunk output [B, L, H]."""
-        rope = rope_angles(x.shape[1], self.config.head_dim, self.config.rope_theta, x.device)
-        h = self.embed_tokens(x)
-        for block in self.blocks:
-            h = block(h, rope)
-        return self.norm(h)
+        return self.norm(self.trunk(x))
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of hidden states [..., H] (only the rows a caller needs: V is ~150k)."""

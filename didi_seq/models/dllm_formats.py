@@ -21,7 +21,7 @@ until a checkpoint is loaded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import CheckpointError, DidiError
@@ -40,6 +40,7 @@ class DllmConfig:
     eos_id: int | None
     max_length: int
     torch_dtype: str | None
+    source: dict = field(default_factory=dict)  # config.json as read: a student's config.json repeats it
 
 
 @dataclass(frozen=True)
@@ -135,12 +136,18 @@ DREAM = Family(
 
 
 def checkpoint_dir(path: Path) -> Path:
-    """The directory a path names: itself, or the directory of a file of the checkpoint."""
-    return path.parent if path.is_file() else path
+    """The directory a path names: itself, the directory of a file of the checkpoint, or the latest
+    checkpoint of a didi-seq run directory (a student distilled from one of these teachers)."""
+    from ..io.checkpoint import LATEST_FILE, latest_checkpoint
+
+    if path.is_file():
+        return path.parent
+    return latest_checkpoint(path) if (path / LATEST_FILE).is_file() else path
 
 
 def foreign_config(path: Path) -> dict | None:
-    """config.json of a transformers checkpoint directory (not a didi-seq one), or None; bounded read."""
+    """config.json of a transformers checkpoint directory, or None; bounded read. A didi-seq config counts
+    only for a network that is not the native DiT: a student written in its teacher's layout."""
     from ..io.untrusted import read_json
 
     if path.is_file() and not (path.name == CONFIG or path.name.endswith((".safetensors", ".index.json"))):
@@ -149,7 +156,9 @@ def foreign_config(path: Path) -> dict | None:
         cfg = read_json(checkpoint_dir(path) / CONFIG, "config")
     except (OSError, DidiError):
         return None
-    return cfg if isinstance(cfg, dict) and "format" not in cfg else None
+    if not isinstance(cfg, dict) or ("format" in cfg and cfg.get("architecture", "dit") == "dit"):
+        return None
+    return cfg
 
 
 def is_family(family: Family, path: Path) -> bool:
@@ -165,7 +174,7 @@ def read_config(family: Family, directory: Path) -> DllmConfig:
     """The family's reading of config.json, every value checked before anything is built."""
     cfg = foreign_config(directory) or {}
     try:
-        parsed = family.read(cfg)
+        parsed = replace(family.read(cfg), source=cfg)
         parsed.net.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / CONFIG}: not a usable {family.name} config ({e})") from None

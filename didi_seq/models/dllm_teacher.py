@@ -11,31 +11,37 @@ Three decisions live here and nowhere else:
 * **special tokens**: ``spec.never_emit`` is the tokenizer's list (``hub_tokenizer.never_emit_ids``).
 
 Both models are time-agnostic (no time input; masks only): σ and t are ignored, as for MDLM.
-Distillation of these teachers is not offered yet (``denoiser`` keeps the base class's refusal).
+For distillation the adapter hands out the networks of ``dllm_networks`` (denoiser, MMD features,
+discriminator) and writes students in its own format (``checkpoint_layout``): the teacher's
+config.json and tensor names, so a student loads back through the same ``llada``/``dream`` format.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DidiError
+from ..io.checkpoint import FORMAT, Checkpoint, read_provenance
 from ..io.provenance import SourceInfo
 from .bidir import BidirTransformer, empty_network
 from .hub_tokenizer import TOKENIZER_FILE, HubTokenizer
-from .process import LogLinearSchedule, forbid_tokens
+from .process import LogLinearSchedule
 from .teacher import TeacherAdapter, TeacherSpec
 from .weights import SINGLE, check_headers, hub_location, load_assigned, read_headers, weights_id
 
 
 class DllmTeacher(TeacherAdapter):
-    def __init__(self, model: BidirTransformer, spec: TeacherSpec, shift: bool, tokenizer: HubTokenizer,
-                 provenance: SourceInfo, architecture: str, bf16: bool = True):
+    def __init__(self, model: BidirTransformer, spec: TeacherSpec, family, tokenizer: HubTokenizer,
+                 provenance: SourceInfo, source_config: dict, bf16: bool = True):
+        """``family``: ``dllm_formats.Family``; ``source_config``: the checkpoint's config.json as read,
+        which a student's config.json repeats (``checkpoint_layout``)."""
         self.model = model.eval()
-        self.spec, self.shift, self.tokenizer, self.provenance = spec, shift, tokenizer, provenance
-        self.architecture = architecture
+        self.spec, self.family, self.tokenizer, self.provenance = spec, family, tokenizer, provenance
+        self.shift, self.architecture, self.source_config = family.shift, family.name, source_config
         # LLaDA masks each token with probability t (arXiv 2502.09992 §2.1), Dream likewise; neither takes t
         self.schedule = LogLinearSchedule(eps=1e-3)
         self.bf16_requested = bf16
@@ -57,6 +63,13 @@ class DllmTeacher(TeacherAdapter):
         device = torch.device(device)
         self.model.to(device=device, dtype=self.precision(device))
         return self
+
+    def autocast(self, device: torch.device, bf16: bool = True):
+        """The compute context of a network on ``device``: bf16 autocast where ``precision`` is bf16 (the
+        fp32 student and discriminator then compute as the bf16 teacher does), nothing on a CPU."""
+        if bf16 and self.precision(device) == torch.bfloat16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _ready(self) -> BidirTransformer:
         want = self.precision(self.device)
@@ -80,21 +93,51 @@ class DllmTeacher(TeacherAdapter):
     @torch.no_grad()
     def masked_log_probs(self, x_t: torch.Tensor, t: torch.Tensor | None, positions: torch.Tensor) -> torch.Tensor:
         """The vocabulary projection only at ``positions`` (at V ≈ 150k it is most of the cost)."""
-        model = self._ready()
-        h = model.hidden_states(x_t.to(self.device))
-        b, i = positions.to(h.device).nonzero(as_tuple=True)
-        logits = model.project(h[b, self.source_rows(h.shape[1], h.device)[i]]).float()
-        never = torch.tensor(self.spec.never_emit, dtype=torch.long, device=logits.device)
-        return torch.log_softmax(forbid_tokens(logits, self.spec.mask_id, never), dim=-1)
+        return self.denoiser(self.model)(x_t.to(self.device), positions.to(self.device), t)
 
     def own_tokenizer(self) -> HubTokenizer:
         return self.tokenizer
 
+    # -- what distillation needs --------------------------------------------------------------
     def student_copy(self) -> torch.nn.Module:
-        student = copy.deepcopy(self.model).train()
+        """fp32 parameters whatever the teacher's (AdamW's updates are lost in bf16); bf16 comes from autocast."""
+        student = copy.deepcopy(self._ready()).float().train()
         for p in student.parameters():
             p.requires_grad_(True)
         return student
+
+    def denoiser(self, model: torch.nn.Module, bf16: bool = True):
+        from .dllm_networks import bidir_denoiser
+
+        if model is self.model:
+            self._ready()
+        return bidir_denoiser(model, self.spec.mask_id, list(self.spec.never_emit), self.source_rows,
+                              lambda device: self.autocast(device, bf16))
+
+    def trunk_features(self, block: int, bf16: bool = True):
+        from .dllm_networks import bidir_block_features
+
+        n = len(self.model.blocks)
+        if not 0 <= block < n:
+            raise DidiError(f"MMD feature block {block} (zero-based) needs a teacher trunk of at least {block + 1} blocks; "
+                            f"{self.provenance.id or 'this teacher'} has {n} (pass --mmd-feature-block 0..{n - 1})")
+        return bidir_block_features(self._ready(), block, lambda device: self.autocast(device, bf16))
+
+    def discriminator(self, trainable_blocks: int, bf16: bool = True) -> torch.nn.Module:
+        from .dllm_networks import BidirDiscriminator
+
+        return BidirDiscriminator(self._ready(), trainable_blocks, lambda device: self.autocast(device, bf16))
+
+    def checkpoint_layout(self, config: dict, weights: dict) -> tuple[dict, dict]:
+        """A student as this format publishes it: the teacher's config.json (its torch_dtype and special ids
+        made the student's own) with didi-seq's keys added, and the tensors under the checkpoint's names."""
+        from .weights import TORCH_DTYPES
+
+        dtypes = {str(v.dtype).removeprefix("torch.") for v in weights.values()}
+        own = {"torch_dtype": dtypes.pop() if len(dtypes) == 1 and next(iter(dtypes)) in TORCH_DTYPES else None,
+               "bos_token_id": self.tokenizer.bos_id, "eos_token_id": self.tokenizer.eos_id}
+        source = {k: v for k, v in self.source_config.items() if k not in ("format", "format_version")}
+        return {**source, **own, **config}, {self.family.checkpoint_name(k): v for k, v in weights.items()}
 
 
 def load_dllm(directory: Path, family, parsed, bf16: bool = True) -> DllmTeacher:
@@ -114,11 +157,15 @@ def load_dllm(directory: Path, family, parsed, bf16: bool = True) -> DllmTeacher
         raise CheckpointError(f"{directory}: its teacher spec is invalid ({e})") from None
     model = empty_network(net)
     load_assigned(model, found, internal_names)
-    sha = weights_id(found)
-    repo, commit = hub_location(directory)
-    single = (directory / SINGLE) if {t.file.name for t in found.values()} == {SINGLE} else None
-    provenance = SourceInfo.build(
-        format=family.name, path=str(directory), revision=commit, weights="as published",
-        file_sha256=sha if single else None, model_sha256=sha, id=f"{repo}@{sha[:12]}", domain="text",
-        tokenizer_file=str(directory / TOKENIZER_FILE), architecture=net.to_dict(), shifted_logits=family.shift)
-    return DllmTeacher(model, spec, family.shift, tokenizer, provenance, family.name, bf16=bf16)
+    own = {"tokenizer_file": str(directory / TOKENIZER_FILE), "architecture": net.to_dict(), "shifted_logits": family.shift}
+    if parsed.source.get("format") == FORMAT:  # a didi-seq student of this family (``checkpoint_layout``)
+        ckpt = Checkpoint(directory, parsed.source, {}, read_provenance(directory))
+        provenance = SourceInfo.of_checkpoint(ckpt, format=family.name, **own)
+    else:
+        sha = weights_id(found)
+        repo, commit = hub_location(directory)
+        single = {t.file.name for t in found.values()} == {SINGLE}
+        provenance = SourceInfo.build(
+            format=family.name, path=str(directory), revision=commit, weights="as published",
+            file_sha256=sha if single else None, model_sha256=sha, id=f"{repo}@{sha[:12]}", domain="text", **own)
+    return DllmTeacher(model, spec, family, tokenizer, provenance, parsed.source, bf16=bf16)

@@ -108,6 +108,11 @@ class TrainablePart:
         self.load_state_dict({**own, **state})
 
 
+def logit_head(hidden: int) -> nn.Module:
+    """The discriminator's per-token head: spectral-norm Linear-SiLU-Linear to one logit."""
+    return nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))
+
+
 class Discriminator(TrainablePart, nn.Module):
     """(tokens [B, L] or probabilities [B, L, V], t [B]) → one logit per token [B, L] (fp32)."""
 
@@ -119,8 +124,7 @@ class Discriminator(TrainablePart, nn.Module):
         self.trunk = copy.deepcopy(teacher_model)
         del self.trunk.output_layer  # the vocabulary head is replaced, not reused
         self.frozen_blocks, self.trainable_blocks = n - trainable_blocks, trainable_blocks
-        hidden = teacher_model.config.hidden
-        self.head = nn.Sequential(spectral_norm(nn.Linear(hidden, hidden)), nn.SiLU(), spectral_norm(nn.Linear(hidden, 1)))
+        self.head = logit_head(teacher_model.config.hidden)
         self.schedule, self.bf16 = schedule, bf16
         for p in self.trunk.parameters():
             p.requires_grad_(False)
@@ -177,7 +181,7 @@ def load_discriminator(student_dir, domain, teacher: str | None = None, bf16: bo
             tried.append(str(src))
             continue
         if adapter.provenance.model_sha256 == want:
-            return Discriminator(adapter.model, int(meta["trainable_blocks"]), adapter.schedule, bf16=bf16).load(student_dir)
+            return adapter.discriminator(int(meta["trainable_blocks"]), bf16=bf16).load(student_dir)
         tried.append(f"{src} (sha256 {str(adapter.provenance.model_sha256)[:12]})")
     raise CheckpointError(f"{student_dir}: its discriminator was trained on teacher {meta.get('teacher_id')} (sha256 "
                           f"{str(want)[:12]}), which was not found (tried: {', '.join(tried) or 'nothing'}); pass --teacher")

@@ -125,6 +125,11 @@ class TeacherAdapter(ABC):
     # -- what DiDi-Instruct needs beyond sampling (a format that cannot be distilled keeps these) --
     architecture: str = "unknown"  # written into student checkpoints, so the right format loads them back
 
+    def checkpoint_layout(self, config: dict, weights: dict) -> tuple[dict, dict]:
+        """The config.json and weights (by name) a checkpoint of this network is written with (a distilled
+        student, ``save_pretrained``): didi-seq's as they are, unless the format has its own layout."""
+        return config, weights
+
     def denoiser(self, model: torch.nn.Module, bf16: bool = True):
         """A ``didi_seq.distill.objective.Denoiser`` over ``model`` (the teacher's network or a student copy)."""
         raise CheckpointError(f"distillation is not supported for {self.architecture} teachers")

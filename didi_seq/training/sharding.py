@@ -49,8 +49,8 @@ from .distributed import Ranks, env_int
 SHARD_MODES = ("ddp", "fsdp")
 SHARDED_DIR = "sharded"  # torch.distributed.checkpoint files, inside a checkpoint directory
 SHARDED_LEAF = "<sharded/>"  # what training_state.pt holds where a tensor lives in sharded/
-# methods the loops call on a network besides forward (DiT; a format's network may offer fewer)
-ENTRY_METHODS = ("hidden_states", "head", "trunk", "cond")
+# methods the loops call on a network besides forward (DiT; LLaDA/Dream's ``project``; a network may offer fewer)
+ENTRY_METHODS = ("hidden_states", "head", "trunk", "cond", "project")
 
 
 def check_shard(mode: str) -> bool:

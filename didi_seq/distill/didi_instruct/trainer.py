@@ -186,7 +186,7 @@ def target_rows(domain, adapter, tokenizer, cfg: DistillConfig, corpus: str | No
 
 def build_distiller(ctx: MethodContext, cfg: DistillConfig) -> Distiller:
     """DiDi-Instruct's ``DistillMethod.build``: the discriminator's target rows, then the trainer."""
-    length = ctx.teacher.spec.max_length
+    length = ctx.row_length
     ctx.on_prepare("preparing the discriminator's target samples")
     positives, data_meta = target_rows(ctx.domain, ctx.teacher, ctx.tokenizer, cfg, ctx.corpus, length)
     if len(positives[0]) != length:  # positives may be a lazy datasets column: index, don't .shape
