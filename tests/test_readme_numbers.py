@@ -124,3 +124,14 @@ def test_markdown_links_resolve():
            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
            if "://" not in target and not (page.parent / target).exists()]
     assert not bad, bad
+
+
+def test_round_three_quotes_its_results_files():
+    """The H200 students' matched-entropy numbers and the MMD reward-range table in docs/results.md are the files'."""
+    section = DOC[DOC.index("## Few-step quality, round 3"):].split("\n## ", 1)[0]
+    for nfe in (16, 8):
+        m = json.loads((RESULTS / f"frontier_sdtt_h200_nfe{nfe}_ancestral.json").read_text())["matched"][0]
+        assert f"**{m['interpolated']['gen_ppl']:.1f}**" in section and f"{m['interpolated']['mauve']:.3f}" in section, nfe
+    cells = json.loads((RESULTS / "mmd_reward_range.json").read_text())["cells"]
+    for c in cells:
+        assert f"| {c['fills']} | {c['mean_r']:.4f} | {c['minus_teacher']:+.4f} | {c['sd_over_groups']:.4f} |" in section, c
