@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # One short H200 lease: representation-space MMD at a paper-like batch (256 rows; the paper's is 512, lr 1e-4, bf16:
 # arXiv 2610.06648 §5) for MINUTES of training, checkpoints every 200 steps; the last two come back split under $OUT.
-set -uo pipefail
 MINUTES=${MINUTES:-2.5}
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
+source "$(dirname "$0")/lease.sh"
 didi-seq distill --domain text --method mmd --device ${DEV:-cuda} ${BF16:---bf16} --batch-size ${BATCH:-256} --lr 1e-4 --ema 0.99 \
   --steps 100000 --ckpt-every ${EVERY:-200} --max-minutes $MINUTES --threads 8 --out /tmp/mmd 2>$OUT/train.log >/dev/null
 mkdir -p /tmp/keep
@@ -14,5 +10,5 @@ for c in /tmp/mmd/checkpoints/*; do
   d=/tmp/keep/$(basename $c); mkdir -p $d && cp $c/{config.json,model.safetensors,provenance.json,README.md} $d/
 done
 cp /tmp/mmd/metrics.jsonl /tmp/keep/
-tar -C /tmp/keep -cf /tmp/students.tar . && split -b 15M /tmp/students.tar $OUT/students.tar.
+send_back /tmp/keep
 ls -la $OUT /tmp/keep

@@ -2,12 +2,8 @@
 # One lease of an H200 (device time is 15 min per session, all in): the CUDA checks, then an SDTT
 # curriculum 64 -> 32 -> 16 -> 8 at the paper's batch (128, bf16; arXiv 2410.21035 §4), sized by a
 # 40-step pilot to fit BUDGET_S seconds. Students of each round come back split under $OUT.
-set -uo pipefail
 BUDGET_S=${BUDGET_S:-300}
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
+source "$(dirname "$0")/lease.sh"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0))"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 timeout 200 python3 -m pytest -q -m "slow or not slow" -p no:cacheprovider tests/test_devices.py tests/test_distributed.py -rs 2>&1 | tee $OUT/cuda_tests.log
@@ -25,5 +21,5 @@ for r in 1 2 3; do
   dst=/tmp/keep/nfe$((64 >> r)); mkdir -p $dst && cp $latest/{config.json,model.safetensors,provenance.json,README.md} $dst/
 done
 cp /tmp/sdtt/metrics.jsonl /tmp/keep/
-tar -C /tmp/keep -cf /tmp/students.tar . && split -b 15M /tmp/students.tar $OUT/students.tar.
+send_back /tmp/keep
 ls -la $OUT
