@@ -1,5 +1,5 @@
-"""The core's own distillation methods: DiDi-Instruct (arXiv 2509.25035), SDTT (arXiv 2410.21035),
-representation-space MMD (arXiv 2610.06648) and Di4C (arXiv 2410.08709).
+"""The core's own distillation methods: DiDi-Instruct (arXiv 2509.25035), SDTT (arXiv 2410.21035)
+and representation-space MMD (arXiv 2610.06648).
 
 Loaded through the ``didi_seq`` entry-point group like any plugin (``didi_seq.registry.plugins``
 registers the core's entry points first) and registered through ``register_methods`` exactly
@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..registry.hookspecs import hookimpl
 from .didi_instruct.config import DistillConfig
 from .method import DistillMethod, MethodContext
-from .real_data_config import Di4CConfig, MMDConfig, SDTTConfig
+from .real_data_config import MMDConfig, SDTTConfig
 
 
 def _build_didi_instruct(ctx: MethodContext, cfg: DistillConfig):
@@ -58,24 +58,8 @@ MMD = DistillMethod(
 )
 
 
-def _build_di4c(ctx: MethodContext, cfg: Di4CConfig):
-    from .real_data import Di4CTrainer
-
-    return Di4CTrainer(ctx, cfg)
-
-
-DI4C = DistillMethod(
-    name="di4c",
-    description="Di4C (arXiv 2410.08709): a mixture student (latent λ) learns the teacher's joint over "
-                "several steps in one, so the tokens a step reveals together can agree",
-    config=Di4CConfig,
-    build=_build_di4c,
-)
-
-
 @hookimpl
 def register_methods(register):
     register(DIDI_INSTRUCT)
     register(SDTT)
     register(MMD)
-    register(DI4C)

@@ -1,11 +1,11 @@
-"""Trainers of the real-data distillers (SDTT, representation-space MMD, Di4C): ``MethodTrainer``s for the run.
+"""Trainers of the real-data distillers (SDTT, representation-space MMD): ``MethodTrainer``s for the run.
 
-All train on noised *real* rows with no student rollout, so they share everything but the loss: ``RealDataTrainer`` draws the batch (padding columns of the
+Both train on noised *real* rows with one student forward per row and no rollout, so they
+share everything but the loss: ``RealDataTrainer`` draws the batch (padding columns of the
 global batch trimmed, this rank's rows kept), takes the optimiser step with warm-up and
-clipping, follows with the EMA, and saves/restores the exact resume state. ``SDTTTrainer``,
-``MMDTrainer`` and ``Di4CTrainer`` add only their loss (``sdtt.sdtt_step``, ``mmd.mmd_step``,
-``di4c.di4c_step``) and what it needs: SDTT its round teacher, MMD its frozen feature trunk and
-kernel width, Di4C a mixture student.
+clipping, follows with the EMA, and saves/restores the exact resume state. ``SDTTTrainer``
+and ``MMDTrainer`` add only their loss (``sdtt.sdtt_step``, ``mmd.mmd_step``) and what it
+needs: SDTT its round teacher, MMD its frozen feature trunk and kernel width.
 """
 
 from __future__ import annotations
@@ -17,17 +17,14 @@ from pathlib import Path
 import torch
 
 from ..domain.data import trim_padding
-from ..errors import DidiError
-from ..models.dit import DiT, with_mixture_latent
 from ..training.distributed import RowNoise
 from ..training.sharding import clone_module, shard
 from ..training.signals import initial_weights, learning_signals
 from ..training.state import StateTrainer, TrainState
 from .method import MethodContext
-from .di4c import di4c_step
 from .mmd import mmd_step, resolve_alpha
 from .prompt import answer_positions
-from .real_data_config import Di4CConfig, MMDConfig, SDTTConfig
+from .real_data_config import MMDConfig, SDTTConfig
 from .sdtt import round_delta, round_of, sdtt_step
 
 
@@ -42,21 +39,13 @@ class RealDataTrainer(StateTrainer, ABC):
         self.data, self.data_meta = ctx.corpus_rows()
         self.rows = ctx.ranks.rows(cfg.batch_size, "--batch-size")
         torch.manual_seed(cfg.seed)
-        self.student = shard(self.initial_student(adapter), ctx.ranks)  # --shard fsdp: cut over the ranks
+        self.student = shard(adapter.student_copy(), ctx.ranks)  # --shard fsdp: cut over the ranks
         # SDTT: Adam without weight decay; MMD: AdamW with weight decay 0 — the same update
-        self.opt = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=0.0)
+        self.opt = torch.optim.AdamW(self.student.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.state = TrainState(self.student, cfg.ema, {"opt": self.opt}, {"rng": self.gen})
         self.student_fn = adapter.denoiser(self.student, cfg.bf16)
         self.start_weights = initial_weights(self.student)  # where the student starts: drift is measured from it
-
-    def initial_student(self, adapter) -> torch.nn.Module:
-        """The network the student starts as: a trainable copy of the teacher's."""
-        return adapter.student_copy()
-
-    def param_groups(self) -> list[dict]:
-        """The optimiser's parameter groups; a group's ``lr_mult`` scales the learning rate for it."""
-        return [{"params": list(self.student.parameters()), "lr_mult": 1.0}]
 
     def maskable(self, x: torch.Tensor) -> torch.Tensor | None:
         """The positions of rows ``x`` the forward process may mask (after the prompt: ``prompt.answer_positions``)."""
@@ -75,7 +64,7 @@ class RealDataTrainer(StateTrainer, ABC):
         cfg = self.cfg
         scale = min(1.0, (self.step_count + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
         for g in self.opt.param_groups:
-            g["lr"] = cfg.lr * scale * g.get("lr_mult", 1.0)
+            g["lr"] = cfg.lr * scale
         x0 = self.batch()
         self.student.train()
         loss, metrics = self.loss(x0, RowNoise(self.gen, cfg.batch_size, self.rows, self.device))
@@ -163,31 +152,3 @@ class MMDTrainer(RealDataTrainer):
     def loss(self, x0, noise):
         return mmd_step(self.student_fn, self.features, x0, self.maskable(x0), self.schedule, self.spec.mask_id,
                         self.cfg, self.alpha, self.gen, noise, self.ranks.mean, teacher=self.teacher_denoiser)
-
-
-class Di4CTrainer(RealDataTrainer):
-    """Di4C: the loaded teacher (never trained) composes the target steps; the student is its copy as a
-    K-component mixture (``with_mixture_latent``), so the run starts exactly at the teacher."""
-
-    def __init__(self, ctx: MethodContext, cfg: Di4CConfig):
-        super().__init__(ctx, cfg)
-        self.teacher_denoiser = ctx.teacher.denoiser(ctx.teacher.model, cfg.bf16)
-        self.data_meta = {**self.data_meta, "di4c_student_nfe": cfg.student_nfe, "di4c_teacher_steps": cfg.teacher_steps,
-                          "di4c_components": cfg.components}
-
-    def initial_student(self, adapter) -> torch.nn.Module:
-        model = adapter.student_copy()
-        if not isinstance(model, DiT):
-            raise DidiError(f"Di4C's mixture student needs a didi-seq DiT teacher; {adapter.architecture} networks "
-                            "take no mixture latent (use --method sdtt or mmd)")
-        return with_mixture_latent(model, self.cfg.components)
-
-    def param_groups(self) -> list[dict]:
-        """The latent's embedder (new, started at zero) learns ``--di4c-latent-lr-mult`` times faster than the trunk."""
-        latent = [p for n, p in self.student.named_parameters() if n.startswith("latent_map.")]
-        rest = [p for n, p in self.student.named_parameters() if not n.startswith("latent_map.")]
-        return [{"params": rest, "lr_mult": 1.0}, {"params": latent, "lr_mult": self.cfg.latent_lr_mult}]
-
-    def loss(self, x0, noise):
-        return di4c_step(self.teacher_denoiser, self.student_fn, x0, self.maskable(x0), self.schedule, self.spec.mask_id,
-                         self.cfg, self.gen, noise, self.ranks.mean)

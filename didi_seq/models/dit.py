@@ -33,10 +33,6 @@ class DiTConfig:
     # Variable-length rows are padded with this id after their end; attention ignores those
     # keys. None (packed rows, no padding) keeps the unmasked attention path.
     pad_id: int | None = None
-    # A mixture student (Di4C, arXiv 2410.08709, §4): K > 0 components share the trunk and differ by a latent λ_k
-    # in the conditioning vector, so p(x0 | x_t) = (1/K) Σ_k Π_i p(x0_i | x_t, λ_k) can correlate the tokens one step
-    # reveals together, which a factorised output cannot. 0: the network is MDLM's.
-    mixture_components: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +56,6 @@ class DiTConfig:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if not isinstance(self.time_conditioning, bool):
             raise ValueError(f"time_conditioning must be true or false, got {self.time_conditioning!r}")
-        require_int("mixture_components", self.mixture_components, 0, 1 << 16)
         if self.pad_id is not None:
             require_int("pad_id", self.pad_id, 0, self.vocab_size - 1)
 
@@ -70,9 +65,7 @@ class DiTConfig:
         h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
         freq = TimestepEmbedder.FREQ_DIM
         block = 2 * h + 3 * h * h + h * h + (h * m + m + m * h + h) + (c * 6 * h + 6 * h)
-        embedder = freq * c + c + c * c + c
-        latent = embedder if self.mixture_components else 0
-        return v * h + embedder + latent + self.layers * block + (h + h * v + v + c * 2 * h + 2 * h)
+        return v * h + (freq * c + c + c * c + c) + self.layers * block + (h + h * v + v + c * 2 * h + 2 * h)
 
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -80,8 +73,6 @@ class DiTConfig:
         h, c, v, m = self.hidden, self.cond_dim, self.vocab_size, self.mlp_ratio * self.hidden
         shapes = {"vocab_embed.embedding": (v, h), "sigma_map.mlp.0.weight": (c, TimestepEmbedder.FREQ_DIM),
                   "sigma_map.mlp.0.bias": (c,), "sigma_map.mlp.2.weight": (c, c), "sigma_map.mlp.2.bias": (c,)}
-        if self.mixture_components:
-            shapes.update({k.replace("sigma_map", "latent_map"): v for k, v in shapes.items() if k.startswith("sigma_map")})
         for i in range(self.layers):
             block = {"norm1.weight": (h,), "attn_qkv.weight": (3 * h, h), "attn_out.weight": (h, h), "norm2.weight": (h,),
                      "mlp.0.weight": (m, h), "mlp.0.bias": (m,), "mlp.2.weight": (h, m), "mlp.2.bias": (h,),
@@ -210,10 +201,6 @@ class DiT(nn.Module):
         self.vocab_embed.embedding = nn.Parameter(torch.empty(cfg.vocab_size, cfg.hidden))
         nn.init.kaiming_uniform_(self.vocab_embed.embedding, a=math.sqrt(5))
         self.sigma_map = TimestepEmbedder(cfg.cond_dim)
-        if cfg.mixture_components:
-            self.latent_map = TimestepEmbedder(cfg.cond_dim)
-            nn.init.zeros_(self.latent_map.mlp[2].weight)  # zero at the start: every λ gives the teacher's output
-            nn.init.zeros_(self.latent_map.mlp[2].bias)
         self.rotary_emb = Rotary(cfg.hidden // cfg.heads)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.layers))
         self.output_layer = FinalLayer(cfg)
@@ -235,20 +222,10 @@ class DiT(nn.Module):
         keep = ids != self.config.pad_id
         return None if bool(keep.all()) else keep[:, None, None, :]
 
-    def cond(self, sigma: torch.Tensor | None, batch: int, device: torch.device,
-             latent: torch.Tensor | None = None) -> torch.Tensor:
-        """The adaLN conditioning vector: of σ (zero when time-agnostic) and, for a mixture network, of
-        its latent λ [B] — when not given, a uniformly drawn component's (``component_latents``) per row,
-        from torch's CPU generator (the samplers seed it per batch, ``ancestral.in_batches``)."""
+    def cond(self, sigma: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
         if sigma is None or not self.config.time_conditioning:
             sigma = torch.zeros(batch, device=device)
-        pre = self.sigma_map(sigma)
-        k = self.config.mixture_components
-        if k:
-            if latent is None:
-                latent = component_latents(k)[torch.randint(k, (batch,))].to(device)
-            pre = pre + self.latent_map(latent * 100.0)  # λ spread over the embedder's frequencies
-        return F.silu(pre)
+        return F.silu(self.sigma_map(sigma))
 
     def trunk(self, x: torch.Tensor, c: torch.Tensor, blocks=None, h: torch.Tensor | None = None) -> torch.Tensor:
         """The one walk through the trunk: ``blocks`` (default: all) on ids or soft tokens ``x`` [B, L]
@@ -262,10 +239,9 @@ class DiT(nn.Module):
             h = block(h, c, rope, keys)
         return h
 
-    def hidden_states(self, x: torch.Tensor, sigma: torch.Tensor | None = None,
-                      latent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Trunk output [B, L, H] and the conditioning vector c [B, cond_dim] (``latent``: a mixture's λ [B])."""
-        c = self.cond(sigma, x.shape[0], x.device, latent)
+    def hidden_states(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trunk output [B, L, H] and the conditioning vector c [B, cond_dim]."""
+        c = self.cond(sigma, x.shape[0], x.device)
         return self.trunk(x, c), c
 
     def head(self, h: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -276,23 +252,6 @@ class DiT(nn.Module):
             f = f[positions]
         return self.output_layer.linear(f)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None, latent: torch.Tensor | None = None) -> torch.Tensor:
-        h, c = self.hidden_states(x, sigma, latent)
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        h, c = self.hidden_states(x, sigma)
         return self.head(h, c)
-
-
-def component_latents(components: int) -> torch.Tensor:
-    """λ_k = (k + ½) / K of the K mixture components [K] (fp64): evenly spread over [0, 1)."""
-    return (torch.arange(components, dtype=torch.float64) + 0.5) / components
-
-
-def with_mixture_latent(model: DiT, components: int) -> DiT:
-    """A copy of ``model`` as a K-component mixture (Di4C's student, ``DiTConfig.mixture_components``) that, until
-    trained, gives ``model``'s own output for every component: the latent's embedder starts at zero."""
-    cfg = DiTConfig.from_dict({**model.config.to_dict(), "mixture_components": components})
-    weight = next(model.parameters())
-    out = DiT(cfg).to(device=weight.device, dtype=weight.dtype)
-    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("latent_map.") for k in missing):
-        raise ValueError(f"not a DiT state: unexpected {unexpected}, missing {missing}")
-    return out.train(model.training)

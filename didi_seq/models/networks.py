@@ -24,8 +24,7 @@ from .process import LogLinearSchedule, forbid_tokens
 
 
 def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogLinearSchedule, bf16: bool = True):
-    """A ``Denoiser`` over a DiT: log p(x0 | x) in fp32 at the requested positions (a mixture DiT's
-    component latent λ per row as ``latent``, else a component drawn per row and call).
+    """A ``Denoiser`` over a DiT: log p(x0 | x) in fp32 at the requested positions.
 
     Rows that are entirely masked at the same time are identical inputs (every student
     rollout starts there), so they are computed once and broadcast: the first step costs
@@ -33,15 +32,13 @@ def dit_denoiser(model: DiT, mask_id: int, never_emit: list[int], schedule: LogL
     """
     forbid = torch.tensor(never_emit, dtype=torch.long)
 
-    mixture = bool(getattr(model.config, "mixture_components", 0))
-
-    def run(x: torch.Tensor, positions: torch.Tensor, t: torch.Tensor, latent: torch.Tensor | None = None) -> torch.Tensor:
+    def run(x: torch.Tensor, positions: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         sigma = schedule.sigma(t.float())
-        if not mixture and x.shape[0] > 1 and bool(positions.all()) and bool((t == t[0]).all()):
-            one = run(x[:1], positions[:1], t[:1])  # a mixture's rows differ by their λ: never shared
+        if x.shape[0] > 1 and bool(positions.all()) and bool((t == t[0]).all()):
+            one = run(x[:1], positions[:1], t[:1])
             return one.repeat(x.shape[0], 1)
         with bf16_autocast(x.device.type, bf16):
-            h, c = model.hidden_states(x, sigma, latent)
+            h, c = model.hidden_states(x, sigma)
             logits = model.head(h, c, positions)
         return torch.log_softmax(forbid_tokens(logits, mask_id, forbid.to(logits.device)), dim=-1)
 

@@ -101,13 +101,6 @@ class TeacherAdapter(ABC):
         return None
 
     @property
-    def mixture(self) -> bool:
-        """True when p(x0 | x_t) is a mixture whose component is drawn afresh at each call (a Di4C student,
-        ``DiTConfig.mixture_components``): an unchanged row then still needs a fresh draw, so the samplers'
-        p(x0) cache is off."""
-        return bool(getattr(getattr(getattr(self, "model", None), "config", None), "mixture_components", 0))
-
-    @property
     def device(self) -> torch.device:
         """Where the adapter's network runs; the samplers move their state there."""
         model = getattr(self, "model", None)

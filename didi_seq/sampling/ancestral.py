@@ -129,13 +129,12 @@ class Prediction:
 
     ``table`` [B, L, V] holds valid log-probs at the ``held`` positions: those asked for when their
     row was last evaluated. A row is sent through the network again only if it changed since or a
-    step asks for a position it does not hold (a new block), or always without the cache, for a
-    time-conditioned network or for a mixture (``TeacherAdapter.mixture``). Counts the calls it makes.
+    step asks for a position it does not hold (a new block), or always without the cache or for a
+    time-conditioned network. Counts the calls it makes.
     """
 
     def __init__(self, adapter, num: int, use_cache: bool):
-        self.adapter = adapter
-        self.use_cache = use_cache and not adapter.spec.time_conditioned and not getattr(adapter, "mixture", False)
+        self.adapter, self.use_cache = adapter, use_cache and not adapter.spec.time_conditioned
         self.held: torch.Tensor | None = None  # bool [B, L]
         self.table: torch.Tensor | None = None
         self.calls = self.rows = 0
@@ -260,9 +259,7 @@ class AncestralSampler:
 def in_batches(draw: Callable[[int, torch.Generator], SampleResult], num: int, seed: int, batch_size: int) -> SampleResult:
     """``num`` samples as ``draw(n, generator)`` batches from one seeded generator; costs are summed."""
     gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):  # a mixture network's λ draws (DiT.cond): seeded, caller's RNG untouched
-        torch.manual_seed(seed)
-        parts = [draw(min(batch_size, num - start), gen) for start in range(0, num, batch_size)]
+    parts = [draw(min(batch_size, num - start), gen) for start in range(0, num, batch_size)]
     return SampleResult(torch.cat([r.tokens for r in parts]), sum(r.network_calls for r in parts),
                         sum(r.rows_evaluated for r in parts), parts[0].nfe, sum(r.wall_clock_s for r in parts),
                         sum(r.aux_calls for r in parts))
