@@ -135,3 +135,17 @@ def test_round_three_quotes_its_results_files():
     cells = json.loads((RESULTS / "mmd_reward_range.json").read_text())["cells"]
     for c in cells:
         assert f"| {c['fills']} | {c['mean_r']:.4f} | {c['minus_teacher']:+.4f} | {c['sd_over_groups']:.4f} |" in section, c
+
+
+def test_round_four_quotes_the_joint_gap_file():
+    """The joint-gap table in docs/results.md round 4 and the README's 0.22 are benchmarks/results/joint_gap.json's."""
+    section = DOC[DOC.index("## Few-step quality, round 4"):].split("\n## ", 1)[0]
+    rows = json.loads((RESULTS / "joint_gap.json").read_text())["results"]
+    assert len(rows) == 9
+    for r in rows:
+        gap = r["gap"]
+        assert (f"| {r['nfe']} | {r['teacher_steps']} | {r['revealed_tokens']} | {r['one_step_nll']['value']:.4f} | "
+                f"{r['k_step_nll']['value']:.4f} | {gap['value']:.4f} [{gap['ci'][0]:.4f}–{gap['ci'][1]:.4f}] |") in section, r
+        assert gap["ci"][0] > 0  # the gap is positive at every step count: the claim of the section
+    at8 = max(r["gap"]["value"] for r in rows if r["nfe"] == 8)
+    assert f"{at8:.2f} nats each" in README and f"at least {at8:.2f}" in section
