@@ -149,3 +149,21 @@ def test_round_four_quotes_the_joint_gap_file():
         assert gap["ci"][0] > 0  # the gap is positive at every step count: the claim of the section
     at8 = max(r["gap"]["value"] for r in rows if r["nfe"] == 8)
     assert f"{at8:.2f} nats each" in README and f"at least {at8:.2f}" in section
+
+
+def test_schedule_table_quotes_its_frontier_files():
+    """The `--schedule` table (linear, cosine, poly:2 × NFE 8, 16) is the frontier files' interpolated cells."""
+    def cell(name, nfe):
+        matched = json.loads((RESULTS / f"{name}.json").read_text())["matched"]
+        return next(m["interpolated"] for m in matched if m["curve"].endswith(f"NFE {nfe}"))
+
+    files = {"linear (shipped)": ("frontier_dilated_student", "frontier_dilated_student"),
+             "cosine": ("frontier_dilated_cosine_nfe8", "frontier_dilated_cosine"),
+             "poly:2": ("frontier_dilated_poly2", "frontier_dilated_poly2")}
+    for label, (f8, f16) in files.items():
+        c8, c16 = cell(f8, 8), cell(f16, 16)
+        row = f"| {label} | {c8['gen_ppl']:.1f} | {c8['mauve']:.3f} | {c16['gen_ppl']:.1f} | {c16['mauve']:.3f} |"
+        assert row in DOC, row
+    linear = files["linear (shipped)"][0]
+    for f8, f16 in list(files.values())[1:]:  # the claim that keeps linear the default
+        assert cell(f8, 8)["gen_ppl"] > cell(linear, 8)["gen_ppl"] and cell(f16, 16)["gen_ppl"] > cell(linear, 16)["gen_ppl"]
