@@ -167,3 +167,12 @@ def test_schedule_table_quotes_its_frontier_files():
     linear = files["linear (shipped)"][0]
     for f8, f16 in list(files.values())[1:]:  # the claim that keeps linear the default
         assert cell(f8, 8)["gen_ppl"] > cell(linear, 8)["gen_ppl"] and cell(f16, 16)["gen_ppl"] > cell(linear, 16)["gen_ppl"]
+
+
+def test_dilated_eight_against_sixteen_on_new_seeds_quotes_its_file():
+    """Round 4's check of "8 steps score as well as 16" with dilated is the seeds-3–5 frontier file's."""
+    matched = json.loads((RESULTS / "frontier_dilated_student_seeds345.json").read_text())["matched"]
+    cells = {nfe: next(m["interpolated"] for m in matched if m["curve"].endswith(f"NFE {nfe}")) for nfe in (8, 16)}
+    assert f"**{cells[8]['gen_ppl']:.1f}**" in DOC and f"**{cells[16]['gen_ppl']:.1f}**" in DOC
+    assert f"(MAUVE {cells[8]['mauve']:.3f} / {cells[16]['mauve']:.3f}" in DOC
+    assert cells[8]["gen_ppl"] <= cells[16]["gen_ppl"] * 1.05  # the claim: 8 steps no worse than 16
