@@ -25,6 +25,7 @@ def test_one_teacher_step_is_the_factorised_step_itself():
 def test_one_step_nll_is_the_teachers_log_prob_of_the_revealed_tokens():
     """Against a direct sum: the teacher's own logits (mask forbidden) at the positions that changed."""
     import joint_gap
+
     from didi_seq.distill import objective
 
     model = tiny_dit(2, layers=2)
