@@ -14,7 +14,7 @@ training rows, this prints, per revealed token:
 
 95 % CIs by bootstrap over rows. Prints a table; writes --out.{json,md}.
 
-    python benchmarks/joint_gap.py --nfe 8 16 32 --teacher-steps 4 --rows 96 --out benchmarks/results/joint_gap
+    python benchmarks/joint_gap.py --nfe 8 16 32 --teacher-steps 2 4 8 --rows 64 --out benchmarks/results/joint_gap
 """
 
 from __future__ import annotations

@@ -73,13 +73,13 @@ def log(out_dir) -> list[dict]:
     return [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def assert_same_trajectory(a, b, keys, rel=1e-3):
+def assert_same_trajectory(a, b, keys, rel=1e-3, abs=1e-4):  # noqa: A002 - pytest.approx's name
     la, lb = log(a), log(b)
     assert [m["step"] for m in la] == [m["step"] for m in lb]  # one writer: each step logged once
     for ma, mb in zip(la, lb, strict=True):
         for k in keys:
             if k in ma:
-                assert mb[k] == pytest.approx(ma[k], rel=rel, abs=1e-4), (ma["step"], k)
+                assert mb[k] == pytest.approx(ma[k], rel=rel, abs=abs), (ma["step"], k)
 
 
 def assert_same_weights(a, b, atol=1e-4):

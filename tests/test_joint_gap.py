@@ -22,26 +22,22 @@ def test_one_teacher_step_is_the_factorised_step_itself():
     assert torch.allclose(one, many, atol=1e-9)  # the same tokens under the same prediction
 
 
-def test_one_step_nll_is_the_teachers_log_prob_of_the_revealed_tokens():
+def test_one_step_nll_is_the_teachers_log_prob_of_the_revealed_tokens(monkeypatch):
     """Against a direct sum: the teacher's own logits (mask forbidden) at the positions that changed."""
     import joint_gap
 
     from didi_seq.distill import objective
 
     model = tiny_dit(2, layers=2)
-    fn = denoiser(model)
     paths = []
     real_rollout = objective.rollout
 
-    def spy(*args, **kwargs):
+    def recorded_rollout(*args, **kwargs):  # keeps the path step_nlls drew, to read its z_s
         paths.append(real_rollout(*args, **kwargs))
         return paths[-1]
 
-    objective.rollout = spy
-    try:
-        one, many, count = joint_gap.step_nlls(fn, Z, T, 2, 3, SCHEDULE, MASK, torch.Generator().manual_seed(1))
-    finally:
-        objective.rollout = real_rollout
+    monkeypatch.setattr(objective, "rollout", recorded_rollout)
+    one, many, count = joint_gap.step_nlls(denoiser(model), Z, T, 2, 3, SCHEDULE, MASK, torch.Generator().manual_seed(1))
     z_s = paths[0].x
     with torch.no_grad():
         logits = model(Z, None).double()

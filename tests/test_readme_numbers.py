@@ -151,12 +151,15 @@ def test_round_four_quotes_the_joint_gap_file():
     assert f"{at8:.2f} nats each" in README and f"at least {at8:.2f}" in section
 
 
+def interpolated_cell(name: str, nfe: int) -> dict:
+    """The matched-entropy (interpolated) cell at ``nfe`` of a one-model frontier results file ``name``.json."""
+    matched = json.loads((RESULTS / f"{name}.json").read_text())["matched"]
+    return next(m["interpolated"] for m in matched if m["curve"].endswith(f"NFE {nfe}"))
+
+
 def test_schedule_table_quotes_its_frontier_files():
     """The `--schedule` table (linear, cosine, poly:2 × NFE 8, 16) is the frontier files' interpolated cells."""
-    def cell(name, nfe):
-        matched = json.loads((RESULTS / f"{name}.json").read_text())["matched"]
-        return next(m["interpolated"] for m in matched if m["curve"].endswith(f"NFE {nfe}"))
-
+    cell = interpolated_cell
     files = {"linear (shipped)": ("frontier_dilated_student", "frontier_dilated_student"),
              "cosine": ("frontier_dilated_cosine_nfe8", "frontier_dilated_cosine"),
              "poly:2": ("frontier_dilated_poly2", "frontier_dilated_poly2")}
@@ -171,8 +174,7 @@ def test_schedule_table_quotes_its_frontier_files():
 
 def test_dilated_eight_against_sixteen_on_new_seeds_quotes_its_file():
     """Round 4's check of "8 steps score as well as 16" with dilated is the seeds-3–5 frontier file's."""
-    matched = json.loads((RESULTS / "frontier_dilated_student_seeds345.json").read_text())["matched"]
-    cells = {nfe: next(m["interpolated"] for m in matched if m["curve"].endswith(f"NFE {nfe}")) for nfe in (8, 16)}
+    cells = {nfe: interpolated_cell("frontier_dilated_student_seeds345", nfe) for nfe in (8, 16)}
     assert f"**{cells[8]['gen_ppl']:.1f}**" in DOC and f"**{cells[16]['gen_ppl']:.1f}**" in DOC
     assert f"(MAUVE {cells[8]['mauve']:.3f} / {cells[16]['mauve']:.3f}" in DOC
     assert cells[8]["gen_ppl"] <= cells[16]["gen_ppl"] * 1.05  # the claim: 8 steps no worse than 16
