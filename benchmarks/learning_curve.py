@@ -38,7 +38,8 @@ from didi_seq import __version__  # noqa: E402
 from didi_seq.evaluation.harness import write_result  # noqa: E402
 from didi_seq.evaluation.plots import plot_learning_curve, plot_training_log  # noqa: E402
 
-LOG_KEYS = ("loss", "kl", "reward", "advantage_abs", "grad_norm", "entropy", "target_entropy", "fill_rep1")
+LOG_KEYS = ("loss", "kl", "reward", "reward_std", "advantage_abs", "grad_norm", "student_grad_norm", "disc_acc",
+            "drift", "entropy", "target_entropy", "fill_rep1")  # the ones a run logs are drawn (each method logs its own)
 
 
 def parse_args(argv=None):

@@ -24,7 +24,7 @@ from didi_seq.sampling.ancestral import AncestralSampler, SamplerConfig
 from didi_seq.training.distributed import RowNoise
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domain", default="text")
     ap.add_argument("--teacher", default="teacher")
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="*", default=[1, 4, 32], help="K of the teacher's K-step fills")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     domain = get_domain(args.domain)
     adapter, tok = load_teacher(args.teacher, domain)
@@ -78,7 +78,9 @@ def main() -> None:
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"alpha": alpha, "rows": base.shape[0], "cells": rows}, indent=1) + "\n")
+    result = {"alpha": alpha, "rows": base.shape[0], "cells": rows}
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
 
 if __name__ == "__main__":
