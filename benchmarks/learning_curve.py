@@ -67,9 +67,10 @@ def parse_args(argv=None):
 
 def checkpoints_of(run: Path, snapshots: list[Path]) -> list[dict]:
     """Every complete checkpoint of the run (its own and the snapshots'), one per step, by step:
-    path, step and the training wall-clock its provenance records."""
+    path, step and the training wall-clock its provenance records. A snapshot's copy wins over the
+    run's own, which a run still training may retire before it is judged."""
     found = {}
-    for folder in [run / "checkpoints", *snapshots]:
+    for folder in [*snapshots, run / "checkpoints"]:
         for path in sorted(Path(folder).glob("step_*")):
             prov = path / "provenance.json"
             if path.is_dir() and prov.exists():

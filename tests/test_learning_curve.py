@@ -25,10 +25,11 @@ def test_checkpoints_are_picked_by_training_minutes(tmp_path):
     run, snaps = tmp_path / "run", tmp_path / "snaps"
     for step, minutes in ((100, 4.0), (200, 9.5), (300, 15.0), (400, 22.0)):
         fake_checkpoint(snaps, step, minutes)
-    fake_checkpoint(run / "checkpoints", 400, 22.0)  # the same step in both places counts once
+    fake_checkpoint(run / "checkpoints", 400, 22.0)  # the same step in both places counts once,
     fake_checkpoint(run / "checkpoints", 500, 30.0)
     found = learning_curve.checkpoints_of(run, [snaps])
     assert [c["step"] for c in found] == [100, 200, 300, 400, 500]
+    assert found[3]["path"].parent == snaps  # as the snapshot, which a training run cannot retire
     # the last checkpoint at or before each minute, each once; none before the first
     assert [c["step"] for c in learning_curve.pick(found, [3, 10, 20, 21, 40])] == [200, 300, 500]
     assert learning_curve.pick(found, [1]) == []
