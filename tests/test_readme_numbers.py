@@ -8,6 +8,7 @@ is a short front page (issue 25): its set-up commands are checked, its numbers l
 import itertools
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,9 @@ def copied_tables(results_md: str) -> list[str]:
     return table
 
 
-@pytest.mark.parametrize("results_md", ["methods.md", "frontier_teacher.md", "samplers.md"])
+@pytest.mark.parametrize("results_md", ["methods.md", "frontier_teacher.md", "samplers.md", "learning_curve_mmd.md",
+                                        "learning_curve_didi_instruct.md",
+                                        "learning_curve_sdtt_curriculum.md"])
 def test_matched_entropy_tables_are_the_benchmarks_own(results_md):
     """The matched-entropy tables in docs/results.md are the results files', line for line."""
     missing = [ln for ln in copied_tables(results_md) if f"\n{ln}\n" not in DOC]
@@ -178,3 +181,54 @@ def test_dilated_eight_against_sixteen_on_new_seeds_quotes_its_file():
     assert f"**{cells[8]['gen_ppl']:.1f}**" in DOC and f"**{cells[16]['gen_ppl']:.1f}**" in DOC
     assert f"(MAUVE {cells[8]['mauve']:.3f} / {cells[16]['mauve']:.3f}" in DOC
     assert cells[8]["gen_ppl"] <= cells[16]["gen_ppl"] * 1.05  # the claim: 8 steps no worse than 16
+
+
+def log_window_means(name: str, key: str) -> tuple[float, float]:
+    """Mean of ``key`` over the first and over the last tenth (at least 25 steps) of a committed training log."""
+    rows = [json.loads(ln) for ln in (RESULTS / f"learning_curve_{name}_metrics.jsonl").read_text().splitlines()]
+    k = max(25, len(rows) // 10)
+    return tuple(statistics.fmean(r[key] for r in part if key in r) for part in (rows[:k], rows[-k:]))
+
+
+def round_window_means(name: str, key: str, k: int) -> list[tuple[float, float]]:
+    """Per curriculum round of a committed training log, the mean of ``key`` over its first and its last k steps."""
+    rows = [json.loads(ln) for ln in (RESULTS / f"learning_curve_{name}_metrics.jsonl").read_text().splitlines()]
+    rounds = sorted({r["round"] for r in rows if "round" in r})
+    out = []
+    for rnd in rounds:
+        values = [r[key] for r in rows if r.get("round") == rnd]
+        out.append((statistics.fmean(values[:k]), statistics.fmean(values[-k:])))
+    return out
+
+
+ROUND_FIVE_LOG_QUOTES = [("mmd", "reward", ".4f"), ("mmd", "advantage_abs", ".4f"), ("mmd", "kl", ".4f"),
+                         ("mmd", "drift", ".4f"), ("mmd", "grad_momentum_cos", "+.3f"), ("didi_instruct", "reward", ".2f"),
+                         ("didi_instruct", "kl", ".3f"), ("didi_instruct", "disc_acc", ".2f"),
+                         ("didi_instruct", "grad_momentum_cos", "+.3f")]
+
+
+def test_round_five_quotes_its_learning_curves_and_training_logs():
+    """Round 5's diagnosis (first → last tenth of each committed log), its commands and its claims: MMD's
+    curve stays within a few per cent of teacher@NFE, DiDi-Instruct's is worse at every point."""
+    section = DOC[DOC.index("## Few-step quality, round 5"):].split("\n## ", 1)[0]
+    for name, key, fmt in ROUND_FIVE_LOG_QUOTES:
+        first, last = log_window_means(name, key)
+        assert f"`{key}` {first:{fmt}} → {last:{fmt}}" in section, (name, key, first, last)
+    gaps = {}
+    for name in ("mmd", "didi_instruct", "sdtt_curriculum"):
+        prov = json.loads((RESULTS / f"learning_curve_{name}_provenance.json").read_text())
+        curve = json.loads((RESULTS / f"learning_curve_{name}.json").read_text())
+        assert prov["command"].replace("/work/runs/lc/", "runs/") in section
+        assert curve["command"].replace("/work/runs/lc/", "runs/") in section.replace(" \\\n        ", " ")
+        assert {r["nfe"] for r in curve["rows"]} == {8, 16} and len(curve["rows"]) >= 6
+        gaps[name] = [r["gen_ppl"] / curve["teacher"][str(r["nfe"])]["gen_ppl"] - 1 for r in curve["rows"]]
+    assert max(abs(g) for g in gaps["mmd"]) < 0.05
+    assert min(gaps["didi_instruct"]) > 0
+    for r, (first, last) in enumerate(round_window_means("sdtt_curriculum", "loss", 50)):
+        assert f"round {r} ({32 >> r}-step" in section and f"{first:.4f} → {last:.4f}" in section, (r, first, last)
+    gap_tables = [ln for ln in (RESULTS / "sdtt_target_gap.md").read_text().splitlines() if ln.startswith("|")]
+    assert len(gap_tables) >= 10 and all(f"\n{ln}\n" in section for ln in gap_tables)
+    shares = [e["reverse_reducible"] / e["reverse_start"]
+              for e in json.loads((RESULTS / "sdtt_target_gap.json").read_text())["extrapolated"]]
+    assert f"remove {min(shares) * 100:.0f}–{max(shares) * 100:.0f} % of its starting loss" in section
+    assert "docs/results.md#few-step-quality-round-5-learning-curves-of-mmd-didi-instruct-and-sdtt" in README
