@@ -96,7 +96,7 @@ def test_resume_continues_exactly(tiny_ckpt, tmp_path):
 @pytest.mark.parametrize("switches", [
     ["--no-score-decomposition", "--no-coupled-time", "--omega", "constant", "--pi", "uniform", "--regularization", "none"],
     ["--positive", "teacher", "--teacher-pool", 8, "--teacher-pool-nfe", 8, "--regularization", "forward"],
-    ["--regularization", "reverse"],
+    ["--regularization", "reverse", "--no-bf16"],
 ])
 def test_every_ablation_switch_runs(tiny_ckpt, tmp_path, switches):
     extra = ["--steps", 2, "--ckpt-every", 2, *FAST]
@@ -107,6 +107,7 @@ def test_every_ablation_switch_runs(tiny_ckpt, tmp_path, switches):
         assert cfg["coupled_time"] is False and cfg["score_decomposition"] is False and cfg["omega"] == "constant"
     if "teacher" in switches:
         assert cfg["positive"] == "teacher"
+    assert cfg["bf16"] is ("--no-bf16" not in switches)  # bf16 is an option of didi-instruct too
 
 
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tiny_ckpt, tmp_path, monkeypatch):

@@ -78,7 +78,8 @@ class DistillConfig(PromptOption, MethodConfig):
     ckpt_every: int = 25
     seed: int = 0
     threads: int | None = None
-    bf16: bool = True
+    # [INIT] trains in bf16; an option (not only a run setting) so its effect can be ablated from the CLI
+    bf16: bool = option(True, "bf16 autocast (the paper's precision; a CPU without native bf16 computes in fp32 anyway).")
 
     def validate(self) -> None:
         super().validate()  # --prompt-length
