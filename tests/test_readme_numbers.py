@@ -232,3 +232,22 @@ def test_round_five_quotes_its_learning_curves_and_training_logs():
               for e in json.loads((RESULTS / "sdtt_target_gap.json").read_text())["extrapolated"]]
     assert f"remove {min(shares) * 100:.0f}–{max(shares) * 100:.0f} % of its starting loss" in section
     assert "docs/results.md#few-step-quality-round-5-learning-curves-of-mmd-didi-instruct-and-sdtt" in README
+
+
+def test_round_five_quotes_the_positive_teacher_pilot_against_the_default_run():
+    """DiDi-Instruct with --positive teacher against the default run over the same steps (151–175): the quotes
+    are the two committed logs', and the claim holds (the student leaves its teacher at least as fast)."""
+    section = DOC[DOC.index("## Few-step quality, round 5"):].split("\n## ", 1)[0]
+    prov = json.loads((RESULTS / "didi_positive_teacher_pilot_provenance.json").read_text())
+    assert prov["command"].replace("/work/runs/lc/", "runs/") in section and prov["step"] == 175
+
+    def window(path: str, key: str) -> float:
+        rows = [json.loads(ln) for ln in (RESULTS / path).read_text().splitlines()]
+        return statistics.fmean(r[key] for r in rows if 151 <= r["step"] <= 175 and key in r)
+
+    for key in ("kl", "disc_acc", "reward"):
+        pilot, default = (window(f"{name}_metrics.jsonl", key)
+                          for name in ("didi_positive_teacher_pilot", "learning_curve_didi_instruct"))
+        assert f"`{key}` {pilot:.3f} against {default:.3f}" in section, (key, pilot, default)
+        if key == "kl":
+            assert pilot >= default * 0.9
