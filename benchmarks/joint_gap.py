@@ -55,13 +55,33 @@ def per_token(nll: torch.Tensor, count: torch.Tensor, generator: torch.Generator
     return {"value": float(nll.sum() / count.sum().clamp_min(1)), "ci": [lo, hi]}
 
 
-def main() -> None:
+def teacher_and_corpus(domain_name: str, teacher: str):
+    """The teacher (fp32), its denoiser, and the domain's training rows: what every diagnosis here starts from."""
     from didi_seq.distill.method import corpus_rows
-    from didi_seq.distill.noised_data import noised_rows
     from didi_seq.models.loading import load_teacher
     from didi_seq.registry.plugins import get_domain
+
+    domain = get_domain(domain_name)
+    adapter, tok = load_teacher(teacher, domain, bf16=False)
+    data, meta = corpus_rows(domain, tok, None, adapter.spec.max_length)
+    return adapter, adapter.denoiser(adapter.model, False), data, meta
+
+
+def noised_chunks(adapter, data, rows: int, seed: int, chunk: int):
+    """``rows`` training rows drawn and noised as distillation does, from one generator seeded ``seed``, in chunks:
+    (first row, z_t, t, generator). The caller draws from the same generator between chunks, so order matters."""
+    from didi_seq.distill.noised_data import noised_rows
     from didi_seq.training.distributed import RowNoise
 
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.as_tensor(data[torch.randint(len(data), (rows,), generator=g)])
+    t, z = noised_rows(x0, None, adapter.schedule, adapter.spec.mask_id, g, RowNoise(g, rows))
+    for start in range(0, rows, chunk):
+        sl = slice(start, start + chunk)
+        yield start, z[sl], t[sl], g
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domain", default="text")
     ap.add_argument("--teacher", default="teacher")
@@ -73,21 +93,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    domain = get_domain(args.domain)
-    adapter, tok = load_teacher(args.teacher, domain, bf16=False)
-    fn = adapter.denoiser(adapter.model, False)
-    data, meta = corpus_rows(domain, tok, None, adapter.spec.max_length)
+    adapter, fn, data, meta = teacher_and_corpus(args.domain, args.teacher)
     results = []
     for nfe in args.nfe:
         for k in args.teacher_steps:
-            parts = []
-            for seed in args.seeds:
-                g = torch.Generator().manual_seed(seed)
-                x0 = torch.as_tensor(data[torch.randint(len(data), (args.rows,), generator=g)])
-                t, z = noised_rows(x0, None, adapter.schedule, adapter.spec.mask_id, g, RowNoise(g, args.rows))
-                for chunk in range(0, args.rows, 16):
-                    sl = slice(chunk, chunk + 16)
-                    parts.append(step_nlls(fn, z[sl], t[sl], nfe, k, adapter.schedule, adapter.spec.mask_id, g))
+            parts = [step_nlls(fn, z, t, nfe, k, adapter.schedule, adapter.spec.mask_id, g)
+                     for seed in args.seeds for _, z, t, g in noised_chunks(adapter, data, args.rows, seed, 16)]
             one, many, count = (torch.cat(p) for p in zip(*parts, strict=True))
             g = torch.Generator().manual_seed(1234)
             row = {"nfe": nfe, "teacher_steps": k, "rows": len(one), "revealed_tokens": int(count.sum()),

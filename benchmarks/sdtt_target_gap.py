@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from joint_gap import per_token  # noqa: E402
+from joint_gap import noised_chunks, per_token, teacher_and_corpus  # noqa: E402
 
 
 def delta_for(student_nfe: int, teacher_steps: int = 2) -> float:
@@ -96,12 +96,6 @@ def summarise(parts: list[dict], rows: int, generator: torch.Generator) -> dict:
 
 
 def main(argv=None) -> dict:
-    from didi_seq.distill.method import corpus_rows
-    from didi_seq.distill.noised_data import noised_rows
-    from didi_seq.models.loading import load_teacher
-    from didi_seq.registry.plugins import get_domain
-    from didi_seq.training.distributed import RowNoise
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--domain", default="text")
     ap.add_argument("--teacher", default="teacher")
@@ -115,23 +109,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    domain = get_domain(args.domain)
-    adapter, tok = load_teacher(args.teacher, domain, bf16=False)
-    fn = adapter.denoiser(adapter.model, False)
-    data, meta = corpus_rows(domain, tok, None, adapter.spec.max_length)
-    mask_id = adapter.spec.mask_id
+    adapter, fn, data, meta = teacher_and_corpus(args.domain, args.teacher)
     results = []
     for nfe in args.nfe:
         for draws in args.draws:
             parts = []
             for seed in args.seeds:
-                g = torch.Generator().manual_seed(seed)
-                x0 = torch.as_tensor(data[torch.randint(len(data), (args.rows,), generator=g)])
-                t, z = noised_rows(x0, None, adapter.schedule, mask_id, g, RowNoise(g, args.rows))
-                for c in range(0, args.rows, args.chunk):
-                    sl = slice(c, c + args.chunk)
-                    part = target_decomposition(fn, z[sl], t[sl], delta_for(nfe), draws, adapter.schedule, mask_id, g)
-                    part["row"] = part["row"] + c + seed * args.rows
+                for start, z, t, g in noised_chunks(adapter, data, args.rows, seed, args.chunk):
+                    part = target_decomposition(fn, z, t, delta_for(nfe), draws, adapter.schedule, adapter.spec.mask_id, g)
+                    part["row"] = part["row"] + start + seed * args.rows
                     parts.append(part)
             total_rows = args.rows * len(args.seeds)
             row = {"nfe": nfe, "delta": delta_for(nfe), "draws": draws, "rows": total_rows,

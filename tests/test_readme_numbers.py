@@ -183,16 +183,21 @@ def test_dilated_eight_against_sixteen_on_new_seeds_quotes_its_file():
     assert cells[8]["gen_ppl"] <= cells[16]["gen_ppl"] * 1.05  # the claim: 8 steps no worse than 16
 
 
+def training_log(file_name: str) -> list[dict]:
+    """A committed metrics.jsonl from benchmarks/results/, one dict per logged step."""
+    return [json.loads(ln) for ln in (RESULTS / file_name).read_text().splitlines()]
+
+
 def log_window_means(name: str, key: str) -> tuple[float, float]:
     """Mean of ``key`` over the first and over the last tenth (at least 25 steps) of a committed training log."""
-    rows = [json.loads(ln) for ln in (RESULTS / f"learning_curve_{name}_metrics.jsonl").read_text().splitlines()]
+    rows = training_log(f"learning_curve_{name}_metrics.jsonl")
     k = max(25, len(rows) // 10)
     return tuple(statistics.fmean(r[key] for r in part if key in r) for part in (rows[:k], rows[-k:]))
 
 
 def round_window_means(name: str, key: str, k: int) -> list[tuple[float, float]]:
     """Per curriculum round of a committed training log, the mean of ``key`` over its first and its last k steps."""
-    rows = [json.loads(ln) for ln in (RESULTS / f"learning_curve_{name}_metrics.jsonl").read_text().splitlines()]
+    rows = training_log(f"learning_curve_{name}_metrics.jsonl")
     rounds = sorted({r["round"] for r in rows if "round" in r})
     out = []
     for rnd in rounds:
@@ -242,7 +247,7 @@ def test_round_five_quotes_the_positive_teacher_pilot_against_the_default_run():
     assert prov["command"].replace("/work/runs/lc/", "runs/") in section and prov["step"] == 175
 
     def window(path: str, key: str) -> float:
-        rows = [json.loads(ln) for ln in (RESULTS / path).read_text().splitlines()]
+        rows = training_log(path)
         return statistics.fmean(r[key] for r in rows if 151 <= r["step"] <= 175 and key in r)
 
     for key in ("kl", "disc_acc", "reward"):
